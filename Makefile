@@ -1,0 +1,52 @@
+# One entry point per task. Virtual environments are rebuilt only when their lock changes.
+PYTHON ?= python3.11
+VENV := .venv
+EMU_VENV := .venv-emulators
+INFRA_VENV := .venv-infra
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: install emulators infra-tools test unit lint demo bench stack-down clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/dev.lock -e '.[dev]'
+	touch $@
+
+# The BigQuery and Storage emulators live in their own environment: bqemulator pins its own
+# google-cloud versions, which must not constrain the product's.
+emulators: $(EMU_VENV)/.installed
+
+$(EMU_VENV)/.installed: requirements/emulators.lock scripts/install_emulators.sh
+	PYTHON=$(PYTHON) bash scripts/install_emulators.sh $(EMU_VENV)
+	touch $@
+
+# checkov and the google provider's schema bindings, for the offline Terraform checks.
+infra-tools: $(INFRA_VENV)/.installed
+
+$(INFRA_VENV)/.installed: requirements/infra-tools.lock
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/infra-tools.lock
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check shared functions tests scripts
+
+test: install emulators infra-tools lint
+	$(VENV)/bin/pytest
+
+unit: install
+	$(VENV)/bin/pytest tests/unit
+
+demo: install emulators
+	$(VENV)/bin/python scripts/demo.py
+
+bench: install emulators
+	$(VENV)/bin/python scripts/bench.py
+
+stack-down: install
+	$(VENV)/bin/pharmaseg stack down
+
+clean:
+	rm -rf $(VENV) $(EMU_VENV) $(INFRA_VENV) .pytest_cache build *.egg-info shared/*.egg-info

@@ -1,0 +1,242 @@
+"""The ``pharmaseg`` command: train, manage the model registry, run the local stack.
+
+Heavy imports (scikit-learn, pandas, Google clients) happen inside the handlers so that
+``pharmaseg --help`` and ``pharmaseg stack status`` stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pharmaseg.errors import PharmasegError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "oecd_pharma_spending.csv"
+
+
+def default_data() -> str:
+    """The OECD panel: $PHARMASEG_DATA, else ../shared/data/oecd_pharma_spending.csv beside the repo."""
+    return os.environ.get("PHARMASEG_DATA", str(DEFAULT_DATA))
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2, default=str))
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+def train_summary(artifact) -> dict[str, Any]:
+    """What a person (or script) wants from a training run: metrics, segments, assignments."""
+    countries: dict[int, list[str]] = {}
+    for country, cluster in sorted(artifact.assignments.items()):
+        countries.setdefault(cluster, []).append(country)
+    return {
+        "version": artifact.version,
+        "window": artifact.window,
+        "metrics": artifact.metrics,
+        "segments": [
+            {**s.to_dict(), "countries": countries.get(s.cluster, [])} for s in artifact.segments
+        ],
+        "assignments": {c: artifact.segment(k).name for c, k in sorted(artifact.assignments.items())},
+        "lineage": {k: artifact.lineage[k] for k in ("data_uri", "data_sha256", "rows_read", "countries", "params")},
+    }
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import io
+
+    from pharmaseg.features import Window
+    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import read_bytes
+    from pharmaseg.training import TrainingParams, sha256_of, train
+
+    data = read_bytes(args.data)
+    panel = read_panel(io.BytesIO(data), strict=True)
+    table = panel_features(panel, Window.parse(args.window))
+    params = TrainingParams(k=args.k, seed=args.seed, n_init=args.n_init, n_bootstrap=args.bootstrap)
+    artifact = train(
+        table,
+        params,
+        source_uri=args.data,
+        source_sha256=sha256_of(data),
+        rows_read=len(panel.rows),
+        trigger={"kind": "cli", "user": os.environ.get("USER", "unknown")},
+    )
+    if args.register:
+        registry = _registry(args)
+        artifact.version = registry.register(artifact)
+        if args.promote:
+            registry.promote(artifact.version, "production", reason="pharmaseg train --promote")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.json").write_bytes(artifact.to_json())
+    summary = train_summary(artifact)
+    if args.json:
+        _print_json(summary)
+        return 0
+    m = artifact.metrics
+    print(f"trained on {table.values.shape[0]} countries, window {artifact.window}, k={artifact.k}")
+    print(
+        f"silhouette {m['silhouette']:.3f}  davies-bouldin {m['davies_bouldin']:.3f}  "
+        f"calinski-harabasz {m['calinski_harabasz']:.1f}  inertia {m['inertia']:.1f}  "
+        f"stability (mean ARI, {m['stability']['n_bootstrap']} bootstraps) {m['stability']['mean_ari']:.2f}"
+    )
+    for seg in summary["segments"]:
+        fit = "" if seg["fits_profile"] else "  [does not fit its profile]"
+        print(f"  {seg['name']:<28} {seg['size']:>3}  {' '.join(seg['countries'])}{fit}")
+    if args.out:
+        print(f"artifact: {Path(args.out) / 'model.json'}")
+    if artifact.version:
+        print(f"registered as version {artifact.version}" + (" and promoted to production" if args.promote else ""))
+    return 0
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+
+def _registry(args: argparse.Namespace):
+    from pharmaseg.registry import ModelRegistry
+
+    bucket = args.bucket or os.environ.get("PHARMASEG_MODELS_BUCKET")
+    if not bucket:
+        raise PharmasegError("no models bucket: pass --bucket or set PHARMASEG_MODELS_BUCKET")
+    return ModelRegistry(bucket)
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from pharmaseg.artifact import ModelArtifact
+
+    registry = _registry(args)
+    artifact = ModelArtifact.from_json(Path(args.artifact).read_bytes())
+    version = registry.register(artifact, version=args.version)
+    if args.promote:
+        registry.promote(version, "production", reason=args.reason or "pharmaseg registry register --promote")
+    _print_json({"version": version, "promoted": bool(args.promote)}) if args.json else print(version)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    aliases = registry.aliases()
+    rows = []
+    for version in registry.versions():
+        meta = registry.metadata(version)
+        rows.append(
+            {
+                "version": version,
+                "aliases": sorted(a for a, v in aliases.items() if v == version),
+                "registered_at": meta["registered_at"],
+                "window": meta.get("window"),
+                "silhouette": (meta.get("metrics") or {}).get("silhouette"),
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        sil = f"{row['silhouette']:.3f}" if row["silhouette"] is not None else "-"
+        print(f"{row['version']:<10} {row['registered_at']}  window {row['window']}  silhouette {sil}  "
+              f"{','.join(row['aliases'])}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    version = args.version
+    if not version[0].isdigit():
+        version = registry.resolve(version)
+    artifact = registry.load(version)
+    summary = {**train_summary(artifact), "metadata": registry.metadata(version), "lineage": artifact.lineage}
+    _print_json(summary)
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    state = _registry(args).promote(args.version, args.alias, reason=args.reason or "manual promotion")
+    print(f"{state.alias} -> {state.version}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    state = _registry(args).rollback(args.alias, reason=args.reason or "manual rollback")
+    print(f"{state.alias} -> {state.version}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pharmaseg", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model from a raw OECD panel CSV")
+    train.add_argument("--data", default=default_data(), help="CSV path or gs:// URI (default: %(default)s)")
+    train.add_argument("--window", default="2011-2020", help="years START-END (default: %(default)s)")
+    train.add_argument("--k", type=int, default=3, help="number of segments (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=42, help="k-means random_state (default: %(default)s)")
+    train.add_argument("--n-init", type=int, default=10, help="k-means restarts (default: %(default)s)")
+    train.add_argument("--bootstrap", type=int, default=50, help="bootstrap refits for stability (default: 50)")
+    train.add_argument("--out", help="write DIR/model.json")
+    train.add_argument("--register", action="store_true", help="register the model in the registry bucket")
+    train.add_argument("--promote", action="store_true", help="with --register: promote it to production")
+    train.add_argument("--bucket", help="models bucket (default: $PHARMASEG_MODELS_BUCKET)")
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+    train.set_defaults(handler=_cmd_train)
+
+    registry = commands.add_parser("registry", help="model versions and aliases in GCS")
+    registry.add_argument("--bucket", help="models bucket (default: $PHARMASEG_MODELS_BUCKET)")
+    ops = registry.add_subparsers(dest="operation", required=True)
+    register = ops.add_parser("register", help="register an artifact file as a new version")
+    register.add_argument("artifact", help="path to model.json")
+    register.add_argument("--version", help="explicit semantic version (default: next)")
+    register.add_argument("--promote", action="store_true", help="also promote it to production")
+    register.add_argument("--reason", default="")
+    register.add_argument("--json", action="store_true")
+    register.set_defaults(handler=_cmd_register)
+    listing = ops.add_parser("list", help="list versions and their aliases")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_cmd_list)
+    show = ops.add_parser("show", help="show a version (or alias) in full")
+    show.add_argument("version", help="version or alias name")
+    show.set_defaults(handler=_cmd_show)
+    promote = ops.add_parser("promote", help="point an alias at a version")
+    promote.add_argument("version")
+    promote.add_argument("--alias", default="production")
+    promote.add_argument("--reason", default="")
+    promote.set_defaults(handler=_cmd_promote)
+    rollback = ops.add_parser("rollback", help="point an alias back at its previous version")
+    rollback.add_argument("--alias", default="production")
+    rollback.add_argument("--reason", default="")
+    rollback.set_defaults(handler=_cmd_rollback)
+
+    try:
+        from pharmaseg.stack.commands import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except PharmasegError as exc:
+        print(f"pharmaseg: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"pharmaseg: error: {exc.filename}: no such file", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Every environment variable the functions read, with its default and why it exists.
+
+Functions call ``setting(NAME)`` instead of ``os.environ`` so that this table is complete:
+the docs are generated from it and the Terraform tests check that each function's variables
+are set by Terraform (``SETTINGS[...].functions``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    doc: str
+    functions: tuple[str, ...]
+
+
+ALL = ("predict", "score_batch", "retrain", "check_drift")
+
+_SETTINGS = [
+    Setting("GOOGLE_CLOUD_PROJECT", None, "Project holding the buckets, topics and dataset.", ALL),
+    Setting("PHARMASEG_MODELS_BUCKET", None, "Bucket of the model registry (models/<version>/, aliases/).", ALL),
+    Setting("PHARMASEG_MODEL_ALIAS", "production", "Alias served by default.", ("predict", "score_batch", "check_drift")),
+    Setting(
+        "PHARMASEG_ALIAS_TTL_SECONDS",
+        "30",
+        "How long a process trusts its cached alias before checking whether it moved (one small GCS read).",
+        ("predict", "score_batch", "check_drift"),
+    ),
+    Setting("PHARMASEG_CANDIDATE_ALIAS", "candidate", "Alias of the A/B candidate.", ("predict",)),
+    Setting(
+        "PHARMASEG_CANDIDATE_TRAFFIC",
+        "0",
+        "Share of countries (0-1, deterministic per country) served by the candidate alias.",
+        ("predict",),
+    ),
+    Setting("PHARMASEG_MAX_INSTANCES", "100", "Most instances accepted in one request.", ("predict",)),
+    Setting("PHARMASEG_MAX_BODY_BYTES", "262144", "Largest request body accepted (bytes).", ("predict",)),
+    Setting("PHARMASEG_DATASET", "pharmaseg", "BigQuery dataset of the product's tables.", ("score_batch", "retrain", "check_drift")),
+]
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
+
+
+def setting(name: str) -> str | None:
+    """The variable's value, or its documented default."""
+    return os.environ.get(name, SETTINGS[name].default)
+
+
+def required(name: str) -> str:
+    """The variable's value; a clear error naming it when it is unset and has no default."""
+    value = setting(name)
+    if value in (None, ""):
+        raise RuntimeError(f"environment variable {name} must be set: {SETTINGS[name].doc}")
+    return value

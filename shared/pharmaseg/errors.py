@@ -1,0 +1,30 @@
+"""One exception base so callers (CLI, functions) can turn any library failure into a clean message."""
+
+
+class PharmasegError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class DataValidationError(PharmasegError):
+    """Input data breaks the contract; the message names the row and column."""
+
+    def __init__(self, message: str, *, row: int | None = None, column: str | None = None):
+        super().__init__(message)
+        self.row = row
+        self.column = column
+
+
+class ArtifactError(PharmasegError):
+    """A model artifact is malformed, of an unknown format, or fails its checksum."""
+
+
+class RegistryError(PharmasegError):
+    """A registry operation failed: unknown version, missing alias, bad bucket."""
+
+
+class VersionNotFoundError(RegistryError):
+    """The requested model version (or alias target) does not exist."""
+
+
+class ConcurrentUpdateError(RegistryError):
+    """Someone else moved the alias between our read and our write (generation mismatch)."""

@@ -1,0 +1,139 @@
+"""The 9 features of the original analysis, computed by one numpy function for every caller.
+
+Training, batch scoring of raw panels and the HTTP function all reach ``derive_features``,
+so serving cannot skew from training. This module imports numpy only: it sits on the
+prediction function's cold path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pharmaseg.errors import DataValidationError
+
+MEASURES: tuple[str, ...] = ("PC_HEALTHXP", "PC_GDP", "USD_CAP")
+STATISTICS: tuple[str, ...] = ("growth", "avg", "volatility")
+FEATURE_NAMES: tuple[str, ...] = tuple(f"{m}_{s}" for m in MEASURES for s in STATISTICS)
+GROWTH_FEATURES: tuple[str, ...] = tuple(f"{m}_growth" for m in MEASURES)
+LEVEL_FEATURES: tuple[str, ...] = tuple(f"{m}_avg" for m in MEASURES)
+
+
+@dataclass(frozen=True)
+class Window:
+    """An inclusive range of years; at least two so growth and a sample deviation exist."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end - self.start < 1:
+            raise DataValidationError(
+                f"window {self.start}-{self.end} must span at least two years", column="window"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """Read ``"2011-2020"``."""
+        try:
+            start, end = (int(part) for part in str(text).split("-"))
+        except ValueError:
+            raise DataValidationError(
+                f"window {text!r} is not of the form START-END, e.g. 2011-2020", column="window"
+            ) from None
+        return cls(start, end)
+
+    @property
+    def years(self) -> range:
+        return range(self.start, self.end + 1)
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+DEFAULT_WINDOW = Window(2011, 2020)
+
+
+def derive_features(cube: np.ndarray) -> np.ndarray:
+    """Map yearly measures, shape (countries, years, 3) in MEASURES order, to (countries, 9).
+
+    Growth is the compound annual growth rate from the first to the last year, in percent;
+    volatility is the sample standard deviation (ddof=1), as in the original analysis.
+    """
+    cube = np.asarray(cube, dtype=float)
+    if cube.ndim != 3 or cube.shape[2] != len(MEASURES) or cube.shape[1] < 2:
+        raise ValueError(f"expected (countries, years>=2, {len(MEASURES)}), got {cube.shape}")
+    years = cube.shape[1]
+    growth = ((cube[:, -1, :] / cube[:, 0, :]) ** (1.0 / (years - 1)) - 1.0) * 100.0
+    level = cube.mean(axis=1)
+    volatility = cube.std(axis=1, ddof=1)
+    # Interleave to FEATURE_NAMES order: per measure, growth, avg, volatility.
+    return np.stack([growth, level, volatility], axis=2).reshape(cube.shape[0], -1)
+
+
+def measure_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a spending measure, or None when it can."""
+    if isinstance(value, bool) or value is None:
+        return f"{value!r} is not a number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return f"{value!r} is not a number"
+    if not math.isfinite(number):
+        return f"{value!r} is not a finite number"
+    if number <= 0:
+        return f"{value!r} must be greater than zero (spending cannot be zero or negative)"
+    return None
+
+
+def features_from_series(
+    series: Iterable[Mapping[str, Any]], window: Window = DEFAULT_WINDOW, *, where: str = "series"
+) -> np.ndarray:
+    """Derive one country's 9 features from its yearly records (the HTTP function's raw input).
+
+    Every year of ``window`` must be present exactly once; years outside it are ignored, so a
+    caller may send a country's whole history. Raises DataValidationError listing every
+    problem with a JSON-path-like location.
+    """
+    problems: list[str] = []
+    by_year: dict[int, list[float]] = {}
+    for i, record in enumerate(series):
+        at = f"{where}[{i}]"
+        if not isinstance(record, Mapping):
+            problems.append(f"{at}: must be an object with year and {', '.join(MEASURES)}")
+            continue
+        unknown = sorted(set(record) - {"year", *MEASURES, "TOTAL_SPEND"})
+        if unknown:
+            problems.append(f"{at}: unknown field(s) {', '.join(unknown)}")
+        year = record.get("year")
+        if isinstance(year, bool) or not isinstance(year, (int, float)) or year != int(year):
+            problems.append(f"{at}.year: {year!r} is not an integer year")
+            continue
+        year = int(year)
+        values = []
+        for measure in MEASURES:
+            if measure not in record:
+                problems.append(f"{at}.{measure}: missing")
+                continue
+            problem = measure_problem(record[measure])
+            if problem:
+                problems.append(f"{at}.{measure}: {problem}")
+            else:
+                values.append(float(record[measure]))
+        if year in by_year:
+            problems.append(f"{at}.year: duplicate year {year}")
+        elif len(values) == len(MEASURES) and year in window.years:
+            by_year[year] = values
+    missing = [y for y in window.years if y not in by_year]
+    if missing and not problems:
+        problems.append(
+            f"{where}: years {', '.join(map(str, missing))} of the model's window {window} are missing"
+        )
+    if problems:
+        raise DataValidationError("; ".join(problems), column=where)
+    cube = np.array([[by_year[y] for y in window.years]], dtype=float)
+    return derive_features(cube)[0]

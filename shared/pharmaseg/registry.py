@@ -1,0 +1,327 @@
+"""Versioned model artifacts in a GCS bucket, with aliases that move safely under concurrency.
+
+Layout (bucket = the models bucket):
+
+    models/<version>/model.json       the artifact (immutable: written with if_generation_match=0)
+    models/<version>/metadata.json    sha256, size, registration time, headline metrics
+    aliases/<alias>.json              {"version", "sha256", "updated_at", "reason", "history": [...]}
+    keys/<key>.json                   idempotency claims: a retried request maps to one version
+
+Every alias write is conditional on the generation that was read, so two racing promotions
+cannot both win silently: the loser gets ConcurrentUpdateError and can re-read and decide.
+Loading verifies the artifact's sha256 against the metadata written at registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pharmaseg.artifact import ModelArtifact
+from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
+
+SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+HISTORY_LIMIT = 50
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version or "")
+    if not match:
+        raise RegistryError(f"{version!r} is not a semantic version MAJOR.MINOR.PATCH")
+    return tuple(int(p) for p in match.groups())  # type: ignore[return-value]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class AliasState:
+    alias: str
+    version: str
+    sha256: str
+    generation: int
+    document: dict[str, Any]
+
+
+class ModelRegistry:
+    """Register, list, show, promote and roll back model versions in one bucket."""
+
+    def __init__(self, bucket: str, client=None):
+        if client is None:
+            from pharmaseg.gcp import storage_client
+
+            client = storage_client()
+        self.bucket_name = bucket
+        self._client = client
+        self._bucket = client.bucket(bucket)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _precondition_failed():
+        from google.api_core.exceptions import PreconditionFailed
+
+        return PreconditionFailed
+
+    @staticmethod
+    def _not_found():
+        from google.api_core.exceptions import NotFound
+
+        return NotFound
+
+    def _read_json(self, name: str) -> tuple[dict[str, Any], int] | None:
+        blob = self._bucket.blob(name)
+        try:
+            data = blob.download_as_bytes()
+        except self._not_found():
+            return None
+        return json.loads(data), int(blob.generation)
+
+    def _write_json(self, name: str, doc: dict[str, Any], *, if_generation_match: int | None) -> None:
+        self._bucket.blob(name).upload_from_string(
+            json.dumps(doc, indent=1, sort_keys=True),
+            content_type="application/json",
+            if_generation_match=if_generation_match,
+        )
+
+    # -- versions --------------------------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Registered versions, oldest first by semantic version."""
+        names = set()
+        for blob in self._client.list_blobs(self.bucket_name, prefix="models/"):
+            parts = blob.name.split("/")
+            if len(parts) == 3 and parts[2] == "metadata.json" and SEMVER.match(parts[1]):
+                names.add(parts[1])
+        return sorted(names, key=parse_version)
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        parse_version(version)
+        found = self._read_json(f"models/{version}/metadata.json")
+        if found is None:
+            raise VersionNotFoundError(f"model version {version} is not registered in gs://{self.bucket_name}")
+        return found[0]
+
+    def _next_version(self, artifact: ModelArtifact, existing: list[str]) -> str:
+        if not existing:
+            return "1.0.0"
+        latest = existing[-1]
+        major, minor, _ = parse_version(latest)
+        previous = self.load(latest)
+        if previous.feature_names != artifact.feature_names or previous.k != artifact.k:
+            return f"{major + 1}.0.0"
+        return f"{major}.{minor + 1}.0"
+
+    def register(
+        self, artifact: ModelArtifact, *, version: str | None = None, idempotency_key: str | None = None
+    ) -> str:
+        """Store ``artifact`` as a new immutable version and return the version.
+
+        Without ``version`` the next one is chosen (major bump when the feature set or k
+        changes, minor otherwise), and a concurrent registration of the same number makes us
+        take the next. With ``idempotency_key`` (e.g. a Pub/Sub message id) a repeated call
+        returns the version the first call registered instead of creating another.
+        """
+        key_name = f"keys/{hashlib.sha256(idempotency_key.encode()).hexdigest()}.json" if idempotency_key else None
+        if key_name:
+            claimed = self._claim(key_name, idempotency_key)
+            if claimed is not None:
+                return claimed
+        for _ in range(20):
+            chosen = version or self._next_version(artifact, self.versions())
+            parse_version(chosen)
+            artifact.version = chosen
+            body = artifact.to_json()
+            try:
+                self._bucket.blob(f"models/{chosen}/model.json").upload_from_string(
+                    body, content_type="application/json", if_generation_match=0
+                )
+            except self._precondition_failed():
+                if version:
+                    raise RegistryError(f"model version {version} already exists; versions are immutable") from None
+                continue
+            self._write_json(
+                f"models/{chosen}/metadata.json",
+                {
+                    "version": chosen,
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "bytes": len(body),
+                    "registered_at": _now(),
+                    "window": artifact.window,
+                    "k": artifact.k,
+                    "metrics": {m: artifact.metrics.get(m) for m in ("silhouette", "davies_bouldin", "inertia")},
+                    "trigger": artifact.lineage.get("trigger"),
+                },
+                if_generation_match=0,
+            )
+            if key_name:
+                self._write_json(key_name, {"key": idempotency_key, "version": chosen}, if_generation_match=None)
+            return chosen
+        raise RegistryError("could not allocate a version number after 20 attempts")
+
+    def _claim(self, key_name: str, key: str) -> str | None:
+        """Take the idempotency key, or return the version a previous holder registered."""
+        try:
+            self._write_json(key_name, {"key": key, "version": None, "claimed_at": _now()}, if_generation_match=0)
+            return None
+        except self._precondition_failed():
+            found = self._read_json(key_name)
+            version = found[0].get("version") if found else None
+            if version:
+                return version
+            raise ConcurrentUpdateError(f"request {key!r} is being registered by another worker") from None
+
+    def version_for_key(self, idempotency_key: str) -> str | None:
+        found = self._read_json(f"keys/{hashlib.sha256(idempotency_key.encode()).hexdigest()}.json")
+        return found[0].get("version") if found else None
+
+    def load(self, version: str) -> ModelArtifact:
+        """Download a version and verify it is byte-for-byte what was registered."""
+        meta = self.metadata(version)
+        try:
+            body = self._bucket.blob(f"models/{version}/model.json").download_as_bytes()
+        except self._not_found():
+            raise VersionNotFoundError(f"model version {version} has metadata but no model.json") from None
+        digest = hashlib.sha256(body).hexdigest()
+        if digest != meta["sha256"]:
+            raise ArtifactError(f"model version {version} fails its checksum: {digest} != {meta['sha256']}")
+        artifact = ModelArtifact.from_json(body)
+        artifact.version = version
+        return artifact
+
+    # -- aliases ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _alias_object(alias: str) -> str:
+        if not ALIAS_NAME.match(alias):
+            raise RegistryError(f"{alias!r} is not a valid alias name")
+        return f"aliases/{alias}.json"
+
+    def alias(self, alias: str) -> AliasState | None:
+        found = self._read_json(self._alias_object(alias))
+        if found is None:
+            return None
+        doc, generation = found
+        return AliasState(alias, doc["version"], doc["sha256"], generation, doc)
+
+    def alias_generation(self, alias: str) -> int | None:
+        """The alias object's generation: one metadata read, used to notice that it moved."""
+        blob = self._bucket.get_blob(self._alias_object(alias))
+        return None if blob is None else int(blob.generation)
+
+    def aliases(self) -> dict[str, str]:
+        out = {}
+        for blob in self._client.list_blobs(self.bucket_name, prefix="aliases/"):
+            name = blob.name.removeprefix("aliases/").removesuffix(".json")
+            state = self.alias(name)
+            if state:
+                out[name] = state.version
+        return out
+
+    def promote(
+        self, version: str, alias: str = "production", *, reason: str = "", expected_version: str | None = ...
+    ) -> AliasState:
+        """Point ``alias`` at ``version``, conditional on the alias not moving meanwhile.
+
+        ``expected_version`` (when given, None meaning "no alias yet") makes the move conditional
+        on what the caller based its decision on, e.g. the production version a gate compared
+        against; otherwise the version read just before the write is the condition.
+        """
+        meta = self.metadata(version)
+        current = self.alias(alias)
+        if expected_version is not ...:
+            actual = current.version if current else None
+            if actual != expected_version:
+                raise ConcurrentUpdateError(
+                    f"alias {alias} points at {actual}, not the expected {expected_version}; re-evaluate"
+                )
+        history = list(current.document.get("history", [])) if current else []
+        if current:
+            history.append({"version": current.version, "sha256": current.sha256, "until": _now()})
+        return self._set_alias(alias, version, meta["sha256"], reason, history[-HISTORY_LIMIT:], current)
+
+    def _set_alias(self, alias, version, sha256, reason, history, current: AliasState | None) -> AliasState:
+        doc = {"alias": alias, "version": version, "sha256": sha256, "updated_at": _now(), "reason": reason,
+               "history": history}
+        try:
+            self._write_json(self._alias_object(alias), doc, if_generation_match=current.generation if current else 0)
+        except self._precondition_failed():
+            raise ConcurrentUpdateError(
+                f"alias {alias} was moved by someone else while promoting {version}; nothing changed"
+            ) from None
+        state = self.alias(alias)
+        assert state is not None
+        return state
+
+    def rollback(self, alias: str = "production", *, reason: str = "rollback") -> AliasState:
+        """Point ``alias`` back at the version it named before the last move."""
+        current = self.alias(alias)
+        if current is None or not current.document.get("history"):
+            raise RegistryError(f"alias {alias} has no previous version to roll back to")
+        history = list(current.document["history"])
+        previous = history.pop()
+        self.metadata(previous["version"])
+        return self._set_alias(alias, previous["version"], previous["sha256"], reason, history, current)
+
+    def resolve(self, alias: str) -> str:
+        state = self.alias(alias)
+        if state is None:
+            raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.bucket_name}")
+        return state.version
+
+
+class ModelCache:
+    """A process-wide cache of loaded models that notices when an alias moves.
+
+    Versions are immutable, so a loaded version is kept (a few of them). An alias is re-checked
+    at most once every ``ttl_seconds`` with one metadata read of its object's generation; a
+    request never waits on GCS unless the alias moved or the TTL expired.
+    """
+
+    def __init__(self, registry: ModelRegistry, ttl_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 max_versions: int = 4):
+        self.registry = registry
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._max_versions = max_versions
+        self._lock = threading.Lock()
+        self._versions: dict[str, ModelArtifact] = {}
+        self._aliases: dict[str, tuple[int, str, float]] = {}  # alias -> (generation, version, checked_at)
+
+    def version(self, version: str) -> ModelArtifact:
+        with self._lock:
+            if version in self._versions:
+                return self._versions[version]
+        artifact = self.registry.load(version)
+        with self._lock:
+            self._versions[version] = artifact
+            while len(self._versions) > self._max_versions:
+                self._versions.pop(next(iter(self._versions)))
+        return artifact
+
+    def alias(self, alias: str = "production") -> ModelArtifact:
+        now = self._clock()
+        with self._lock:
+            cached = self._aliases.get(alias)
+        if cached and now - cached[2] < self.ttl_seconds:
+            return self.version(cached[1])
+        generation = self.registry.alias_generation(alias)
+        if generation is None:
+            raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.registry.bucket_name}")
+        if cached and cached[0] == generation:
+            version = cached[1]
+        else:
+            version = self.registry.resolve(alias)
+        artifact = self.version(version)
+        with self._lock:
+            self._aliases[alias] = (generation, version, now)
+        return artifact

@@ -1,0 +1,62 @@
+"""Resource names and BigQuery schemas, read from the JSON files Terraform reads too.
+
+``resources/resources.json`` and ``resources/schemas/*.json`` are the single source of truth:
+the local stack creates exactly what they describe and Terraform provisions the same.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+RESOURCE_DIR = Path(__file__).parent / "resources"
+
+
+@lru_cache(maxsize=1)
+def _spec() -> dict[str, Any]:
+    return json.loads((RESOURCE_DIR / "resources.json").read_text())
+
+
+def bucket_name(role: str, project: str) -> str:
+    """The bucket for a role (models, inbox, reports, sources) in ``project``."""
+    return _spec()["buckets"][role].replace("{project}", project)
+
+
+def bucket_roles() -> list[str]:
+    return list(_spec()["buckets"])
+
+
+def topic_name(role: str) -> str:
+    return _spec()["topics"][role]
+
+
+def topic_roles() -> list[str]:
+    return list(_spec()["topics"])
+
+
+def dataset_name() -> str:
+    return _spec()["dataset"]
+
+
+def table_name(role: str) -> str:
+    return _spec()["tables"][role]["table"]
+
+
+def table_spec(role: str) -> dict[str, Any]:
+    return _spec()["tables"][role]
+
+
+def table_roles() -> list[str]:
+    return list(_spec()["tables"])
+
+
+@cache
+def table_schema(role: str) -> list[dict[str, Any]]:
+    """The table's schema in BigQuery's JSON form (name, type, mode, description, fields)."""
+    return json.loads((RESOURCE_DIR / "schemas" / f"{role}.json").read_text())
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    return _spec()["functions"]

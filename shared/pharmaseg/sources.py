@@ -1,0 +1,35 @@
+"""Read training or scoring data from a local path or a gs:// URI with one call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pharmaseg.errors import PharmasegError
+
+
+def split_gs_uri(uri: str) -> tuple[str, str]:
+    """``gs://bucket/path/to/object`` -> (bucket, path/to/object)."""
+    if not uri.startswith("gs://"):
+        raise PharmasegError(f"{uri!r} is not a gs:// URI")
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not bucket or not name:
+        raise PharmasegError(f"{uri!r} must name a bucket and an object: gs://BUCKET/OBJECT")
+    return bucket, name
+
+
+def read_bytes(uri: str, storage_client=None) -> bytes:
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import NotFound
+
+        from pharmaseg.gcp import storage_client as default_client
+
+        bucket, name = split_gs_uri(uri)
+        client = storage_client or default_client()
+        try:
+            return client.bucket(bucket).blob(name).download_as_bytes()
+        except NotFound:
+            raise PharmasegError(f"{uri}: no such object") from None
+    path = Path(uri)
+    if not path.is_file():
+        raise PharmasegError(f"{uri}: no such file")
+    return path.read_bytes()
