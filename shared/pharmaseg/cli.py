@@ -40,9 +40,7 @@ def train_summary(artifact) -> dict[str, Any]:
         "version": artifact.version,
         "window": artifact.window,
         "metrics": artifact.metrics,
-        "segments": [
-            {**s.to_dict(), "countries": countries.get(s.cluster, [])} for s in artifact.segments
-        ],
+        "segments": [{**s.to_dict(), "countries": countries.get(s.cluster, [])} for s in artifact.segments],
         "assignments": {c: artifact.segment(k).name for c, k in sorted(artifact.assignments.items())},
         "lineage": {k: artifact.lineage[k] for k in ("data_uri", "data_sha256", "rows_read", "countries", "params")},
     }
@@ -142,8 +140,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         sil = f"{row['silhouette']:.3f}" if row["silhouette"] is not None else "-"
-        print(f"{row['version']:<10} {row['registered_at']}  window {row['window']}  silhouette {sil}  "
-              f"{','.join(row['aliases'])}")
+        print(
+            f"{row['version']:<10} {row['registered_at']}  window {row['window']}  silhouette {sil}  "
+            f"{','.join(row['aliases'])}"
+        )
     return 0
 
 

@@ -24,7 +24,9 @@ ALL = ("predict", "score_batch", "retrain", "check_drift")
 _SETTINGS = [
     Setting("GOOGLE_CLOUD_PROJECT", None, "Project holding the buckets, topics and dataset.", ALL),
     Setting("PHARMASEG_MODELS_BUCKET", None, "Bucket of the model registry (models/<version>/, aliases/).", ALL),
-    Setting("PHARMASEG_MODEL_ALIAS", "production", "Alias served by default.", ("predict", "score_batch", "check_drift")),
+    Setting(
+        "PHARMASEG_MODEL_ALIAS", "production", "Alias served by default.", ("predict", "score_batch", "check_drift")
+    ),
     Setting(
         "PHARMASEG_ALIAS_TTL_SECONDS",
         "30",
@@ -40,7 +42,12 @@ _SETTINGS = [
     ),
     Setting("PHARMASEG_MAX_INSTANCES", "100", "Most instances accepted in one request.", ("predict",)),
     Setting("PHARMASEG_MAX_BODY_BYTES", "262144", "Largest request body accepted (bytes).", ("predict",)),
-    Setting("PHARMASEG_DATASET", "pharmaseg", "BigQuery dataset of the product's tables.", ("score_batch", "retrain", "check_drift")),
+    Setting(
+        "PHARMASEG_DATASET",
+        "pharmaseg",
+        "BigQuery dataset of the product's tables.",
+        ("score_batch", "retrain", "check_drift"),
+    ),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}

@@ -32,9 +32,7 @@ class Window:
 
     def __post_init__(self) -> None:
         if self.end - self.start < 1:
-            raise DataValidationError(
-                f"window {self.start}-{self.end} must span at least two years", column="window"
-            )
+            raise DataValidationError(f"window {self.start}-{self.end} must span at least two years", column="window")
 
     @classmethod
     def parse(cls, text: str) -> Window:
@@ -130,9 +128,7 @@ def features_from_series(
             by_year[year] = values
     missing = [y for y in window.years if y not in by_year]
     if missing and not problems:
-        problems.append(
-            f"{where}: years {', '.join(map(str, missing))} of the model's window {window} are missing"
-        )
+        problems.append(f"{where}: years {', '.join(map(str, missing))} of the model's window {window} are missing")
     if problems:
         raise DataValidationError("; ".join(problems), column=where)
     cube = np.array([[by_year[y] for y in window.years]], dtype=float)

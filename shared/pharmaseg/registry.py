@@ -250,8 +250,14 @@ class ModelRegistry:
         return self._set_alias(alias, version, meta["sha256"], reason, history[-HISTORY_LIMIT:], current)
 
     def _set_alias(self, alias, version, sha256, reason, history, current: AliasState | None) -> AliasState:
-        doc = {"alias": alias, "version": version, "sha256": sha256, "updated_at": _now(), "reason": reason,
-               "history": history}
+        doc = {
+            "alias": alias,
+            "version": version,
+            "sha256": sha256,
+            "updated_at": _now(),
+            "reason": reason,
+            "history": history,
+        }
         try:
             self._write_json(self._alias_object(alias), doc, if_generation_match=current.generation if current else 0)
         except self._precondition_failed():
@@ -287,8 +293,13 @@ class ModelCache:
     request never waits on GCS unless the alias moved or the TTL expired.
     """
 
-    def __init__(self, registry: ModelRegistry, ttl_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 max_versions: int = 4):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        ttl_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_versions: int = 4,
+    ):
         self.registry = registry
         self.ttl_seconds = ttl_seconds
         self._clock = clock
