@@ -1,0 +1,37 @@
+"""Turn model predictions into the records every consumer shows: API responses, batch rows, logs.
+
+One place defines what a prediction says (cluster, segment name, recommendation, confidence,
+distances), so the HTTP answer, the BigQuery row and the log line cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pharmaseg.artifact import ModelArtifact, Predictions
+
+
+def prediction_records(artifact: ModelArtifact, predictions: Predictions) -> list[dict[str, Any]]:
+    """One dict per row: cluster, cluster_name, recommendation, confidence, distances, model_version."""
+    records = []
+    for cluster, confidence, distances in zip(
+        predictions.clusters.tolist(), predictions.confidence.tolist(), predictions.distances.tolist()
+    ):
+        segment = artifact.segment(cluster)
+        records.append(
+            {
+                "cluster": cluster,
+                "cluster_name": segment.name,
+                "recommendation": segment.recommendation,
+                "confidence": round(confidence, 6),
+                "distances": {artifact.segment(k).name: round(d, 6) for k, d in enumerate(distances)},
+                "model_version": artifact.version,
+            }
+        )
+    return records
+
+
+def predict_records(artifact: ModelArtifact, values: np.ndarray) -> list[dict[str, Any]]:
+    return prediction_records(artifact, artifact.predict(values))
