@@ -1,0 +1,7 @@
+"""``python -m pharmaseg.stack up|down|status|logs``."""
+
+import sys
+
+from pharmaseg.stack.commands import main
+
+sys.exit(main())
