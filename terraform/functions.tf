@@ -1,0 +1,66 @@
+// The four gen2 functions of resources.json, built from the archives of
+// scripts/package_function.py (function folder + shared/pharmaseg at the zip root).
+resource "google_cloudfunctions2_function" "this" {
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = local.function_names[each.key]
+  description = "pharmaseg ${each.key} (${each.value.trigger} trigger)"
+  labels      = merge(local.labels, { function = replace(each.key, "_", "-") })
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket_object.function_source[each.key].bucket
+        object = google_storage_bucket_object.function_source[each.key].name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = local.function_settings[each.key].memory
+    available_cpu                    = local.function_settings[each.key].cpu
+    timeout_seconds                  = local.function_settings[each.key].timeout_seconds
+    min_instance_count               = local.function_settings[each.key].min_instance_count
+    max_instance_count               = local.function_settings[each.key].max_instance_count
+    max_instance_request_concurrency = local.function_settings[each.key].concurrency
+    environment_variables            = local.function_env[each.key]
+    service_account_email            = google_service_account.function[each.key].email
+    all_traffic_on_latest_revision   = true
+    // predict is reachable from outside (IAM decides who may call it); event functions only
+    // receive Eventarc's pushes, which come from inside Google's network.
+    ingress_settings = each.value.trigger == "http" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+  }
+
+  dynamic "event_trigger" {
+    for_each = each.value.trigger == "http" ? [] : [each.value]
+    content {
+      trigger_region        = var.region
+      event_type            = local.event_types[event_trigger.value.trigger]
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.trigger.email
+      pubsub_topic          = event_trigger.value.trigger == "pubsub" ? google_pubsub_topic.this[event_trigger.value.topic].id : null
+
+      dynamic "event_filters" {
+        for_each = event_trigger.value.trigger == "storage_finalize" ? [local.bucket_names[event_trigger.value.bucket]] : []
+        content {
+          attribute = "bucket"
+          value     = event_filters.value
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_project_iam_member.build,
+    google_storage_bucket_iam_member.build_reads_sources,
+    google_project_iam_member.trigger_receives_events,
+    google_project_iam_member.gcs_publishes_events,
+  ]
+}

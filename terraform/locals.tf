@@ -1,0 +1,82 @@
+locals {
+  // The single source of truth for names and schemas, shared with the code and the local stack.
+  // Terraform reads these files; it never copies them.
+  resources_dir = "${path.module}/../shared/pharmaseg/resources"
+  spec          = jsondecode(file("${local.resources_dir}/resources.json"))
+
+  bucket_names = { for role, template in local.spec.buckets : role => replace(template, "{project}", var.project_id) }
+  topic_names  = local.spec.topics
+  dataset_id   = local.spec.dataset
+  tables       = local.spec.tables
+  functions    = local.spec.functions
+
+  // Function resource names: pharmaseg-<name with dashes>, which is also the Cloud Run service name.
+  function_names = { for fn, _ in local.functions : fn => "pharmaseg-${replace(fn, "_", "-")}" }
+
+  event_functions = { for fn, f in local.functions : fn => f if f.trigger != "http" }
+
+  event_types = {
+    storage_finalize = "google.cloud.storage.object.v1.finalized"
+    pubsub           = "google.cloud.pubsub.topic.v1.messagePublished"
+  }
+
+  // Archives built by scripts/package_function.py (Cloud Build step "package"); see README.md.
+  source_archives = { for fn, _ in local.functions : fn => "${path.module}/../${var.source_archive_dir}/${fn}.zip" }
+
+  // Per-function sizing, with the attribute defaults for functions missing from the variable.
+  function_settings = {
+    for fn, _ in local.functions : fn => lookup(var.function_settings, fn, {
+      memory             = "512Mi"
+      cpu                = "1"
+      timeout_seconds    = 60
+      min_instance_count = 0
+      max_instance_count = 3
+      concurrency        = 1
+    })
+  }
+
+  // Every variable of shared/pharmaseg/config.py SETTINGS, per function that reads it
+  // (tests/terraform checks this map against SETTINGS, so a new setting fails the tests
+  // until it is set here).
+  function_env = {
+    predict = {
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS       = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
+      PHARMASEG_CANDIDATE_ALIAS   = var.candidate_alias
+      PHARMASEG_CANDIDATE_TRAFFIC = tostring(var.candidate_traffic)
+      PHARMASEG_MAX_INSTANCES     = tostring(var.max_instances_per_request)
+      PHARMASEG_MAX_BODY_BYTES    = tostring(var.max_body_bytes)
+    }
+    score_batch = {
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS       = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
+      PHARMASEG_DATASET           = local.dataset_id
+    }
+    retrain = {
+      GOOGLE_CLOUD_PROJECT    = var.project_id
+      PHARMASEG_MODELS_BUCKET = local.bucket_names["models"]
+      PHARMASEG_DATASET       = local.dataset_id
+    }
+    check_drift = {
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS       = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
+      PHARMASEG_DATASET           = local.dataset_id
+    }
+  }
+
+  labels = merge({ app = "pharmaseg", managed-by = "terraform" }, var.labels)
+
+  // Log filter of the prediction lines written by the predict function to stdout.
+  prediction_log_filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${local.function_names["predict"]}\"",
+    "logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\"",
+    "jsonPayload.event=\"prediction\"",
+  ])
+}

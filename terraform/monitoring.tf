@@ -1,0 +1,287 @@
+// Observability: the predictions log sink to BigQuery, log-based metrics, alerts, dashboard.
+
+// ---------------------------------------------------------------------------------------------
+// Predictions log: predict's stdout lines with jsonPayload.event="prediction" are routed to the
+// dataset. With use_partitioned_tables the sink writes into the day-partitioned table named
+// after the log (run_googleapis_com_stdout, the predictions_log role of resources.json), which
+// bigquery.tf pre-creates with the log-entry schema of schemas/predictions_log.json.
+// ---------------------------------------------------------------------------------------------
+resource "google_logging_project_sink" "predictions" {
+  project                = var.project_id
+  name                   = "pharmaseg-predictions-to-bigquery"
+  description            = "Prediction lines of the predict function, to ${local.dataset_id}.${local.tables["predictions_log"].table}."
+  destination            = "bigquery.googleapis.com/projects/${var.project_id}/datasets/${google_bigquery_dataset.this.dataset_id}"
+  filter                 = local.prediction_log_filter
+  unique_writer_identity = true
+
+  bigquery_options {
+    use_partitioned_tables = true
+  }
+
+  depends_on = [google_bigquery_table.this]
+}
+
+// The sink's writer identity may write the dataset's tables, and nothing else.
+resource "google_bigquery_dataset_iam_member" "sink_writer" {
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.this.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_logging_project_sink.predictions.writer_identity
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log-based metrics
+// ---------------------------------------------------------------------------------------------
+resource "google_logging_metric" "drift_warnings" {
+  project     = var.project_id
+  name        = "pharmaseg/drift_warnings"
+  description = "WARNING lines with jsonPayload.event=\"drift_detected\" written by pharmaseg functions."
+  filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=~\"^pharmaseg-\"",
+    "jsonPayload.event=\"drift_detected\"",
+    "severity=WARNING",
+  ])
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "pharmaseg drift warnings"
+  }
+}
+
+resource "google_logging_metric" "predictions_by_segment" {
+  project     = var.project_id
+  name        = "pharmaseg/predictions"
+  description = "Online predictions, labelled by segment, variant (production/candidate) and model version."
+  filter      = local.prediction_log_filter
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "pharmaseg predictions"
+
+    labels {
+      key         = "segment"
+      value_type  = "STRING"
+      description = "Segment (cluster name) returned."
+    }
+    labels {
+      key         = "variant"
+      value_type  = "STRING"
+      description = "production or candidate (A/B split)."
+    }
+    labels {
+      key         = "model_version"
+      value_type  = "STRING"
+      description = "Model version that answered."
+    }
+  }
+
+  label_extractors = {
+    segment       = "EXTRACT(jsonPayload.cluster_name)"
+    variant       = "EXTRACT(jsonPayload.variant)"
+    model_version = "EXTRACT(jsonPayload.model_version)"
+  }
+}
+
+resource "google_logging_metric" "drift_verdicts" {
+  project     = var.project_id
+  name        = "pharmaseg/drift_verdicts"
+  description = "Drift checks, labelled by verdict (drift, no_drift, insufficient_data)."
+  filter = join(" AND ", [
+    "resource.type=\"cloud_run_revision\"",
+    "resource.labels.service_name=\"${local.function_names["check_drift"]}\"",
+    "jsonPayload.verdict:*",
+  ])
+
+  metric_descriptor {
+    metric_kind  = "DELTA"
+    value_type   = "INT64"
+    unit         = "1"
+    display_name = "pharmaseg drift verdicts"
+
+    labels {
+      key         = "verdict"
+      value_type  = "STRING"
+      description = "Verdict of the drift check."
+    }
+  }
+
+  label_extractors = {
+    verdict = "EXTRACT(jsonPayload.verdict)"
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------------
+resource "google_monitoring_alert_policy" "drift" {
+  project               = var.project_id
+  display_name          = "pharmaseg: data drift detected"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  documentation {
+    content   = "check_drift logged a drift_detected warning. See the latest row of ${local.dataset_id}.drift_reports and its HTML report in the reports bucket; a retraining request may already be on ${local.topic_names["retrain"]}."
+    mime_type = "text/markdown"
+  }
+
+  conditions {
+    display_name = "drift_detected warnings"
+
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.drift_warnings.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_monitoring_alert_policy" "function_errors" {
+  project               = var.project_id
+  display_name          = "pharmaseg: function errors"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+
+  documentation {
+    content   = "A pharmaseg function answered 5xx (event functions: the event failed and will be retried). Check the function's logs in Cloud Logging."
+    mime_type = "text/markdown"
+  }
+
+  conditions {
+    display_name = "5xx responses per function"
+
+    condition_threshold {
+      filter = join(" AND ", [
+        "resource.type=\"cloud_run_revision\"",
+        "metric.type=\"run.googleapis.com/request_count\"",
+        "metric.labels.response_code_class=\"5xx\"",
+        "resource.labels.service_name=starts_with(\"pharmaseg-\")",
+      ])
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.error_alert_threshold
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.service_name"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard: latency, errors, predictions per segment, drift verdicts
+// ---------------------------------------------------------------------------------------------
+locals {
+  run_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=starts_with(\"pharmaseg-\")"
+
+  dashboard_tiles = [
+    {
+      title  = "Request latency p95 by function"
+      filter = "metric.type=\"run.googleapis.com/request_latencies\" AND ${local.run_filter}"
+      aggregation = {
+        alignmentPeriod    = "60s"
+        perSeriesAligner   = "ALIGN_PERCENTILE_95"
+        crossSeriesReducer = "REDUCE_MAX"
+        groupByFields      = ["resource.label.service_name"]
+      }
+    },
+    {
+      title  = "5xx responses by function"
+      filter = "metric.type=\"run.googleapis.com/request_count\" AND metric.label.response_code_class=\"5xx\" AND ${local.run_filter}"
+      aggregation = {
+        alignmentPeriod    = "300s"
+        perSeriesAligner   = "ALIGN_SUM"
+        crossSeriesReducer = "REDUCE_SUM"
+        groupByFields      = ["resource.label.service_name"]
+      }
+    },
+    {
+      title  = "Predictions per segment"
+      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.predictions_by_segment.name}\" AND resource.type=\"cloud_run_revision\""
+      aggregation = {
+        alignmentPeriod    = "3600s"
+        perSeriesAligner   = "ALIGN_SUM"
+        crossSeriesReducer = "REDUCE_SUM"
+        groupByFields      = ["metric.label.segment"]
+      }
+    },
+    {
+      title  = "Drift verdicts"
+      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.drift_verdicts.name}\" AND resource.type=\"cloud_run_revision\""
+      aggregation = {
+        alignmentPeriod    = "86400s"
+        perSeriesAligner   = "ALIGN_SUM"
+        crossSeriesReducer = "REDUCE_SUM"
+        groupByFields      = ["metric.label.verdict"]
+      }
+    },
+  ]
+}
+
+resource "google_monitoring_dashboard" "this" {
+  project = var.project_id
+  dashboard_json = jsonencode({
+    displayName = "pharmaseg"
+    mosaicLayout = {
+      columns = 12
+      tiles = [
+        for i, tile in local.dashboard_tiles : {
+          xPos   = (i % 2) * 6
+          yPos   = floor(i / 2) * 4
+          width  = 6
+          height = 4
+          widget = {
+            title = tile.title
+            xyChart = {
+              dataSets = [{
+                plotType = "LINE"
+                timeSeriesQuery = {
+                  timeSeriesFilter = {
+                    filter      = tile.filter
+                    aggregation = tile.aggregation
+                  }
+                }
+              }]
+            }
+          }
+        }
+      ]
+    }
+  })
+
+  depends_on = [google_project_service.this]
+}

@@ -1,0 +1,94 @@
+// Pub/Sub: one topic per role of resources.json (retrain, drift, dead_letter, inbox_events).
+//
+// Delivery and failures:
+// - retrain and check_drift are Eventarc Pub/Sub triggers on the retrain and drift topics, and
+//   score_batch an Eventarc Cloud Storage trigger; all three use RETRY_POLICY_RETRY
+//   (functions.tf), so a failed event is redelivered with backoff until the message expires
+//   (Eventarc's subscription keeps it 24 hours) and the handlers drop over-age events.
+// - Eventarc owns the subscriptions it creates, so Terraform cannot attach a dead-letter policy
+//   to them. The dead-letter topic is therefore where the functions (and any operator) park
+//   poison messages explicitly, with a pull subscription that keeps them for inspection.
+// - inbox_events is the topic the inbox bucket notifies on OBJECT_FINALIZE, exactly as the local
+//   stack's storage emulator does; it feeds ad hoc consumers and replays, with dead-lettering.
+resource "google_pubsub_topic" "this" {
+  #checkov:skip=CKV_GCP_83:CMEK is opt-in through var.kms_key_name (kms_key_name below); Google-managed encryption is the default.
+  for_each = local.topic_names
+
+  project                    = var.project_id
+  name                       = each.value
+  kms_key_name               = var.kms_key_name
+  message_retention_duration = each.key == "dead_letter" ? "604800s" : null
+  labels                     = merge(local.labels, { role = each.key })
+
+  depends_on = [google_project_service.this, google_kms_crypto_key_iam_member.pubsub]
+}
+
+// Dead letters are kept for a week for inspection: gcloud pubsub subscriptions pull ... --auto-ack
+resource "google_pubsub_subscription" "dead_letter" {
+  project                    = var.project_id
+  name                       = "${local.topic_names["dead_letter"]}-inspect"
+  topic                      = google_pubsub_topic.this["dead_letter"].id
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
+  labels                     = local.labels
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
+// Object notifications of the inbox bucket, the same messages the local stack publishes.
+resource "google_storage_notification" "inbox" {
+  bucket         = google_storage_bucket.this["inbox"].name
+  topic          = google_pubsub_topic.this["inbox_events"].id
+  payload_format = "JSON_API_V1"
+  event_types    = ["OBJECT_FINALIZE"]
+
+  depends_on = [google_pubsub_topic_iam_member.gcs_publishes_inbox_events]
+}
+
+// Replay subscription on inbox_events: messages no consumer can handle after 5 attempts move to
+// the dead-letter topic.
+resource "google_pubsub_subscription" "inbox_events" {
+  project                    = var.project_id
+  name                       = "${local.topic_names["inbox_events"]}-replay"
+  topic                      = google_pubsub_topic.this["inbox_events"].id
+  ack_deadline_seconds       = 600
+  message_retention_duration = "604800s"
+  labels                     = local.labels
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.this["dead_letter"].id
+    max_delivery_attempts = 5
+  }
+
+  depends_on = [google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters]
+}
+
+// Cloud Scheduler publishes the drift check request on the drift topic.
+resource "google_cloud_scheduler_job" "drift" {
+  project     = var.project_id
+  region      = var.region
+  name        = "pharmaseg-drift-check"
+  description = "Publishes a drift-check request on ${local.topic_names["drift"]}, which triggers check_drift."
+  schedule    = var.drift_schedule
+  time_zone   = var.drift_schedule_time_zone
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.this["drift"].id
+    data       = base64encode(jsonencode({ reason = "scheduled" }))
+    attributes = { origin = "cloud-scheduler" }
+  }
+
+  depends_on = [google_project_service.this]
+}

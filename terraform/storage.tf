@@ -1,0 +1,76 @@
+// Buckets: one per role of resources.json (models, inbox, reports, sources).
+// All private (uniform bucket-level access, public access prevention enforced), versioned with a
+// bounded history of noncurrent versions, optionally encrypted with a customer-managed key.
+locals {
+  // Lifecycle rules per role, on top of the noncurrent-version rule every bucket gets.
+  bucket_lifecycle = {
+    models  = []
+    inbox   = [{ action = "Delete", storage_class = null, age = var.inbox_retention_days }]
+    reports = [{ action = "SetStorageClass", storage_class = "NEARLINE", age = var.reports_retention_days }]
+    sources = [{ action = "Delete", storage_class = null, age = 365 }]
+  }
+}
+
+resource "google_storage_bucket" "this" {
+  #checkov:skip=CKV_GCP_62:Usage-log buckets are superseded by Cloud Audit Logs (Data Access logs for GCS), which the project's audit config controls; a log bucket would be a fifth bucket outside resources.json.
+  for_each = local.bucket_names
+
+  project                     = var.project_id
+  name                        = each.value
+  location                    = var.region
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = !var.deletion_protection
+  labels                      = merge(local.labels, { role = each.key })
+
+  // Models need their history (rollback of an alias); the others keep overwritten objects for a
+  // while so that an accidental overwrite can be undone.
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      days_since_noncurrent_time = var.noncurrent_version_days
+      with_state                 = "ARCHIVED"
+    }
+  }
+
+  dynamic "lifecycle_rule" {
+    for_each = local.bucket_lifecycle[each.key]
+    content {
+      action {
+        type          = lifecycle_rule.value.action
+        storage_class = lifecycle_rule.value.storage_class
+      }
+      condition {
+        age        = lifecycle_rule.value.age
+        with_state = "LIVE"
+      }
+    }
+  }
+
+  dynamic "encryption" {
+    for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
+    content {
+      default_kms_key_name = encryption.value
+    }
+  }
+
+  depends_on = [google_project_service.this, google_kms_crypto_key_iam_member.gcs]
+}
+
+// Function sources: one object per function, named after the archive's md5 so that any change
+// of the function or of the shared library uploads a new object and redeploys the function.
+resource "google_storage_bucket_object" "function_source" {
+  for_each = local.functions
+
+  bucket       = google_storage_bucket.this["sources"].name
+  name         = "functions/${each.key}/${filemd5(local.source_archives[each.key])}.zip"
+  source       = local.source_archives[each.key]
+  content_type = "application/zip"
+}
