@@ -48,6 +48,33 @@ _SETTINGS = [
         "BigQuery dataset of the product's tables.",
         ("score_batch", "retrain", "check_drift"),
     ),
+    Setting(
+        "PHARMASEG_SOURCES_BUCKET",
+        None,
+        "Bucket of source data; a retrain message without data_uri reads gs://<this>/oecd_pharma_spending.csv.",
+        ("retrain",),
+    ),
+    Setting(
+        "PHARMASEG_RETRAIN_DATA_URI",
+        None,
+        "gs:// URI of the raw OECD CSV a retrain message uses when it names none (overrides the sources bucket).",
+        ("retrain",),
+    ),
+    Setting(
+        "PHARMASEG_RETRAIN_WINDOW", "2011-2020", "Training window of a retrain message that names none.", ("retrain",)
+    ),
+    Setting(
+        "PHARMASEG_RETRAIN_BOOTSTRAP",
+        "50",
+        "Bootstrap refits for the stability metric when a retrain message names no n_bootstrap.",
+        ("retrain",),
+    ),
+    Setting(
+        "PHARMASEG_GATE_THRESHOLDS",
+        "{}",
+        'JSON object overriding promotion-gate thresholds (see docs/retraining.md), e.g. {"min_ari": 0.8}.',
+        ("retrain",),
+    ),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
