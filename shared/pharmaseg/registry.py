@@ -306,7 +306,8 @@ class ModelCache:
         self._max_versions = max_versions
         self._lock = threading.Lock()
         self._versions: dict[str, ModelArtifact] = {}
-        self._aliases: dict[str, tuple[int, str, float]] = {}  # alias -> (generation, version, checked_at)
+        # alias -> (generation, version, checked_at); (None, None, t) remembers an unset alias
+        self._aliases: dict[str, tuple[int | None, str | None, float]] = {}
 
     def version(self, version: str) -> ModelArtifact:
         with self._lock:
@@ -320,19 +321,22 @@ class ModelCache:
         return artifact
 
     def alias(self, alias: str = "production") -> ModelArtifact:
+        """The model an alias names; an unset alias is remembered for the TTL too."""
         now = self._clock()
         with self._lock:
             cached = self._aliases.get(alias)
         if cached and now - cached[2] < self.ttl_seconds:
-            return self.version(cached[1])
-        generation = self.registry.alias_generation(alias)
-        if generation is None:
-            raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.registry.bucket_name}")
-        if cached and cached[0] == generation:
-            version = cached[1]
+            generation, version = cached[0], cached[1]
         else:
-            version = self.registry.resolve(alias)
-        artifact = self.version(version)
-        with self._lock:
-            self._aliases[alias] = (generation, version, now)
-        return artifact
+            generation = self.registry.alias_generation(alias)
+            if generation is None:
+                version = None
+            elif cached and cached[0] == generation:
+                version = cached[1]
+            else:
+                version = self.registry.resolve(alias)
+            with self._lock:
+                self._aliases[alias] = (generation, version, now)
+        if version is None:
+            raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.registry.bucket_name}")
+        return self.version(version)

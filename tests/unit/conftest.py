@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv"))
+DATA = Path(
+    os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv")
+)
 
 
 @pytest.fixture(scope="session")

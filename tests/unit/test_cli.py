@@ -32,7 +32,10 @@ def test_train_json_reproduces_the_original_segments(oecd_path, tmp_path):
     "content, message",
     [
         ("LOCATION,TIME,PC_GDP,USD_CAP\nAUS,2011,1,2\n", "line 1 (header): missing column(s) PC_HEALTHXP"),
-        ("LOCATION,TIME,PC_HEALTHXP,PC_GDP,USD_CAP\nAUS,2011,1,two,3\n", "line 2, column PC_GDP: 'two' is not a number"),
+        (
+            "LOCATION,TIME,PC_HEALTHXP,PC_GDP,USD_CAP\nAUS,2011,1,two,3\n",
+            "line 2, column PC_GDP: 'two' is not a number",
+        ),
         (
             "LOCATION,TIME,PC_HEALTHXP,PC_GDP,USD_CAP\nAUS,2011,1,2,3\nAUS,2011,1,2,3\n",
             "line 3, column TIME: duplicate country-year AUS 2011",

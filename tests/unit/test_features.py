@@ -38,8 +38,10 @@ def test_window_parsing_and_errors():
 
 
 def _series(years, **override):
-    return [{"year": y, "PC_HEALTHXP": 10.0 + i, "PC_GDP": 1.0 + i / 10, "USD_CAP": 300.0 + 5 * i, **override}
-            for i, y in enumerate(years)]
+    return [
+        {"year": y, "PC_HEALTHXP": 10.0 + i, "PC_GDP": 1.0 + i / 10, "USD_CAP": 300.0 + 5 * i, **override}
+        for i, y in enumerate(years)
+    ]
 
 
 def test_features_from_series_uses_window_years_only():

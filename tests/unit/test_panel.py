@@ -30,8 +30,10 @@ def test_real_panel_has_36_complete_countries_for_2011_2020(oecd_path):
         ("AUS,2011,-1,2,3,4\n", "line 2, column PC_HEALTHXP: '-1' must be greater than zero"),
         ("AUS,20x1,1,2,3,4\n", "line 2, column TIME: '20x1' is not an integer year"),
         (",2011,1,2,3,4\n", "line 2, column LOCATION: empty country code"),
-        ("AUS,2011,1,2,3,4\nAUT,2011,1,2,3,4\nAUS,2011,1,2,3,4\n",
-         "line 4, column TIME: duplicate country-year AUS 2011 (first seen on line 2)"),
+        (
+            "AUS,2011,1,2,3,4\nAUT,2011,1,2,3,4\nAUS,2011,1,2,3,4\n",
+            "line 4, column TIME: duplicate country-year AUS 2011 (first seen on line 2)",
+        ),
     ],
 )
 def test_strict_read_names_row_and_column(body, expected):

@@ -1,0 +1,193 @@
+"""The model registry against fake-gcs-server: versions, aliases, checksums, races, caching."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
+from pharmaseg.registry import ModelCache, ModelRegistry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def model(request):
+    """One trained artifact (original procedure) shared by the module; tests copy it."""
+    from pharmaseg.features import Window
+    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.training import TrainingParams, train
+    from tests.unit.conftest import DATA
+
+    panel = read_panel(DATA)
+    return train(
+        panel_features(panel, Window(2011, 2020)),
+        TrainingParams(n_bootstrap=2),
+        source_uri=str(DATA),
+        source_sha256="0" * 64,
+        rows_read=len(panel.rows),
+    )
+
+
+@pytest.fixture
+def registry(gcs):
+    client = gcs.client()
+    bucket = client.create_bucket(f"models-{uuid.uuid4().hex[:12]}")
+    return ModelRegistry(bucket.name, client=client)
+
+
+def test_register_assigns_semantic_versions_and_records_checksums(registry, model):
+    first = registry.register(copy.deepcopy(model))
+    second = registry.register(copy.deepcopy(model))
+    assert (first, second) == ("1.0.0", "1.1.0")
+    other_k = copy.deepcopy(model)
+    other_k.centroids = np.vstack([other_k.centroids, other_k.centroids[:1]])
+    other_k.segments = [*other_k.segments, other_k.segments[0]]
+    assert registry.register(other_k) == "2.0.0"
+    assert registry.versions() == ["1.0.0", "1.1.0", "2.0.0"]
+    meta = registry.metadata("1.0.0")
+    loaded = registry.load("1.0.0")
+    assert meta["sha256"] == loaded.sha256() and loaded.version == "1.0.0"
+    assert loaded.assignments == model.assignments
+    with pytest.raises(RegistryError, match="already exists"):
+        registry.register(copy.deepcopy(model), version="1.0.0")
+    with pytest.raises(VersionNotFoundError):
+        registry.load("9.9.9")
+
+
+def test_load_refuses_a_tampered_artifact(registry, model):
+    version = registry.register(copy.deepcopy(model))
+    blob = registry._bucket.blob(f"models/{version}/model.json")
+    doc = json.loads(blob.download_as_bytes())
+    doc["centroids"][0][0] += 1.0
+    blob.upload_from_string(json.dumps(doc))
+    with pytest.raises(ArtifactError, match="fails its checksum"):
+        registry.load(version)
+
+
+def test_promote_history_and_rollback(registry, model):
+    v1 = registry.register(copy.deepcopy(model))
+    v2 = registry.register(copy.deepcopy(model))
+    assert registry.alias("production") is None
+    registry.promote(v1, reason="first")
+    state = registry.promote(v2, reason="second")
+    assert state.version == v2 and [h["version"] for h in state.document["history"]] == [v1]
+    assert registry.rollback().version == v1
+    with pytest.raises(RegistryError, match="no previous version"):
+        registry.rollback()
+    with pytest.raises(VersionNotFoundError):
+        registry.promote("7.0.0")
+    with pytest.raises(ConcurrentUpdateError, match="not the expected"):
+        registry.promote(v2, expected_version=v2)
+    assert registry.aliases() == {"production": v1}
+
+
+def test_racing_promotions_cannot_both_win(registry, model):
+    v1, v2, v3 = (registry.register(copy.deepcopy(model)) for _ in range(3))
+    registry.promote(v1)
+    barrier = threading.Barrier(2)
+    read_alias = registry.alias
+    seen = threading.local()
+
+    def alias_then_wait(name):
+        state = read_alias(name)
+        if not getattr(seen, "waited", False):
+            seen.waited = True
+            barrier.wait(timeout=10)  # both promoters have read the same generation before either writes
+        return state
+
+    registry.alias = alias_then_wait
+    outcomes: dict[str, str] = {}
+
+    def promote(version):
+        try:
+            registry.promote(version)
+            outcomes[version] = "won"
+        except ConcurrentUpdateError:
+            outcomes[version] = "lost"
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in (v2, v3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    registry.alias = read_alias
+    assert sorted(outcomes.values()) == ["lost", "won"]
+    winner = next(v for v, o in outcomes.items() if o == "won")
+    state = registry.alias("production")
+    assert state.version == winner
+    assert [h["version"] for h in state.document["history"]] == [v1]
+
+
+def test_idempotency_key_maps_retries_to_one_version(registry, model):
+    a = registry.register(copy.deepcopy(model), idempotency_key="message-1")
+    b = registry.register(copy.deepcopy(model), idempotency_key="message-1")
+    c = registry.register(copy.deepcopy(model), idempotency_key="message-2")
+    assert a == b != c
+    assert registry.versions() == [a, c]
+    assert registry.version_for_key("message-1") == a
+
+
+class CountingRegistry(ModelRegistry):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.generation_reads = 0
+
+    def alias_generation(self, alias):
+        self.generation_reads += 1
+        return super().alias_generation(alias)
+
+
+def test_cache_notices_alias_moves_after_ttl_without_reading_gcs_every_time(gcs, model):
+    client = gcs.client()
+    bucket = client.create_bucket(f"models-{uuid.uuid4().hex[:12]}")
+    registry = CountingRegistry(bucket.name, client=client)
+    v1 = registry.register(copy.deepcopy(model))
+    v2 = registry.register(copy.deepcopy(model))
+    now = [0.0]
+    cache = ModelCache(registry, ttl_seconds=30, clock=lambda: now[0])
+    with pytest.raises(VersionNotFoundError, match="not set"):
+        cache.alias("production")
+    now[0] = 31
+    registry.promote(v1)
+    assert cache.alias("production").version == v1
+    reads = registry.generation_reads
+    for _ in range(100):
+        assert cache.alias("production").version == v1
+    assert registry.generation_reads == reads  # within the TTL: no GCS round trip
+    registry.promote(v2)
+    assert cache.alias("production").version == v1  # still within the TTL
+    now[0] = 62
+    assert cache.alias("production").version == v2
+
+
+def test_cli_registry_commands(gcs, model, tmp_path):
+    client = gcs.client()
+    bucket = client.create_bucket(f"models-{uuid.uuid4().hex[:12]}").name
+    artifact = tmp_path / "model.json"
+    artifact.write_bytes(model.to_json())
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": gcs.url, "PHARMASEG_MODELS_BUCKET": bucket}
+    cli = str(Path(sys.executable).parent / "pharmaseg")
+
+    def run(*args):
+        return subprocess.run([cli, "registry", *args], env=env, capture_output=True, text=True, timeout=60)
+
+    assert run("register", str(artifact), "--promote").stdout.strip() == "1.0.0"
+    assert run("register", str(artifact)).stdout.strip() == "1.1.0"
+    assert run("promote", "1.1.0").stdout.strip() == "production -> 1.1.0"
+    listed = json.loads(run("list", "--json").stdout)
+    assert [(r["version"], r["aliases"]) for r in listed] == [("1.0.0", []), ("1.1.0", ["production"])]
+    shown = json.loads(run("show", "production").stdout)
+    assert shown["version"] == "1.1.0" and shown["assignments"]["DEU"] == "High-Value Pharma Markets"
+    assert run("rollback").stdout.strip() == "production -> 1.0.0"
+    missing = run("promote", "3.0.0")
+    assert missing.returncode == 2 and "3.0.0 is not registered" in missing.stderr
