@@ -1,0 +1,22 @@
+"""Retraining on request: the message contract, the promotion gate, and the service that runs them.
+
+- ``message``: the JSON retrain request (``SCHEMA``, ``parse_request``, Pub/Sub decoding).
+- ``gate``: pure checks of a candidate artifact against production (``evaluate``, ``GateThresholds``).
+- ``service``: train, register, gate, promote with a race-safe condition, record in BigQuery.
+- ``handler``: one CloudEvent in, decision out; what ``functions/retrain/main.py`` calls.
+- ``publish``: publish a request to the retrain topic.
+"""
+
+from pharmaseg.retraining.gate import GateResult, GateThresholds, evaluate
+from pharmaseg.retraining.message import SCHEMA, MalformedRequestError, RetrainRequest, decode_request, parse_request
+
+__all__ = [
+    "SCHEMA",
+    "GateResult",
+    "GateThresholds",
+    "MalformedRequestError",
+    "RetrainRequest",
+    "decode_request",
+    "evaluate",
+    "parse_request",
+]

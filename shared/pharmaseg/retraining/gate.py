@@ -1,0 +1,241 @@
+"""The promotion gate: pure functions comparing a candidate artifact with production.
+
+Each check returns ``{"value", "threshold", "passed", "detail"}`` so that the decision record
+shows not only *that* a candidate was held but by how much. Checks that compare with production
+pass with ``detail: "no production model"`` when there is none yet; checks on the candidate
+alone (stability, segment size, profile fit) always apply.
+
+Why these checks: on this data k-means has several local optima, and the lowest-inertia one is
+a *different* segmentation that an earlier model landed in and mislabelled. Inertia therefore
+says nothing about whether to promote; agreement with production on the countries both know,
+silhouette and Davies-Bouldin (not worse beyond a tolerance), bootstrap stability, segment sizes,
+name agreement and profile fit do. Default thresholds and their reasons are in docs/retraining.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pharmaseg.artifact import ModelArtifact
+from pharmaseg.errors import PharmasegError
+
+NO_PRODUCTION = "no production model"
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    silhouette_tolerance: float = 0.02  # candidate silhouette >= production - this
+    davies_bouldin_tolerance: float = 0.10  # candidate DB <= production + this (lower is better)
+    min_stability: float = 0.50  # bootstrap mean ARI of the candidate
+    min_segment_size: int = 3  # countries in the smallest segment
+    min_ari: float = 0.75  # adjusted Rand index vs production on common countries
+    min_name_agreement: float = 0.80  # share of common countries keeping their segment name
+    min_common_countries: int = 10  # fewer common countries: agreement cannot be judged
+    min_country_ratio: float = 0.90  # candidate countries >= this x production countries
+
+    @classmethod
+    def from_json(cls, text: str | None) -> GateThresholds:
+        """Defaults overridden by a JSON object (PHARMASEG_GATE_THRESHOLDS); unknown keys are an error."""
+        if not text or not text.strip():
+            return cls()
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise PharmasegError(f"gate thresholds are not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise PharmasegError("gate thresholds must be a JSON object")
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(doc) - set(known))
+        if unknown:
+            raise PharmasegError(f"unknown gate threshold(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        for name, value in doc.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PharmasegError(f"gate threshold {name} must be a number, got {value!r}")
+        return cls(**{k: (int(v) if known[k] == "int" else float(v)) for k, v in doc.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    checks: dict[str, dict[str, Any]]
+    production_version: str | None
+
+    @property
+    def passed(self) -> bool:
+        return all(c["passed"] for c in self.checks.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, c in self.checks.items() if not c["passed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "production_version": self.production_version, "checks": self.checks}
+
+
+def _number(value: Any) -> float | None:
+    """JSON-safe float: NaN (e.g. stability without bootstraps) becomes None."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def _check(value: Any, threshold: Any, passed: bool, detail: str = "") -> dict[str, Any]:
+    out = {"value": value, "threshold": threshold, "passed": bool(passed)}
+    if detail:
+        out["detail"] = detail
+    return out
+
+
+def _skip(threshold: Any) -> dict[str, Any]:
+    return _check(None, threshold, True, NO_PRODUCTION)
+
+
+def window_end(artifact: ModelArtifact) -> int:
+    return int(str(artifact.window).split("-")[1])
+
+
+def names_by_country(artifact: ModelArtifact) -> dict[str, str]:
+    return {country: artifact.segment(cluster).name for country, cluster in artifact.assignments.items()}
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+def check_rows(candidate: ModelArtifact, production: ModelArtifact | None) -> dict[str, Any]:
+    """The data file is at least as large as production's (rows read): no truncated upload."""
+    value = int(candidate.lineage.get("rows_read", 0))
+    if production is None:
+        return _check(value, None, True, NO_PRODUCTION)
+    threshold = int(production.lineage.get("rows_read", 0))
+    return _check(value, threshold, value >= threshold)
+
+
+def check_freshness(candidate: ModelArtifact, production: ModelArtifact | None) -> dict[str, Any]:
+    """The window ends no earlier than production's: a retrain never goes back in time."""
+    value = window_end(candidate)
+    if production is None:
+        return _check(value, None, True, NO_PRODUCTION)
+    threshold = window_end(production)
+    return _check(value, threshold, value >= threshold)
+
+
+def check_countries(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+    """Enough countries trained on: at least ``min_country_ratio`` of production's.
+
+    A later window loses the countries whose latest year is not published yet (36 -> 34 for
+    2012-2021), so equality would block every fresh window; a tiny window fails here.
+    """
+    value = int(candidate.lineage.get("countries", len(candidate.assignments)))
+    if production is None:
+        return _check(value, None, True, NO_PRODUCTION)
+    base = int(production.lineage.get("countries", len(production.assignments)))
+    threshold = math.ceil(t.min_country_ratio * base)
+    return _check(value, threshold, value >= threshold, f"{t.min_country_ratio:g} x {base} production countries")
+
+
+# -- quality ---------------------------------------------------------------------------------------
+
+
+def check_silhouette(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+    value = _number(candidate.metrics.get("silhouette"))
+    if production is None:
+        return _check(value, None, value is not None, NO_PRODUCTION)
+    threshold = round(float(production.metrics["silhouette"]) - t.silhouette_tolerance, 6)
+    return _check(value, threshold, value is not None and value >= threshold, "production - tolerance")
+
+
+def check_davies_bouldin(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+    value = _number(candidate.metrics.get("davies_bouldin"))
+    if production is None:
+        return _check(value, None, value is not None, NO_PRODUCTION)
+    threshold = round(float(production.metrics["davies_bouldin"]) + t.davies_bouldin_tolerance, 6)
+    return _check(
+        value, threshold, value is not None and value <= threshold, "production + tolerance (lower is better)"
+    )
+
+
+def check_stability(candidate: ModelArtifact, t: GateThresholds) -> dict[str, Any]:
+    stability = candidate.metrics.get("stability") or {}
+    value = _number(stability.get("mean_ari"))
+    detail = f"mean ARI of {stability.get('n_bootstrap', 0)} bootstrap refits"
+    if value is None:
+        detail = "not measured (no bootstrap refits)"
+    return _check(value, t.min_stability, value is not None and value >= t.min_stability, detail)
+
+
+def check_min_segment_size(candidate: ModelArtifact, t: GateThresholds) -> dict[str, Any]:
+    value = min(s.size for s in candidate.segments)
+    return _check(value, t.min_segment_size, value >= t.min_segment_size)
+
+
+def check_profile_fit(candidate: ModelArtifact) -> dict[str, Any]:
+    misfits = [s.name for s in candidate.segments if not s.fits_profile]
+    detail = f"do not fit their profile: {', '.join(misfits)}" if misfits else ""
+    return _check(not misfits, True, not misfits, detail)
+
+
+# -- meaning ---------------------------------------------------------------------------------------
+
+
+def check_segment_names(candidate: ModelArtifact, production: ModelArtifact | None) -> dict[str, Any]:
+    """The same named segments as production (a k=4 model splits a segment into new names)."""
+    value = sorted(s.name for s in candidate.segments)
+    if production is None:
+        return _check(value, None, True, NO_PRODUCTION)
+    threshold = sorted(s.name for s in production.segments)
+    return _check(value, threshold, value == threshold)
+
+
+def check_agreement(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+    """Adjusted Rand index between the two segmentations on the countries both were trained on."""
+    if production is None:
+        return _skip(t.min_ari)
+    from sklearn.metrics import adjusted_rand_score
+
+    ours, theirs = names_by_country(candidate), names_by_country(production)
+    common = sorted(set(ours) & set(theirs))
+    if len(common) < t.min_common_countries:
+        return _check(None, t.min_ari, False, f"only {len(common)} common countries (< {t.min_common_countries})")
+    value = round(float(adjusted_rand_score([theirs[c] for c in common], [ours[c] for c in common])), 6)
+    return _check(value, t.min_ari, value >= t.min_ari, f"on {len(common)} common countries")
+
+
+def check_name_agreement(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+    """Share of common countries whose segment *name* is unchanged (ARI ignores names)."""
+    if production is None:
+        return _skip(t.min_name_agreement)
+    ours, theirs = names_by_country(candidate), names_by_country(production)
+    common = sorted(set(ours) & set(theirs))
+    if not common:
+        return _check(None, t.min_name_agreement, False, "no common countries")
+    moved = [f"{c}: {theirs[c]} -> {ours[c]}" for c in common if ours[c] != theirs[c]]
+    value = round(1 - len(moved) / len(common), 6)
+    detail = f"{len(moved)} of {len(common)} changed" + (f" ({'; '.join(moved)})" if moved else "")
+    return _check(value, t.min_name_agreement, value >= t.min_name_agreement, detail)
+
+
+def evaluate(
+    candidate: ModelArtifact, production: ModelArtifact | None, thresholds: GateThresholds = GateThresholds()
+) -> GateResult:
+    """Run every check; the gate passes when all pass."""
+    t = thresholds
+    checks = {
+        "data_rows": check_rows(candidate, production),
+        "data_freshness": check_freshness(candidate, production),
+        "countries": check_countries(candidate, production, t),
+        "silhouette": check_silhouette(candidate, production, t),
+        "davies_bouldin": check_davies_bouldin(candidate, production, t),
+        "stability": check_stability(candidate, t),
+        "min_segment_size": check_min_segment_size(candidate, t),
+        "profile_fit": check_profile_fit(candidate),
+        "segment_names": check_segment_names(candidate, production),
+        "agreement_ari": check_agreement(candidate, production, t),
+        "name_agreement": check_name_agreement(candidate, production, t),
+    }
+    return GateResult(checks=checks, production_version=production.version if production else None)
