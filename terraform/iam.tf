@@ -29,7 +29,7 @@ locals {
     "score_batch/inbox"   = { fn = "score_batch", bucket = "inbox", role = "roles/storage.objectViewer" }
     "score_batch/reports" = { fn = "score_batch", bucket = "reports", role = "roles/storage.objectUser" }
     "retrain/models"      = { fn = "retrain", bucket = "models", role = "roles/storage.objectUser" }
-    "retrain/inbox"       = { fn = "retrain", bucket = "inbox", role = "roles/storage.objectViewer" }
+    "retrain/sources"     = { fn = "retrain", bucket = "sources", role = "roles/storage.objectViewer" }
     "retrain/reports"     = { fn = "retrain", bucket = "reports", role = "roles/storage.objectUser" }
     "check_drift/models"  = { fn = "check_drift", bucket = "models", role = "roles/storage.objectViewer" }
     "check_drift/reports" = { fn = "check_drift", bucket = "reports", role = "roles/storage.objectUser" }
@@ -38,13 +38,9 @@ locals {
   // Functions that read or write the dataset's tables (predict only logs to stdout).
   bigquery_functions = toset(["score_batch", "retrain", "check_drift"])
 
-  // Topics each function publishes to: check_drift asks for a retraining; every event function
-  // may park a poison message on the dead-letter topic.
+  // Topics each function publishes to: check_drift asks for a retraining when it finds drift.
   topic_grants = {
-    "check_drift/retrain"     = { fn = "check_drift", topic = "retrain" }
-    "check_drift/dead_letter" = { fn = "check_drift", topic = "dead_letter" }
-    "score_batch/dead_letter" = { fn = "score_batch", topic = "dead_letter" }
-    "retrain/dead_letter"     = { fn = "retrain", topic = "dead_letter" }
+    "check_drift/retrain" = { fn = "check_drift", topic = "retrain" }
   }
 
   build_roles = toset([

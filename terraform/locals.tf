@@ -57,9 +57,14 @@ locals {
       PHARMASEG_DATASET           = local.dataset_id
     }
     retrain = {
-      GOOGLE_CLOUD_PROJECT    = var.project_id
-      PHARMASEG_MODELS_BUCKET = local.bucket_names["models"]
-      PHARMASEG_DATASET       = local.dataset_id
+      GOOGLE_CLOUD_PROJECT        = var.project_id
+      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
+      PHARMASEG_DATASET           = local.dataset_id
+      PHARMASEG_SOURCES_BUCKET    = local.bucket_names["sources"]
+      PHARMASEG_RETRAIN_DATA_URI  = coalesce(var.retrain_data_uri, "gs://${local.bucket_names["sources"]}/oecd_pharma_spending.csv")
+      PHARMASEG_RETRAIN_WINDOW    = var.retrain_window
+      PHARMASEG_RETRAIN_BOOTSTRAP = tostring(var.retrain_bootstrap)
+      PHARMASEG_GATE_THRESHOLDS   = jsonencode(var.gate_thresholds)
     }
     check_drift = {
       GOOGLE_CLOUD_PROJECT        = var.project_id

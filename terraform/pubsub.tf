@@ -3,13 +3,16 @@
 // Delivery and failures:
 // - retrain and check_drift are Eventarc Pub/Sub triggers on the retrain and drift topics, and
 //   score_batch an Eventarc Cloud Storage trigger; all three use RETRY_POLICY_RETRY
-//   (functions.tf), so a failed event is redelivered with backoff until the message expires
-//   (Eventarc's subscription keeps it 24 hours) and the handlers drop over-age events.
-// - Eventarc owns the subscriptions it creates, so Terraform cannot attach a dead-letter policy
-//   to them. The dead-letter topic is therefore where the functions (and any operator) park
-//   poison messages explicitly, with a pull subscription that keeps them for inspection.
-// - inbox_events is the topic the inbox bucket notifies on OBJECT_FINALIZE, exactly as the local
-//   stack's storage emulator does; it feeds ad hoc consumers and replays, with dead-lettering.
+//   (functions.tf), so a failed event is redelivered with exponential backoff until it succeeds
+//   or the message expires (Eventarc's subscription keeps it 24 hours); the handlers drop
+//   over-age events so a poison message cannot loop for a day.
+// - Eventarc creates and owns those subscriptions, so Terraform cannot give them a dead-letter
+//   policy. The local stack, which wires push subscriptions itself, dead-letters to the
+//   dead_letter topic after 5 attempts; here the dead_letter topic receives the undeliverable
+//   messages of the inbox_events subscription, and "<dead_letter>-pull" (same name as locally)
+//   keeps them a week for inspection.
+// - inbox_events receives the inbox bucket's OBJECT_FINALIZE notifications, as the local
+//   stack's storage emulator publishes them, for replays and ad hoc consumers.
 resource "google_pubsub_topic" "this" {
   #checkov:skip=CKV_GCP_83:CMEK is opt-in through var.kms_key_name (kms_key_name below); Google-managed encryption is the default.
   for_each = local.topic_names
@@ -23,10 +26,10 @@ resource "google_pubsub_topic" "this" {
   depends_on = [google_project_service.this, google_kms_crypto_key_iam_member.pubsub]
 }
 
-// Dead letters are kept for a week for inspection: gcloud pubsub subscriptions pull ... --auto-ack
+// Dead letters are kept for a week: gcloud pubsub subscriptions pull pharmaseg-dead-letter-pull
 resource "google_pubsub_subscription" "dead_letter" {
   project                    = var.project_id
-  name                       = "${local.topic_names["dead_letter"]}-inspect"
+  name                       = "${local.topic_names["dead_letter"]}-pull"
   topic                      = google_pubsub_topic.this["dead_letter"].id
   ack_deadline_seconds       = 60
   message_retention_duration = "604800s"

@@ -5,9 +5,10 @@ locals {
   // Lifecycle rules per role, on top of the noncurrent-version rule every bucket gets.
   bucket_lifecycle = {
     models  = []
-    inbox   = [{ action = "Delete", storage_class = null, age = var.inbox_retention_days }]
-    reports = [{ action = "SetStorageClass", storage_class = "NEARLINE", age = var.reports_retention_days }]
-    sources = [{ action = "Delete", storage_class = null, age = 365 }]
+    inbox   = [{ action = "Delete", storage_class = null, age = var.inbox_retention_days, prefixes = [] }]
+    reports = [{ action = "SetStorageClass", storage_class = "NEARLINE", age = var.reports_retention_days, prefixes = [] }]
+    // Only old function archives expire; the training data (oecd_pharma_spending.csv) stays.
+    sources = [{ action = "Delete", storage_class = null, age = 365, prefixes = ["functions/"] }]
   }
 }
 
@@ -48,8 +49,9 @@ resource "google_storage_bucket" "this" {
         storage_class = lifecycle_rule.value.storage_class
       }
       condition {
-        age        = lifecycle_rule.value.age
-        with_state = "LIVE"
+        age            = lifecycle_rule.value.age
+        with_state     = "LIVE"
+        matches_prefix = lifecycle_rule.value.prefixes
       }
     }
   }

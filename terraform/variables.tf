@@ -185,6 +185,45 @@ variable "max_body_bytes" {
   }
 }
 
+variable "retrain_data_uri" {
+  description = "gs:// URI of the raw OECD CSV a retrain message uses when it names none (PHARMASEG_RETRAIN_DATA_URI). null: gs://<sources bucket>/oecd_pharma_spending.csv."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.retrain_data_uri == null || can(regex("^gs://[^/]+/.+$", var.retrain_data_uri))
+    error_message = "retrain_data_uri must be gs://BUCKET/OBJECT or null."
+  }
+}
+
+variable "retrain_window" {
+  description = "Training window (YYYY-YYYY) of a retrain message that names none (PHARMASEG_RETRAIN_WINDOW)."
+  type        = string
+  default     = "2011-2020"
+
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{4}$", var.retrain_window))
+    error_message = "retrain_window must look like 2011-2020."
+  }
+}
+
+variable "retrain_bootstrap" {
+  description = "Bootstrap refits for the stability metric when a retrain message names none (PHARMASEG_RETRAIN_BOOTSTRAP)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.retrain_bootstrap >= 1 && var.retrain_bootstrap <= 1000
+    error_message = "retrain_bootstrap must be between 1 and 1000."
+  }
+}
+
+variable "gate_thresholds" {
+  description = "Promotion-gate thresholds overriding the code's defaults (PHARMASEG_GATE_THRESHOLDS, see docs/retraining.md), e.g. { min_ari = 0.8 }."
+  type        = map(number)
+  default     = {}
+}
+
 variable "inbox_retention_days" {
   description = "Days after which uploaded batch files are deleted from the inbox bucket."
   type        = number

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tfcheck.checks import check_conventions, check_references, check_schema
+from tfcheck.consistency import check_consistency
 from tfcheck.loader import load_module
 from tfcheck.schema import ProviderSchema, default_bindings_dir
 from tfcheck.tools import default_checkov, run_checkov, terraform_fmt_check
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         ("schema", check_schema(module, schema)),
         ("references", check_references(module, schema)),
         ("conventions", check_conventions(module)),
+        ("consistency", check_consistency(module, REPO_ROOT)),
     ):
         print(f"{name}: {len(findings)} finding(s)")
         for finding in findings:

@@ -70,7 +70,9 @@ def _check_body(body: dict, schema: BlockSchema, file: str, where: str, top_meta
                     else:
                         for dyn_key in dyn:
                             if dyn_key not in META and dyn_key not in {"for_each", "iterator", "labels", "content"}:
-                                yield Finding("schema", file, f"{where}.dynamic.{name}", f"unknown argument {dyn_key!r}")
+                                yield Finding(
+                                    "schema", file, f"{where}.dynamic.{name}", f"unknown argument {dyn_key!r}"
+                                )
                         contents = _blocks(dyn.get("content", []))
                         if not contents:
                             yield Finding("schema", file, f"{where}.dynamic.{name}", "missing content block")
@@ -109,7 +111,9 @@ def check_schema(module: Module, schema: ProviderSchema) -> list[Finding]:
         if block.labels[0] != "google":
             findings.append(Finding("schema", block.file, block.address, "only the google provider is checked"))
             continue
-        findings.extend(_check_body(block.body, schema.get("provider", "google"), block.file, "provider.google", PROVIDER_META))
+        findings.extend(
+            _check_body(block.body, schema.get("provider", "google"), block.file, "provider.google", PROVIDER_META)
+        )
     return findings
 
 

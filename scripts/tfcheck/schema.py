@@ -128,7 +128,9 @@ def _parse_module(path: str, tf_type: str) -> BlockSchema:
         (
             name
             for name, cls in classes.items()
-            if any(ast.unparse(base).endswith(("TerraformMetaArguments", "TerraformProviderConfig")) for base in cls.bases)
+            if any(
+                ast.unparse(base).endswith(("TerraformMetaArguments", "TerraformProviderConfig")) for base in cls.bases
+            )
             or (name.endswith("ProviderConfig") and tf_type == "google")
         ),
         None,

@@ -1,0 +1,176 @@
+"""Each checker catches a deliberate break in a copy of terraform/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from tfcheck import (
+    check_conventions,
+    check_references,
+    check_schema,
+    load_module,
+    run_checkov,
+    terraform_fmt_check,
+)
+from tfcheck.consistency import check_function_env, check_sources_of_truth, load_settings
+
+
+@pytest.fixture
+def broken(tmp_path, tf_dir, repo_root):
+    """A copy of terraform/ (with ../shared beside it) and an editor that must find its target."""
+    copy = tmp_path / "terraform"
+    shutil.copytree(tf_dir, copy, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "*.zip"))
+    (tmp_path / "shared").symlink_to(repo_root / "shared")
+
+    def edit(file: str, old: str, new: str) -> Path:
+        path = copy / file
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {file}: update the test"
+        path.write_text(text.replace(old, new, 1))
+        return copy
+
+    return copy, edit
+
+
+def _messages(findings) -> str:
+    return "\n".join(str(f) for f in findings)
+
+
+def test_the_unbroken_copy_is_clean(broken, schema):
+    copy, _ = broken
+    module = load_module(copy)
+    assert not check_schema(module, schema) and not check_references(module, schema)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (
+            "storage.tf",
+            '  storage_class               = "STANDARD"\n',
+            '  storage_class               = "STANDARD"\n  bogus_argument = 1\n',
+            "unknown argument 'bogus_argument'",
+        ),
+        ("functions.tf", "storage_source {", "storage_sauce {", "unknown argument 'storage_sauce'"),
+        ("functions.tf", "  location    = var.region\n", "", "missing required argument 'location'"),
+        (
+            "functions.tf",
+            "      event_type            = local.event_types[event_trigger.value.trigger]\n",
+            "",
+            "missing required argument 'event_type'",
+        ),
+        (
+            "monitoring.tf",
+            'resource "google_logging_metric" "drift_verdicts"',
+            'resource "google_logging_metricz" "drift_verdicts"',
+            "does not exist in the google provider schema",
+        ),
+        (
+            "storage.tf",
+            '    action {\n      type = "Delete"',
+            '    actions {\n      type = "Delete"',
+            "unknown argument 'actions'",
+        ),
+    ],
+    ids=[
+        "unknown-argument",
+        "unknown-nested-block",
+        "missing-required",
+        "missing-required-nested",
+        "unknown-type",
+        "unknown-block-in-block",
+    ],
+)
+def test_schema_check_catches(broken, schema, file, old, new, expected):
+    _, edit = broken
+    findings = check_schema(load_module(edit(file, old, new)), schema)
+    assert expected in _messages(findings)
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        ("storage.tf", "var.noncurrent_version_days", "var.does_not_exist", "undeclared variable var.does_not_exist"),
+        ("functions.tf", "local.function_env[each.key]", "local.nope[each.key]", "undeclared local value local.nope"),
+        (
+            "functions.tf",
+            "google_service_account.trigger.email",
+            "google_service_account.ghost.email",
+            "undeclared resource google_service_account.ghost",
+        ),
+        (
+            "functions.tf",
+            "google_service_account.trigger.email",
+            "google_service_account.trigger.emial",
+            "has no attribute 'emial'",
+        ),
+        (
+            "iam.tf",
+            "data.google_project.this.number",
+            "data.google_project.that.number",
+            "undeclared data source data.google_project.that",
+        ),
+    ],
+    ids=["variable", "local", "resource", "attribute", "data-source"],
+)
+def test_reference_check_catches(broken, schema, file, old, new, expected):
+    _, edit = broken
+    findings = check_references(load_module(edit(file, old, new)), schema)
+    assert expected in _messages(findings)
+
+
+def test_conventions_check_catches_an_undescribed_variable(broken):
+    _, edit = broken
+    copy = edit("variables.tf", '  description = "Extra labels added to every resource that supports labels."\n', "")
+    assert "var.labels: missing description" in _messages(check_conventions(load_module(copy)))
+
+
+def test_fmt_check_catches_misformatting(broken):
+    _, edit = broken
+    copy = edit(
+        "storage.tf",
+        "  force_destroy               = !var.deletion_protection",
+        "  force_destroy =       !var.deletion_protection",
+    )
+    ok, listing = terraform_fmt_check(copy)
+    assert not ok and "storage.tf" in listing
+
+
+def test_checkov_catches_a_public_bucket(broken, checkov_bin):
+    _, edit = broken
+    copy = edit("storage.tf", 'public_access_prevention    = "enforced"', 'public_access_prevention    = "inherited"')
+    copy = edit("storage.tf", "uniform_bucket_level_access = true", "uniform_bucket_level_access = false")
+    report = run_checkov(copy, checkov_bin)
+    failed = {c["check_id"] for c in report.failed}
+    assert {"CKV_GCP_29", "CKV_GCP_114"} <= failed, failed
+
+
+def test_consistency_catches_a_missing_env_var(broken, repo_root):
+    _, edit = broken
+    copy = edit(
+        "locals.tf", "      PHARMASEG_DATASET           = local.dataset_id\n    }\n    retrain", "    }\n    retrain"
+    )
+    findings = check_function_env(load_module(copy), load_settings(repo_root))
+    assert "PHARMASEG_DATASET is read by score_batch but not set" in _messages(findings)
+
+
+def test_consistency_catches_a_copied_schema(broken, repo_root):
+    _, edit = broken
+    copy = edit(
+        "bigquery.tf",
+        'schema              = file("${local.resources_dir}/schemas/${each.key}.json")',
+        'schema              = jsonencode([{ name = "x", type = "STRING" }])',
+    )
+    findings = check_sources_of_truth(load_module(copy), repo_root)
+    assert "schema must be file(" in _messages(findings)
+
+
+def test_consistency_catches_a_hardcoded_extra_bucket(broken, repo_root):
+    copy, _ = broken
+    (copy / "extra.tf").write_text(
+        'resource "google_storage_bucket" "extra" {\n  name     = "x"\n  location = "EU"\n}\n'
+    )
+    findings = check_sources_of_truth(load_module(copy), repo_root)
+    assert "expected exactly one google_storage_bucket" in _messages(findings)

@@ -1,0 +1,117 @@
+"""Terraform against resources.json, config.py SETTINGS, the functions' code and requirements."""
+
+from __future__ import annotations
+
+import pytest
+from tfcheck.consistency import (
+    check_entry_point_wiring,
+    check_function_env,
+    check_sources_of_truth,
+    entry_point_findings,
+    load_settings,
+    load_spec,
+    requirements_findings,
+)
+
+
+def _lines(findings) -> str:
+    return "\n".join(str(f) for f in findings)
+
+
+def test_resources_and_schemas_come_from_resources_json(module, repo_root):
+    findings = check_sources_of_truth(module, repo_root)
+    assert not findings, _lines(findings)
+
+
+def test_terraform_creates_what_the_local_stack_creates(module, repo_root):
+    """Same roles as pharmaseg.resources, which the local stack provisions from."""
+    from pharmaseg import resources
+
+    spec = load_spec(repo_root)
+    assert list(spec["buckets"]) == resources.bucket_roles()
+    assert list(spec["topics"]) == resources.topic_roles()
+    assert list(spec["tables"]) == resources.table_roles()
+    assert spec["dataset"] == resources.dataset_name()
+    assert set(spec["functions"]) == set(resources.functions())
+
+
+def test_every_setting_is_set_for_the_functions_that_read_it(module, repo_root):
+    findings = check_function_env(module, load_settings(repo_root))
+    assert not findings, _lines(findings)
+
+
+def test_entry_points_are_wired_from_resources_json(module):
+    findings = check_entry_point_wiring(module)
+    assert not findings, _lines(findings)
+
+
+def test_entry_points_exist_in_main_py(repo_root):
+    findings, missing = entry_point_findings(repo_root)
+    assert not findings, _lines(findings)
+    if missing:
+        pytest.skip(f"no main.py yet for: {', '.join(missing)}")
+
+
+def test_requirements_are_pinned_and_complete(repo_root):
+    findings, missing = requirements_findings(repo_root)
+    assert not findings, _lines(findings)
+    if missing:
+        pytest.skip(f"no requirements.txt yet for: {', '.join(missing)}")
+
+
+def test_predict_is_private_by_default(module):
+    assert module.variables["allow_unauthenticated"].body["default"] is False
+    public = module.resources[("google_cloud_run_v2_service_iam_member", "predict_public")]
+    assert public.body["count"] == "${var.allow_unauthenticated ? 1 : 0}"
+    for (rtype, name), block in module.resources.items():
+        if (rtype, name) == ("google_cloud_run_v2_service_iam_member", "predict_public"):
+            continue
+        assert "allUsers" not in str(block.body) and "allAuthenticatedUsers" not in str(block.body), f"{rtype}.{name}"
+
+
+def test_functions_scale_to_zero_by_default(module):
+    sizing = module.variables["function_settings"].body
+    assert "min_instance_count = optional(number, 0)" in str(sizing["type"]).replace("'", "")
+    for fn, settings in sizing["default"].items():
+        assert settings.get("min_instance_count", 0) == 0, fn
+
+
+def test_event_triggers_retry_and_filter_the_inbox(module):
+    fn = module.resources[("google_cloudfunctions2_function", "this")].body
+    trigger = fn["dynamic"][0]['"event_trigger"']["content"][0]
+    assert trigger["retry_policy"] == '"RETRY_POLICY_RETRY"'
+    filters = trigger["dynamic"][0]['"event_filters"']
+    assert filters["content"][0]["attribute"] == '"bucket"'
+    assert "event_trigger.value.bucket" in filters["for_each"]
+    event_types = module.locals["event_types"]
+    assert event_types["storage_finalize"] == '"google.cloud.storage.object.v1.finalized"'
+    assert event_types["pubsub"] == '"google.cloud.pubsub.topic.v1.messagePublished"'
+
+
+def test_every_trigger_kind_of_resources_json_is_handled(module, repo_root):
+    kinds = {f["trigger"] for f in load_spec(repo_root)["functions"].values()}
+    assert kinds <= {"http", *module.locals["event_types"]}, kinds
+
+
+def test_predictions_sink_feeds_the_predictions_log_table(module, repo_root):
+    spec = load_spec(repo_root)
+    # A sink names its table after the log: run.googleapis.com/stdout -> run_googleapis_com_stdout.
+    assert spec["tables"]["predictions_log"]["table"] == "run_googleapis_com_stdout"
+    sink = module.resources[("google_logging_project_sink", "predictions")].body
+    assert sink["bigquery_options"][0]["use_partitioned_tables"] is True
+    assert sink["filter"] == "${local.prediction_log_filter}"
+    log_filter = module.locals["prediction_log_filter"]
+    assert 'jsonPayload.event=\\"prediction\\"' in log_filter
+    assert "run.googleapis.com%2Fstdout" in log_filter
+    assert 'local.function_names[\\"predict\\"]' in log_filter or "local.function_names" in log_filter
+    writer = module.resources[("google_bigquery_dataset_iam_member", "sink_writer")].body
+    assert writer["member"] == "${google_logging_project_sink.predictions.writer_identity}"
+    assert writer["role"] == '"roles/bigquery.dataEditor"'
+
+
+def test_drift_warning_metric_and_alerts(module):
+    metric = module.resources[("google_logging_metric", "drift_warnings")].body
+    assert 'jsonPayload.event=\\"drift_detected\\"' in metric["filter"] and "severity=WARNING" in metric["filter"]
+    alerts = {name for (t, name) in module.resources if t == "google_monitoring_alert_policy"}
+    assert {"drift", "function_errors"} <= alerts
+    assert ("google_monitoring_dashboard", "this") in module.resources
