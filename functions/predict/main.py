@@ -1,0 +1,175 @@
+"""HTTP Cloud Function: real-time market-segment predictions from the registry's model.
+
+Routes: POST / and /predict, GET /health, GET /model, GET /openapi.json. The model is loaded
+from GCS on first use and cached per instance; the production alias is re-checked at most every
+PHARMASEG_ALIAS_TTL_SECONDS, so a promotion is served without a restart. This module imports
+neither scikit-learn nor pandas nor the BigQuery client: predictions are logged as JSON lines
+on stdout and a log sink takes them to BigQuery.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+
+import functions_framework
+import numpy as np
+
+from pharmaseg import config
+from pharmaseg.errors import VersionNotFoundError
+from pharmaseg.features import Window
+from pharmaseg.logs import log
+from pharmaseg.openapi import openapi_document
+from pharmaseg.predict_api import ApiError, Limits, features_of, parse_body, parse_request, traffic_bucket
+from pharmaseg.registry import ModelCache, ModelRegistry
+from pharmaseg.serving import predict_records
+
+_cache: ModelCache | None = None
+
+
+def _models() -> ModelCache:
+    """The per-instance model cache, created on first use (lazy global, as Google's samples do)."""
+    global _cache
+    if _cache is None:
+        registry = ModelRegistry(config.required("PHARMASEG_MODELS_BUCKET"))
+        _cache = ModelCache(registry, ttl_seconds=float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS")))
+    return _cache
+
+
+def _limits() -> Limits:
+    return Limits(
+        max_body_bytes=int(config.setting("PHARMASEG_MAX_BODY_BYTES")),
+        max_instances=int(config.setting("PHARMASEG_MAX_INSTANCES")),
+    )
+
+
+def _load(version: str | None = None, alias: str | None = None):
+    """A model or an ApiError: 404 for an unknown pinned version, 503 when nothing can be served."""
+    try:
+        if version:
+            return _models().version(version)
+        return _models().alias(alias or config.setting("PHARMASEG_MODEL_ALIAS"))
+    except VersionNotFoundError as exc:
+        if version:
+            raise ApiError(404, "unknown model version", [{"field": "version", "problem": str(exc)}]) from None
+        raise ApiError(503, "model unavailable", [{"field": "model", "problem": str(exc)}]) from None
+    except Exception as exc:  # GCS unreachable, checksum mismatch, malformed artifact...
+        raise ApiError(503, "model unavailable", [{"field": "model", "problem": str(exc)[:300]}]) from None
+
+
+def _candidate_for(country: str):
+    """The candidate model if this country falls in its traffic share and a candidate exists."""
+    share = float(config.setting("PHARMASEG_CANDIDATE_TRAFFIC"))
+    if share <= 0 or traffic_bucket(country) >= share:
+        return None
+    try:
+        return _models().alias(config.setting("PHARMASEG_CANDIDATE_ALIAS"))
+    except Exception:
+        return None
+
+
+def _predict(request, request_id: str, started: float):
+    raw = request.get_data(cache=False)
+    limits = _limits()
+    doc = parse_body(raw, request.headers.get("Content-Type"), limits)
+    parsed = parse_request(doc, request.args.get("version"), limits)
+    pinned = _load(version=parsed.version) if parsed.version else None
+    production = pinned or _load()
+    results = []
+    for i, instance in enumerate(parsed.instances):
+        candidate = None if pinned else _candidate_for(instance.country)
+        model = candidate or production
+        path = f"instances[{i}]." if parsed.batch else ""
+        values = features_of(instance, Window.parse(model.window), path)
+        record = predict_records(model, values[None, :])[0]
+        results.append((instance, values, model, "candidate" if candidate else "production", record))
+    now = datetime.now(UTC).isoformat()
+    predictions = []
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    for instance, values, model, variant, record in results:
+        prediction = {
+            "country": instance.country,
+            **record,
+            "variant": variant,
+            "input_kind": instance.kind,
+            "timestamp": now,
+        }
+        predictions.append(prediction)
+        log(
+            "INFO",
+            f"prediction {instance.country} -> {record['cluster_name']}",
+            event="prediction",
+            request_id=request_id,
+            country=instance.country,
+            input_kind=instance.kind,
+            features=dict(zip(model.feature_names, np.round(values, 10).tolist())),
+            cluster=record["cluster"],
+            cluster_name=record["cluster_name"],
+            confidence=record["confidence"],
+            model_version=model.version,
+            variant=variant,
+            latency_ms=latency_ms,
+        )
+    return ({"predictions": predictions} if parsed.batch else predictions[0]), 200
+
+
+def _model_info(request):
+    model = _load(version=request.args.get("version"))
+    centroids = model.centroids_original_units()
+    return {
+        "model_version": model.version,
+        "window": model.window,
+        "feature_names": model.feature_names,
+        "metrics": model.metrics,
+        "segments": [
+            {**s.to_dict(), "centroid": dict(zip(model.feature_names, centroids[s.cluster].tolist()))}
+            for s in model.segments
+        ],
+        "lineage": model.lineage,
+    }, 200
+
+
+def _health():
+    try:
+        model = _load()
+    except ApiError as exc:
+        return {"status": "unavailable", "model_loaded": False, "reason": exc.details[0]["problem"]}, 503
+    return {"status": "ok", "model_loaded": True, "model_version": model.version}, 200
+
+
+ROUTES = {
+    ("POST", "/"): "predict",
+    ("POST", "/predict"): "predict",
+    ("GET", "/health"): "health",
+    ("GET", "/model"): "model",
+    ("GET", "/openapi.json"): "openapi",
+}
+
+
+@functions_framework.http
+def predict(request):
+    """Route the request; every failure becomes a JSON error, never a stack trace."""
+    started = time.perf_counter()
+    request_id = (request.headers.get("X-Cloud-Trace-Context") or "").split("/")[0] or uuid.uuid4().hex
+    path = request.path.rstrip("/") or "/"
+    route = ROUTES.get((request.method, path))
+    try:
+        if route is None:
+            if any(p == path for _, p in ROUTES):
+                allowed = sorted(m for m, p in ROUTES if p == path)
+                raise ApiError(405, "method not allowed", [{"field": "method", "problem": f"use {', '.join(allowed)}"}])
+            raise ApiError(404, "not found", [{"field": "path", "problem": f"no route {path}; see /openapi.json"}])
+        if route == "predict":
+            return _predict(request, request_id, started)
+        if route == "health":
+            return _health()
+        if route == "model":
+            return _model_info(request)
+        return openapi_document(_limits()), 200
+    except ApiError as exc:
+        return exc.body(), exc.status
+    except Exception as exc:
+        log("ERROR", f"unhandled error: {exc!r}", event="error", request_id=request_id, trace=traceback.format_exc())
+        return {"error": "internal error", "request_id": request_id}, 500
