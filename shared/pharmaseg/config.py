@@ -75,6 +75,70 @@ _SETTINGS = [
         'JSON object overriding promotion-gate thresholds (see docs/retraining.md), e.g. {"min_ari": 0.8}.',
         ("retrain",),
     ),
+    # -- check_drift (docs/drift.md) --
+    Setting(
+        "PHARMASEG_REPORTS_BUCKET", None, "Bucket the drift reports (JSON + HTML) are written to.", ("check_drift",)
+    ),
+    Setting(
+        "PHARMASEG_RETRAIN_TOPIC",
+        None,
+        "Pub/Sub topic (id) a drift check publishes retrain requests to.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_PERIOD_DAYS",
+        "7",
+        "Length of the recent period a drift check compares (ends now unless the message names it).",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_ALPHA",
+        "0.05",
+        "Family-wise false-alarm rate of one drift check (9 features + segment shares).",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_CORRECTION",
+        "holm",
+        "Multiple-testing correction across the features: holm, bonferroni, bh or none.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_MIN_ROWS",
+        "30",
+        "Fewer recent rows than this gives verdict insufficient_data instead of a verdict.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_KS_MAX_ROWS",
+        "2000",
+        "Up to this many rows the raw values are fetched and KS decides; above, binned Wasserstein/JS.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_BOOTSTRAP",
+        "2000",
+        "Bootstrap resamples calibrating the Wasserstein/JS thresholds for large samples.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_RETRAIN",
+        "auto",
+        "On drift: auto publishes a retrain request (outside the cooldown), never only reports.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_RETRAIN_PROMOTION",
+        "auto",
+        "Promotion policy written into drift-triggered retrain requests (auto, never, force).",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_COOLDOWN_HOURS",
+        "168",
+        "No new retrain request within this many hours of the last one a drift check published.",
+        ("check_drift",),
+    ),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
