@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pharmaseg import gcp
 from pharmaseg.stack import emulators, lifecycle, processes
 from pharmaseg.stack.layout import PORT_BLOCK, StackError, StackLayout

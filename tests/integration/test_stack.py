@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from pharmaseg import resources
 from pharmaseg.stack import lifecycle, processes
 from pharmaseg.stack.logrouter import to_log_entry
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.prefix) / "bin" / "pharmaseg"
 
 # Stub functions for the CLI stack: they stand in for the real ones, whoever writes those.
-STUB_PREDICT = '''
+STUB_PREDICT = """
 import json, os
 import functions_framework
 
@@ -36,8 +37,8 @@ def predict(request):
                       "variant": "production", "latency_ms": 0.1}))
     return {"project": os.environ["GOOGLE_CLOUD_PROJECT"], "models": os.environ["PHARMASEG_MODELS_BUCKET"],
             "storage": os.environ["STORAGE_EMULATOR_HOST"]}
-'''
-STUB_SCORE_BATCH = '''
+"""
+STUB_SCORE_BATCH = """
 import json, os
 import functions_framework
 
@@ -45,7 +46,7 @@ import functions_framework
 def score_batch(cloud_event):
     with open(os.environ["STUB_EVENTS_FILE"], "a") as out:
         out.write(json.dumps({"type": cloud_event["type"], "data": cloud_event.data}) + "\\n")
-'''
+"""
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
@@ -174,17 +175,21 @@ def test_inbox_upload_reaches_score_batch_as_pubsub_cloudevent(cli_stack):
 def test_prediction_log_line_reaches_bigquery(cli_stack):
     """predict's stdout line -> log router -> load job -> predictions_log, queryable by nested field."""
     import requests
+
     from pharmaseg import gcp
 
     layout = cli_stack["layout"]
     request_id = uuid.uuid4().hex
-    requests.post(cli_stack["status"]["functions"]["predict"], json={"country": "DEU", "request_id": request_id},
-                  timeout=10).raise_for_status()
+    requests.post(
+        cli_stack["status"]["functions"]["predict"], json={"country": "DEU", "request_id": request_id}, timeout=10
+    ).raise_for_status()
     client = gcp.bigquery_client(layout.project, endpoint=layout.url("bigquery"))
     table = cli_stack["status"]["tables"]["predictions_log"]
-    sql = (f"SELECT jsonPayload.features.PC_GDP_avg AS gdp, jsonPayload.country AS country, "
-           f"resource.labels.service_name AS service, severity FROM `{table}` "
-           f"WHERE jsonPayload.request_id = '{request_id}'")
+    sql = (
+        f"SELECT jsonPayload.features.PC_GDP_avg AS gdp, jsonPayload.country AS country, "
+        f"resource.labels.service_name AS service, severity FROM `{table}` "
+        f"WHERE jsonPayload.request_id = '{request_id}'"
+    )
     rows = wait_for(lambda: list(client.query(sql).result()))
     assert [(r.gdp, r.country, r.service, r.severity) for r in rows] == [(2.5, "DEU", "predict", "INFO")]
 
@@ -255,9 +260,17 @@ def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout)
     from pharmaseg import gcp
 
     request_id = uuid.uuid4().hex
-    line = {"severity": "WARNING", "message": "p", "event": "prediction", "request_id": request_id,
-            "country": "ITA", "features": {"PC_GDP_avg": 1.75}, "cluster": 3, "unknown_key": {"x": 1},
-            "logging.googleapis.com/trace": "projects/p/traces/t"}
+    line = {
+        "severity": "WARNING",
+        "message": "p",
+        "event": "prediction",
+        "request_id": request_id,
+        "country": "ITA",
+        "features": {"PC_GDP_avg": 1.75},
+        "cluster": 3,
+        "unknown_key": {"x": 1},
+        "logging.googleapis.com/trace": "projects/p/traces/t",
+    }
     log = local_stack_layout.log_path("fake-service")
     text = json.dumps(line) + "\n" + "plain text line\n" + json.dumps({"event": "other", "request_id": request_id})
     with open(log, "a") as out:
@@ -266,9 +279,11 @@ def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout)
         time.sleep(1.5)
         out.write(text[25:] + "\n")
     client = gcp.bigquery_client(local_stack["project"], endpoint=local_stack["emulators"]["bigquery"])
-    sql = (f"SELECT severity, jsonPayload.features.PC_GDP_avg AS gdp, jsonPayload.cluster AS cluster, "
-           f"resource.type AS rtype, resource.labels.service_name AS service "
-           f"FROM `{local_stack['tables']['predictions_log']}` WHERE jsonPayload.request_id = '{request_id}'")
+    sql = (
+        f"SELECT severity, jsonPayload.features.PC_GDP_avg AS gdp, jsonPayload.cluster AS cluster, "
+        f"resource.type AS rtype, resource.labels.service_name AS service "
+        f"FROM `{local_stack['tables']['predictions_log']}` WHERE jsonPayload.request_id = '{request_id}'"
+    )
     rows = wait_for(lambda: list(client.query(sql).result()))
     time.sleep(1.5)  # one more router tick: nothing else for this request may arrive
     rows = list(client.query(sql).result())
@@ -277,8 +292,12 @@ def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout)
 
 def _schema_tuples(fields):
     return [
-        (f["name"], f["type"].replace("FLOAT64", "FLOAT").replace("INT64", "INTEGER"), f.get("mode", "NULLABLE"),
-         _schema_tuples(f.get("fields", [])))
+        (
+            f["name"],
+            f["type"].replace("FLOAT64", "FLOAT").replace("INT64", "INTEGER"),
+            f.get("mode", "NULLABLE"),
+            _schema_tuples(f.get("fields", [])),
+        )
         for f in fields
     ]
 
@@ -318,9 +337,17 @@ def test_single_emulator_fixtures(gcs, pubsub, bigquery):
 
 def test_log_entry_shape():
     entry = to_log_entry(
-        {"severity": "INFO", "message": "m", "event": "prediction", "timestamp": "2026-01-01T00:00:00Z",
-         "features": {"PC_GDP_avg": 1.0, "extra": 2}, "logging.googleapis.com/spanId": "s"},
-        service="predict", project="p", insert_id="i1",
+        {
+            "severity": "INFO",
+            "message": "m",
+            "event": "prediction",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "features": {"PC_GDP_avg": 1.0, "extra": 2},
+            "logging.googleapis.com/spanId": "s",
+        },
+        service="predict",
+        project="p",
+        insert_id="i1",
     )
     assert entry["timestamp"] == "2026-01-01T00:00:00Z" and entry["insertId"] == "i1"
     assert entry["jsonPayload"] == {"message": "m", "event": "prediction", "features": {"PC_GDP_avg": 1.0}}

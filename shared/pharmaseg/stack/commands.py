@@ -54,8 +54,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print the tail of a component's log files."""
     layout = StackLayout.from_env()
-    names = [args.component] if args.component else sorted(
-        {p.name.split(".")[0] for p in layout.logs_dir.glob("*.log")}
+    names = (
+        [args.component] if args.component else sorted({p.name.split(".")[0] for p in layout.logs_dir.glob("*.log")})
     )
     if not names:
         _err(f"no logs in {layout.logs_dir}")
@@ -80,12 +80,22 @@ def _print_status(state: dict[str, Any], *, as_json: bool) -> None:
         return
     flag = {True: "running", False: "stopped"}
     print(f"project   {state['project']}    stack {'UP' if state['up'] else 'DOWN'}    state {state['state_dir']}")
-    rows = [(n, url, flag[state["running"].get(n, False)], state["pids"].get(n, ""))
-            for n, url in state["emulators"].items()]
-    rows.append(("logrouter", "-> " + state["tables"]["predictions_log"], flag[state["running"]["logrouter"]],
-                 state["pids"].get("logrouter", "")))
-    rows += [(n, url, flag[state["running"].get(n, False)], state["pids"].get(n, ""))
-             for n, url in state["functions"].items()]
+    rows = [
+        (n, url, flag[state["running"].get(n, False)], state["pids"].get(n, ""))
+        for n, url in state["emulators"].items()
+    ]
+    rows.append(
+        (
+            "logrouter",
+            "-> " + state["tables"]["predictions_log"],
+            flag[state["running"]["logrouter"]],
+            state["pids"].get("logrouter", ""),
+        )
+    )
+    rows += [
+        (n, url, flag[state["running"].get(n, False)], state["pids"].get(n, ""))
+        for n, url in state["functions"].items()
+    ]
     rows += [(n, "", f"FAILED: {e}", "") for n, e in state["function_errors"].items()]
     width = max(len(r[1]) for r in rows) if rows else 10
     print(f"\n{'component':<12} {'url':<{width}} {'state':<8} pid")
@@ -102,7 +112,8 @@ def _print_status(state: dict[str, Any], *, as_json: bool) -> None:
 def add_commands(subparsers: Any) -> None:
     """Add ``stack`` (with up, down, status, logs) to an argparse subparsers object."""
     stack = subparsers.add_parser(
-        "stack", help="local Google Cloud stack (emulators + functions)",
+        "stack",
+        help="local Google Cloud stack (emulators + functions)",
         description="Run the emulators, resources and functions locally. "
         "Env: PHARMASEG_STACK_PORT_BASE, PHARMASEG_STACK_DIR, PHARMASEG_STACK_PROJECT, PHARMASEG_EMULATORS_VENV.",
     )

@@ -17,27 +17,42 @@ def storage_command(layout: StackLayout, *, events: bool) -> list[str]:
     """fake-gcs-server on the filesystem backend; with ``events``, inbox finalizes go to Pub/Sub."""
     cmd = [
         str(layout.fake_gcs_binary()),
-        "-scheme", "http",
-        "-host", HOST,
-        "-port", str(layout.port("storage")),
-        "-external-url", layout.url("storage"),
-        "-backend", "filesystem",
-        "-filesystem-root", str(layout.gcs_root),
-        "-log-level", "warn",
+        "-scheme",
+        "http",
+        "-host",
+        HOST,
+        "-port",
+        str(layout.port("storage")),
+        "-external-url",
+        layout.url("storage"),
+        "-backend",
+        "filesystem",
+        "-filesystem-root",
+        str(layout.gcs_root),
+        "-log-level",
+        "warn",
     ]
     if events:
         cmd += [
-            "-event.pubsub-project-id", layout.project,
-            "-event.pubsub-topic", resources.topic_name("inbox_events"),
-            "-event.bucket", resources.bucket_name("inbox", layout.project),
-            "-event.list", "finalize",
+            "-event.pubsub-project-id",
+            layout.project,
+            "-event.pubsub-topic",
+            resources.topic_name("inbox_events"),
+            "-event.bucket",
+            resources.bucket_name("inbox", layout.project),
+            "-event.list",
+            "finalize",
         ]
     return cmd
 
 
 def pubsub_command(layout: StackLayout) -> list[str]:
     return [
-        layout.gcloud_binary(), "beta", "emulators", "pubsub", "start",
+        layout.gcloud_binary(),
+        "beta",
+        "emulators",
+        "pubsub",
+        "start",
         f"--host-port={layout.pubsub_host}",
         f"--project={layout.project}",
         f"--data-dir={layout.state_dir / 'pubsub'}",
@@ -47,14 +62,21 @@ def pubsub_command(layout: StackLayout) -> list[str]:
 
 def bigquery_command(layout: StackLayout) -> list[str]:
     return [
-        str(layout.bqemulator_binary()), "start",
-        "--rest-host", HOST,
-        "--rest-port", str(layout.port("bigquery")),
-        "--grpc-host", HOST,
-        "--grpc-port", str(layout.port("bigquery_grpc")),
-        "--project", layout.project,
+        str(layout.bqemulator_binary()),
+        "start",
+        "--rest-host",
+        HOST,
+        "--rest-port",
+        str(layout.port("bigquery")),
+        "--grpc-host",
+        HOST,
+        "--grpc-port",
+        str(layout.port("bigquery_grpc")),
+        "--project",
+        layout.project,
         "--ephemeral",
-        "--log-level", "warning",
+        "--log-level",
+        "warning",
     ]
 
 
@@ -84,8 +106,9 @@ def _ready(layout: StackLayout, name: str):
 def check_tools(layout: StackLayout, names: tuple[str, ...] = EMULATORS) -> None:
     """Raise StackError naming the fix if a tool an emulator needs is missing."""
     for name in names:
-        {"storage": layout.fake_gcs_binary, "bigquery": layout.bqemulator_binary,
-         "pubsub": layout.gcloud_binary}[name]()
+        {"storage": layout.fake_gcs_binary, "bigquery": layout.bqemulator_binary, "pubsub": layout.gcloud_binary}[
+            name
+        ]()
 
 
 def check_ports(layout: StackLayout, components: list[str]) -> None:
@@ -97,8 +120,9 @@ def check_ports(layout: StackLayout, components: list[str]) -> None:
         )
 
 
-def start(layout: StackLayout, names: tuple[str, ...] = EMULATORS, *, events: bool = True,
-          timeout: float = 90.0) -> dict[str, dict[str, Any]]:
+def start(
+    layout: StackLayout, names: tuple[str, ...] = EMULATORS, *, events: bool = True, timeout: float = 90.0
+) -> dict[str, dict[str, Any]]:
     """Start the named emulators side by side and wait until each answers; all or nothing."""
     check_tools(layout, names)
     ports = [n for n in names] + (["bigquery_grpc"] if "bigquery" in names else [])
@@ -106,9 +130,11 @@ def start(layout: StackLayout, names: tuple[str, ...] = EMULATORS, *, events: bo
     events = events and "pubsub" in names
     layout.gcs_root.mkdir(parents=True, exist_ok=True)
     (layout.state_dir / "pubsub").mkdir(parents=True, exist_ok=True)
-    commands = {"storage": lambda: storage_command(layout, events=events),
-                "pubsub": lambda: pubsub_command(layout),
-                "bigquery": lambda: bigquery_command(layout)}
+    commands = {
+        "storage": lambda: storage_command(layout, events=events),
+        "pubsub": lambda: pubsub_command(layout),
+        "bigquery": lambda: bigquery_command(layout),
+    }
     # Pub/Sub first: fake-gcs-server publishes to it. Slow starters run in parallel anyway.
     order = [n for n in ("pubsub", "bigquery", "storage") if n in names]
     started: dict[str, dict[str, Any]] = {}
@@ -138,4 +164,3 @@ def stop(records: dict[str, dict[str, Any]]) -> dict[str, bool]:
 def ensure_free_or_raise(layout: StackLayout) -> None:
     """Raise if a component's port is taken (used before starting a fresh stack)."""
     check_ports(layout, list(layout.all_ports()))
-

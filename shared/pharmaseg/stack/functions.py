@@ -61,14 +61,16 @@ def function_env(layout: StackLayout, name: str) -> dict[str, str]:
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.update(emulator_env(layout))
     env.update(settings_env(layout, name))
-    env.update({
-        "PYTHONUNBUFFERED": "1",  # one log line per print, as Cloud Run's stdout capture sees it
-        "K_SERVICE": name,
-        "K_REVISION": f"{name}-local",
-        "FUNCTION_TARGET": resources.functions()[name]["entry_point"],
-        "FUNCTION_SIGNATURE_TYPE": signature_type(resources.functions()[name]),
-        "PORT": str(layout.port(name)),
-    })
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",  # one log line per print, as Cloud Run's stdout capture sees it
+            "K_SERVICE": name,
+            "K_REVISION": f"{name}-local",
+            "FUNCTION_TARGET": resources.functions()[name]["entry_point"],
+            "FUNCTION_SIGNATURE_TYPE": signature_type(resources.functions()[name]),
+            "PORT": str(layout.port(name)),
+        }
+    )
     return env
 
 
@@ -76,11 +78,16 @@ def command(layout: StackLayout, name: str) -> list[str]:
     spec = resources.functions()[name]
     return [
         str(layout.python_bin("functions-framework")),
-        "--target", spec["entry_point"],
-        "--source", str(layout.functions_dir / name / "main.py"),
-        "--host", HOST,
-        "--port", str(layout.port(name)),
-        "--signature-type", signature_type(spec),
+        "--target",
+        spec["entry_point"],
+        "--source",
+        str(layout.functions_dir / name / "main.py"),
+        "--host",
+        HOST,
+        "--port",
+        str(layout.port(name)),
+        "--signature-type",
+        signature_type(spec),
     ]
 
 
@@ -94,9 +101,7 @@ def start(layout: StackLayout, names: list[str], *, timeout: float = 60.0) -> tu
     layout.python_bin("functions-framework")
     busy = [f"{layout.port(n)} ({n})" for n in names if not processes.port_free(layout.port(n))]
     if busy:
-        raise StackError(
-            f"port {', '.join(busy)} in use: `pharmaseg stack down` or set PHARMASEG_STACK_PORT_BASE"
-        )
+        raise StackError(f"port {', '.join(busy)} in use: `pharmaseg stack down` or set PHARMASEG_STACK_PORT_BASE")
     records: dict[str, dict[str, Any]] = {}
     for name in names:
         # Fresh logs per start: the log router follows files by inode and starts new ones at 0.
@@ -104,11 +109,18 @@ def start(layout: StackLayout, names: list[str], *, timeout: float = 60.0) -> tu
         stdout.unlink(missing_ok=True)
         stderr.unlink(missing_ok=True)
         record = processes.spawn(
-            command(layout, name), stdout=stdout, stderr=stderr,
-            env=function_env(layout, name), cwd=layout.functions_dir / name,
+            command(layout, name),
+            stdout=stdout,
+            stderr=stderr,
+            env=function_env(layout, name),
+            cwd=layout.functions_dir / name,
         )
-        record.update(port=layout.port(name), url=layout.url(name), stderr=str(stderr),
-                      trigger=resources.functions()[name]["trigger"])
+        record.update(
+            port=layout.port(name),
+            url=layout.url(name),
+            stderr=str(stderr),
+            trigger=resources.functions()[name]["trigger"],
+        )
         record["log"] = str(stderr)  # startup failures (tracebacks) land on stderr
         records[name] = record
     up, errors = {}, {}

@@ -41,9 +41,15 @@ def _emulators_alive(state: dict[str, Any]) -> bool:
 
 def _start_logrouter(layout: StackLayout) -> dict[str, Any]:
     cmd = [
-        str(layout.python_bin("python")), "-m", "pharmaseg.stack.logrouter",
-        "--state-dir", str(layout.state_dir), "--project", layout.project,
-        "--endpoint", layout.url("bigquery"),
+        str(layout.python_bin("python")),
+        "-m",
+        "pharmaseg.stack.logrouter",
+        "--state-dir",
+        str(layout.state_dir),
+        "--project",
+        layout.project,
+        "--endpoint",
+        layout.url("bigquery"),
     ]
     return processes.spawn(cmd, stdout=layout.log_path("logrouter"), cwd=layout.repo_root)
 
@@ -63,17 +69,25 @@ def up(layout: StackLayout, *, log=print) -> dict[str, Any]:
         emulators.check_ports(layout, [*emulators.EMULATORS, "bigquery_grpc", *wanted])
         _clean_data(layout)
         state = {
-            "version": STATE_VERSION, "project": layout.project, "port_base": layout.port_base,
-            "state_dir": str(layout.state_dir), "started_at": datetime.now(UTC).isoformat(),
-            "processes": {}, "functions": {}, "function_errors": {}, "timings": {},
+            "version": STATE_VERSION,
+            "project": layout.project,
+            "port_base": layout.port_base,
+            "state_dir": str(layout.state_dir),
+            "started_at": datetime.now(UTC).isoformat(),
+            "processes": {},
+            "functions": {},
+            "function_errors": {},
+            "timings": {},
         }
         try:
             started = emulators.start(layout)
             state["processes"].update(started)
             write_state(layout, state)  # from here on, `down` can clean up even if `up` is interrupted
             state["timings"]["emulators_s"] = round(time.monotonic() - t0, 2)
-            log(f"emulators up in {state['timings']['emulators_s']}s: "
-                + ", ".join(f"{n} {r['url']}" for n, r in started.items()))
+            log(
+                f"emulators up in {state['timings']['emulators_s']}s: "
+                + ", ".join(f"{n} {r['url']}" for n, r in started.items())
+            )
         except BaseException:
             layout.state_file.unlink(missing_ok=True)
             raise
@@ -157,9 +171,7 @@ def status(layout: StackLayout) -> dict[str, Any]:
     """One JSON-able object describing the stack, whether it runs or not."""
     state = read_state(layout) or {}
     procs = state.get("processes", {})
-    funcs = state.get("functions") or {
-        n: {"url": layout.url(n)} for n in functions.discover(layout)
-    }
+    funcs = state.get("functions") or {n: {"url": layout.url(n)} for n in functions.discover(layout)}
     running = {name: _alive(procs.get(name)) for name in (*emulators.EMULATORS, "logrouter")}
     running.update({name: _alive(r) if "pid" in r else False for name, r in funcs.items()})
     project = state.get("project", layout.project)

@@ -61,8 +61,9 @@ def project_onto(value: Any, fields: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def to_log_entry(line: dict[str, Any], *, service: str, project: str, insert_id: str,
-                 now: datetime | None = None) -> dict[str, Any]:
+def to_log_entry(
+    line: dict[str, Any], *, service: str, project: str, insert_id: str, now: datetime | None = None
+) -> dict[str, Any]:
     """One structured stdout line -> the row the Cloud Logging sink writes (predictions_log schema)."""
     now = now or datetime.now(UTC)
     payload = {k: v for k, v in line.items() if k not in LIFTED and not k.startswith(SPECIAL_PREFIX)}
@@ -101,8 +102,9 @@ def parse_prediction(raw: str) -> dict[str, Any] | None:
 class Router:
     """Tails ``*.stdout.log`` under ``logs_dir`` and loads prediction lines into BigQuery."""
 
-    def __init__(self, logs_dir: Path, project: str, *, offsets_file: Path, endpoint: str | None = None,
-                 client: Any = None):
+    def __init__(
+        self, logs_dir: Path, project: str, *, offsets_file: Path, endpoint: str | None = None, client: Any = None
+    ):
         self.logs_dir = logs_dir
         self.endpoint = endpoint
         self.project = project
@@ -182,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs_dir = args.state_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
-    router = Router(logs_dir, args.project, offsets_file=args.state_dir / "logrouter-offsets.json",
-                    endpoint=args.endpoint)
+    router = Router(
+        logs_dir, args.project, offsets_file=args.state_dir / "logrouter-offsets.json", endpoint=args.endpoint
+    )
     stopping = False
 
     def _stop(*_: Any) -> None:

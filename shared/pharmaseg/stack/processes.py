@@ -60,8 +60,14 @@ def _reap(pid: int) -> None:
         pass
 
 
-def spawn(cmd: list[str], *, stdout: Path, stderr: Path | None = None, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> dict[str, Any]:
+def spawn(
+    cmd: list[str],
+    *,
+    stdout: Path,
+    stderr: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
     """Start ``cmd`` in a new session (its own process group), logs appended to files."""
     stdout.parent.mkdir(parents=True, exist_ok=True)
     with open(stdout, "ab") as out, open(stderr or stdout, "ab") as err:

@@ -103,9 +103,7 @@ def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]
                 "dead_letter_policy": types.DeadLetterPolicy(
                     dead_letter_topic=dead_topic, max_delivery_attempts=DEAD_LETTER_ATTEMPTS
                 ),
-                "retry_policy": types.RetryPolicy(
-                    minimum_backoff={"seconds": 1}, maximum_backoff={"seconds": 10}
-                ),
+                "retry_policy": types.RetryPolicy(minimum_backoff={"seconds": 1}, maximum_backoff={"seconds": 10}),
             }
             try:
                 subscriber.create_subscription(request=request)
