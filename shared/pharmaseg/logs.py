@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 SEVERITIES = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
 
 
 def log(severity: str, message: str, **fields: Any) -> None:
-    """Write one JSON log line; ``fields`` become jsonPayload keys (e.g. event="prediction")."""
+    """Write one JSON log line; ``fields`` become jsonPayload keys (e.g. event="prediction").
+
+    ``time`` is the moment of the event (Cloud Logging uses it as the entry's timestamp), so a
+    prediction's row in BigQuery carries when it was made, not when the line was shipped.
+    """
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
-    line = json.dumps({"severity": severity, "message": message, **fields}, default=str, allow_nan=False)
+    entry = {"severity": severity, "message": message, "time": datetime.now(UTC).isoformat(), **fields}
+    line = json.dumps(entry, default=str, allow_nan=False)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -12,10 +12,9 @@ from pharmaseg.predict_api import COUNTRY_MAX_LENGTH, FEATURE_RANGES, Limits
 def _feature_schema(name: str) -> dict[str, Any]:
     low, high = FEATURE_RANGES[name]
     schema: dict[str, Any] = {"type": "number", "minimum": low, "maximum": high}
-    if name.endswith("_avg"):
+    if not name.endswith("_volatility"):
         schema["exclusiveMinimum"] = True
     if name.endswith("_growth"):
-        schema["exclusiveMinimum"] = True
         schema["description"] = "compound annual growth over the model's window, percent"
     return schema
 

@@ -86,10 +86,9 @@ def _number_problem(name: str, value: Any) -> str | None:
     if not math.isfinite(value):
         return f"{value!r} is not a finite number"
     low, high = FEATURE_RANGES[name]
-    if not (low < value <= high if name.endswith("_avg") else low <= value <= high):
-        if name.endswith("_growth") and value <= low:
-            return f"{value} is out of range: a growth rate must be greater than {low} %"
-        return f"{value} is out of range [{low}, {high}]"
+    exclusive_low = not name.endswith("_volatility")
+    if value > high or value < low or (exclusive_low and value == low):
+        return f"{value} is out of range {'(' if exclusive_low else '['}{low:g}, {high:g}]"
     return None
 
 

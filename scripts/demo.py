@@ -1,0 +1,137 @@
+"""`make demo`: the product end to end on the local stack, narrated for a person.
+
+Brings the stack up (emulators, resources, functions), trains v1 from the OECD data, registers
+and promotes it, asks the prediction function about real countries over HTTP, shows a bad
+request, then runs batch scoring, retraining and the drift check if those functions exist.
+Leaves the stack running and says how to stop it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+
+
+def banner(title: str) -> None:
+    print(f"\n=== {title} " + "=" * max(0, 70 - len(title)), flush=True)
+
+
+def pharmaseg(*args: str, env: dict[str, str] | None = None, capture: bool = False) -> str:
+    result = subprocess.run(
+        [str(BIN / "pharmaseg"), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.exit(f"demo: `pharmaseg {' '.join(args)}` failed:\n{result.stderr if capture else ''}")
+    return result.stdout if capture else ""
+
+
+def http(method: str, url: str, body: object | None = None, content_type: str = "application/json"):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def country_inputs(data: str):
+    """DEU and CRI by their 9 features, FRA by its raw yearly series (derived by the function)."""
+    from pharmaseg.features import FEATURE_NAMES, Window
+    from pharmaseg.panel import panel_features, read_panel
+
+    panel = read_panel(data)
+    table = panel_features(panel, Window(2011, 2020))
+
+    def features(country: str) -> dict:
+        return {"country": country, **dict(zip(FEATURE_NAMES, table.values[table.countries.index(country)].tolist()))}
+
+    rows = panel.rows[(panel.rows["LOCATION"] == "FRA") & panel.rows["TIME"].between(2011, 2020)]
+    series = [
+        {"year": int(r.TIME), "PC_HEALTHXP": r.PC_HEALTHXP, "PC_GDP": r.PC_GDP, "USD_CAP": r.USD_CAP}
+        for r in rows.itertuples()
+    ]
+    return [features("DEU"), {"country": "FRA", "series": series}, features("CRI")]
+
+
+def run_optional_step(module: str, title: str, status: dict) -> None:
+    """Later stages of the product live in their own demo modules; run each one that exists."""
+    path = REPO / "scripts" / f"{module}.py"
+    if not path.exists():
+        return
+    banner(title)
+    spec = importlib.util.spec_from_file_location(module, path)
+    step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step)
+    step.run(status)
+
+
+def main() -> int:
+    from pharmaseg.cli import default_data
+
+    data = default_data()
+    if not Path(data).is_file():
+        sys.exit(f"demo: OECD data not found at {data}: set PHARMASEG_DATA (README, section Data)")
+
+    banner("1. Local stack: emulators, buckets, topics, BigQuery tables, functions")
+    pharmaseg("stack", "up")
+    status = json.loads(pharmaseg("stack", "status", "--json", capture=True))
+    env = status["env"]
+    os.environ.update(env)
+    predict_url = status["functions"]["predict"]
+
+    banner("2. Train v1 on the OECD data (2011-2020), register it and promote it to production")
+    models = status["buckets"]["models"]
+    pharmaseg("train", "--data", data, "--register", "--promote", "--bucket", models, env=env)
+    print()
+    pharmaseg("registry", "--bucket", models, "list", env=env)
+
+    banner(f"3. Predictions over HTTP from {predict_url}")
+    code, health = http("GET", f"{predict_url}/health")
+    print(f"GET /health -> {code} {json.dumps(health)}")
+    for body in country_inputs(data):
+        code, answer = http("POST", f"{predict_url}/predict", body)
+        if code != 200:
+            sys.exit(f"demo: prediction for {body['country']} failed: {code} {answer}")
+        kind = "raw series" if "series" in body else "features"
+        print(
+            f"POST /predict {answer['country']} ({kind}) -> {code} {answer['cluster_name']:<26} "
+            f"confidence {answer['confidence']:.2f}  model {answer['model_version']}  "
+            f"\"{answer['recommendation']}\""
+        )
+    bad = {"country": "DEU", "PC_HEALTHXP_growth": "fast", "PC_GDP_avg": -1, "colour": "red"}
+    code, answer = http("POST", f"{predict_url}/predict", bad)
+    print(f"\nPOST /predict with a bad body -> {code} {answer['error']}")
+    for detail in answer["details"][:6]:
+        print(f"    {detail['field']}: {detail['problem']}")
+    if len(answer["details"]) > 6:
+        print(f"    ... and {len(answer['details']) - 6} more")
+
+    run_optional_step("demo_batch", "4. Batch scoring: CSV files dropped into the inbox bucket", status)
+    run_optional_step("demo_retrain", "5. Retraining on Pub/Sub with the promotion gate", status)
+    run_optional_step("demo_drift", "6. Drift check", status)
+
+    banner("Done")
+    print(f"The stack is still running (state in {status['state_dir']}).")
+    print("  pharmaseg stack status     # what runs where")
+    print("  pharmaseg stack down       # stop everything (or: make stack-down)")
+    print(f"  export {' '.join(f'{k}={v}' for k, v in env.items())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
