@@ -67,11 +67,22 @@ locals {
       PHARMASEG_GATE_THRESHOLDS   = jsonencode(var.gate_thresholds)
     }
     check_drift = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
-      PHARMASEG_MODEL_ALIAS       = var.model_alias
-      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
-      PHARMASEG_DATASET           = local.dataset_id
+      GOOGLE_CLOUD_PROJECT              = var.project_id
+      PHARMASEG_MODELS_BUCKET           = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS             = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS       = tostring(var.alias_ttl_seconds)
+      PHARMASEG_DATASET                 = local.dataset_id
+      PHARMASEG_REPORTS_BUCKET          = local.bucket_names["reports"]
+      PHARMASEG_RETRAIN_TOPIC           = local.topic_names["retrain"]
+      PHARMASEG_DRIFT_PERIOD_DAYS       = tostring(var.drift_check.period_days)
+      PHARMASEG_DRIFT_ALPHA             = tostring(var.drift_check.alpha)
+      PHARMASEG_DRIFT_CORRECTION        = var.drift_check.correction
+      PHARMASEG_DRIFT_MIN_ROWS          = tostring(var.drift_check.min_rows)
+      PHARMASEG_DRIFT_KS_MAX_ROWS       = tostring(var.drift_check.ks_max_rows)
+      PHARMASEG_DRIFT_BOOTSTRAP         = tostring(var.drift_check.bootstrap)
+      PHARMASEG_DRIFT_RETRAIN           = var.drift_check.retrain
+      PHARMASEG_DRIFT_RETRAIN_PROMOTION = var.drift_check.retrain_promotion
+      PHARMASEG_DRIFT_COOLDOWN_HOURS    = tostring(var.drift_check.cooldown_hours)
     }
   }
 

@@ -129,6 +129,37 @@ variable "drift_schedule_time_zone" {
   default     = "Etc/UTC"
 }
 
+variable "drift_check" {
+  description = "Drift check parameters (PHARMASEG_DRIFT_* of shared/pharmaseg/config.py); the defaults are the code's."
+  type = object({
+    period_days       = optional(number, 7)
+    alpha             = optional(number, 0.05)
+    correction        = optional(string, "holm")
+    min_rows          = optional(number, 30)
+    ks_max_rows       = optional(number, 2000)
+    bootstrap         = optional(number, 2000)
+    retrain           = optional(string, "auto")
+    retrain_promotion = optional(string, "auto")
+    cooldown_hours    = optional(number, 168)
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["holm", "bonferroni", "bh", "none"], var.drift_check.correction)
+    error_message = "drift_check.correction must be holm, bonferroni, bh or none."
+  }
+
+  validation {
+    condition     = contains(["auto", "never"], var.drift_check.retrain) && contains(["auto", "never", "force"], var.drift_check.retrain_promotion)
+    error_message = "drift_check.retrain must be auto or never; retrain_promotion auto, never or force."
+  }
+
+  validation {
+    condition     = var.drift_check.alpha > 0 && var.drift_check.alpha < 1 && var.drift_check.period_days >= 1 && var.drift_check.min_rows >= 1
+    error_message = "drift_check.alpha must be in (0, 1); period_days and min_rows at least 1."
+  }
+}
+
 variable "model_alias" {
   description = "Model registry alias served by default (PHARMASEG_MODEL_ALIAS)."
   type        = string
