@@ -225,8 +225,20 @@ def local_stack_layout(tmp_path_factory) -> StackLayout:
 
 @pytest.fixture(scope="session")
 def local_stack(local_stack_layout) -> dict[str, Any]:
-    """The full stack (emulators, resources, log router, existing functions): its status dict."""
-    status = start_stack(local_stack_layout)
+    """The full stack (emulators, resources, log router, existing functions): its status dict.
+
+    Its functions re-check model aliases every second (instead of 30 s), so tests see a
+    promotion served promptly without waiting out the production TTL.
+    """
+    previous = os.environ.get("PHARMASEG_ALIAS_TTL_SECONDS")
+    os.environ["PHARMASEG_ALIAS_TTL_SECONDS"] = "1"
+    try:
+        status = start_stack(local_stack_layout)
+    finally:
+        if previous is None:
+            os.environ.pop("PHARMASEG_ALIAS_TTL_SECONDS")
+        else:
+            os.environ["PHARMASEG_ALIAS_TTL_SECONDS"] = previous
     if status["function_errors"]:
         warnings.warn(f"functions that failed to start: {status['function_errors']}", stacklevel=1)
     try:

@@ -1,0 +1,67 @@
+"""End to end on the running stack: train, register, promote, predict over HTTP, promote again."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import urllib.request
+
+import pytest
+
+from pharmaseg import resources
+from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.gcp import bigquery_client
+from pharmaseg.panel import panel_features, read_panel
+from pharmaseg.registry import ModelRegistry
+from pharmaseg.training import TrainingParams, train
+from tests.unit.conftest import DATA
+
+pytestmark = pytest.mark.integration
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate, timeout=20.0, interval=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_train_register_promote_predict_and_promote_again_without_restart(local_stack_env):
+    status = local_stack_env
+    url = status["functions"]["predict"] + "/predict"
+    panel = read_panel(DATA)
+    table = panel_features(panel, Window(2011, 2020))
+    artifact = train(table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64,
+                     rows_read=len(panel.rows))
+    registry = ModelRegistry(status["buckets"]["models"])
+    first = registry.register(copy.deepcopy(artifact))
+    registry.promote(first, reason="e2e")
+    pid_before = status["pids"]["predict"]
+
+    deu = {"country": "DEU", **dict(zip(FEATURE_NAMES, table.values[table.countries.index("DEU")].tolist()))}
+    answer = wait_for(lambda: (a := post(url, deu)) and a["model_version"] == first and a)
+    assert answer["cluster_name"] == "High-Value Pharma Markets"
+
+    second = registry.register(copy.deepcopy(artifact))
+    registry.promote(second, reason="e2e again")
+    served = wait_for(lambda: post(url, deu)["model_version"] == second)
+    assert served
+    assert status["pids"]["predict"] == pid_before  # same process: no restart was needed
+
+    client = bigquery_client()
+    table_id = f"{resources.dataset_name()}.{resources.table_name('predictions_log')}"
+    query = (f"SELECT jsonPayload.model_version AS v, jsonPayload.features.USD_CAP_avg AS usd FROM {table_id} "
+             f"WHERE jsonPayload.country = 'DEU' AND jsonPayload.model_version = '{second}'")
+    rows = wait_for(lambda: list(client.query(query).result()))
+    assert rows[0]["usd"] == pytest.approx(deu["USD_CAP_avg"])
