@@ -84,7 +84,7 @@ class ModelVersionsTable:
             ]
         )
         sql = (
-            f"SELECT version, decision, production_version, gate, decision_detail FROM `{self.table_id}` "
+            f"SELECT * FROM `{self.table_id}` "
             "WHERE version = @version AND message_id = @message_id LIMIT 1"
         )
         rows = list(self.client.query(sql, job_config=config).result())
