@@ -1,0 +1,99 @@
+"""The two shapes of "an object was finalized in the inbox bucket", reduced to one ObjectRef.
+
+- Production (Eventarc): type ``google.cloud.storage.object.v1.finalized``, data = the object
+  resource (``bucket``, ``name``, ``generation``, ``size``, ``contentType``, ...).
+- Local stack: fake-gcs-server publishes a GCS notification to Pub/Sub, pushed to the function,
+  which sees ``google.cloud.pubsub.topic.v1.messagePublished`` with data =
+  ``{"message": {"attributes": {"eventType": "OBJECT_FINALIZE", "bucketId", "objectId",
+  "objectGeneration"}, "data": <base64 object JSON>}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+EVENT_TYPES = (STORAGE_FINALIZED, PUBSUB_PUBLISHED)
+
+
+class EventError(ValueError):
+    """The event is not an object-finalize event this function can act on."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One generation of one object: what a batch run is about."""
+
+    bucket: str
+    name: str
+    generation: int
+    size: int | None = None
+    content_type: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+    @property
+    def run_id(self) -> str:
+        """Deterministic: the same (bucket, object, generation) is always the same run."""
+        key = f"{self.bucket}\n{self.name}\n{self.generation}".encode()
+        return "r" + hashlib.sha256(key).hexdigest()[:31]
+
+
+def _from_resource(doc: dict[str, Any]) -> ObjectRef:
+    try:
+        bucket, name, generation = doc["bucket"], doc["name"], int(doc["generation"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EventError(f"object resource lacks bucket, name or generation: {exc!r}") from None
+    size = doc.get("size")
+    return ObjectRef(bucket, name, generation, int(size) if size not in (None, "") else None, doc.get("contentType"))
+
+
+def parse_event(event_type: str, data: Any) -> ObjectRef | None:
+    """The finalized object, or None for a notification of another kind (delete, metadata update)."""
+    if event_type == STORAGE_FINALIZED:
+        if not isinstance(data, dict):
+            raise EventError("storage event data must be the object resource")
+        return _from_resource(data)
+    if event_type != PUBSUB_PUBLISHED:
+        raise EventError(f"unexpected event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, dict):
+        raise EventError("Pub/Sub event without a message")
+    attributes = message.get("attributes") or {}
+    if attributes.get("eventType", "OBJECT_FINALIZE") != "OBJECT_FINALIZE":
+        return None
+    resource: dict[str, Any] = {}
+    if message.get("data"):
+        try:
+            resource = json.loads(base64.b64decode(message["data"]))
+        except (binascii.Error, ValueError):
+            raise EventError("Pub/Sub message data is not a base64 JSON object resource") from None
+        if not isinstance(resource, dict):
+            raise EventError("Pub/Sub message data is not a JSON object")
+    merged = {
+        "bucket": attributes.get("bucketId", resource.get("bucket")),
+        "name": attributes.get("objectId", resource.get("name")),
+        "generation": attributes.get("objectGeneration", resource.get("generation")),
+        "size": resource.get("size"),
+        "contentType": resource.get("contentType"),
+    }
+    return _from_resource(merged)
+
+
+def skip_reason(ref: ObjectRef, prefix: str) -> str | None:
+    """Why the function leaves this object alone (logged, no run), or None to score it."""
+    if not ref.name.startswith(prefix):
+        return f"object {ref.name!r} is outside the prefix {prefix!r}"
+    if ref.name.endswith("/"):
+        return f"object {ref.name!r} is a folder placeholder"
+    if not ref.name.lower().endswith(".csv"):
+        return f"object {ref.name!r} is not a CSV file (name must end in .csv)"
+    return None

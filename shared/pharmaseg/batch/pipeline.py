@@ -1,0 +1,344 @@
+"""One batch run, end to end: object -> claim -> score (in the function or in BigQuery) -> commit.
+
+``process_object`` is what the Cloud Function calls. It never raises for a bad file: such a file
+is committed as a ``rejected`` run (and the event acknowledged). It raises only for errors worth
+another delivery (transient failures that outlived their retries, a run held by another
+attempt), after marking the run ``failed`` so that the retry can claim it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from pharmaseg.artifact import ModelArtifact
+from pharmaseg.batch import sql
+from pharmaseg.batch.events import ObjectRef, skip_reason
+from pharmaseg.batch.layouts import FEATURES, Layout, detect_layout
+from pharmaseg.batch.scoring import REJECTS_SCHEMA, Counts, score_features, score_panel, scored_schema
+from pharmaseg.batch.sink import TERMINAL, BatchSink, now, with_retries
+from pharmaseg.errors import DataValidationError
+from pharmaseg.logs import log
+
+HEAD_BYTES = 64 * 1024
+_BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT"}
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    prefix: str = "incoming/"
+    results_prefix: str = "results/"
+    staging_prefix: str = "staging/"
+    sql_threshold_bytes: int = 100 * 1024 * 1024
+    max_panel_bytes: int = 64 * 1024 * 1024
+    block_size: int = 4 * 1024 * 1024
+    io_chunk_bytes: int = 8 * 1024 * 1024
+    raw_limit: int = 1024
+    window: str | None = None
+
+
+@dataclass
+class RunResult:
+    status: str  # succeeded, rejected, duplicate, ignored, lost
+    run_id: str | None = None
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_rejected: int = 0
+    scoring_path: str | None = None
+    error: str | None = None
+    results_uri: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RejectFile(Exception):
+    """The file cannot be scored at all; the run is committed as rejected with this reason."""
+
+
+class RunBusy(RuntimeError):
+    """Another attempt holds this run's lease; raising makes the platform redeliver later."""
+
+
+class _CsvOut:
+    """Writes scored and rejected blocks as CSV (with a header) to two binary streams."""
+
+    def __init__(self, scored_stream, rejects_stream, k: int):
+        self.scored_writer = pcsv.CSVWriter(scored_stream, scored_schema(k))
+        self.rejects_writer = pcsv.CSVWriter(rejects_stream, REJECTS_SCHEMA)
+
+    def scored(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.scored_writer.write_table(table)
+
+    def rejected(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self.rejects_writer.write_table(table)
+
+    def close(self) -> None:
+        self.scored_writer.close()
+        self.rejects_writer.close()
+
+
+def bq_schema(schema: pa.Schema) -> list[tuple[str, str]]:
+    return [(f.name, _BQ_TYPES[f.type]) for f in schema]
+
+
+def result_name(ref: ObjectRef, settings: BatchSettings, suffix: str = "") -> str:
+    relative = ref.name[len(settings.prefix) :] if ref.name.startswith(settings.prefix) else ref.name
+    if suffix:
+        relative = relative[:-4] + suffix if relative.lower().endswith(".csv") else relative + suffix
+    return settings.results_prefix + relative
+
+
+def process_object(
+    ref: ObjectRef,
+    *,
+    storage,
+    sink: BatchSink,
+    load_model: Callable[[], ModelArtifact],
+    settings: BatchSettings = BatchSettings(),
+    hook: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Score one object generation exactly once (see the module docstring and docs/batch.md)."""
+    reason = skip_reason(ref, settings.prefix)
+    if reason:
+        log("INFO", f"ignored: {reason}", event="batch_ignored", source_uri=ref.uri, generation=ref.generation)
+        return RunResult("ignored", error=reason)
+    run_id = ref.run_id
+    claim = sink.claim(run_id, ref.uri, ref.generation)
+    if not claim.owned:
+        if claim.status in TERMINAL:
+            log("INFO", "duplicate delivery: run already committed", event="batch_duplicate", run_id=run_id)
+            return RunResult("duplicate", run_id)
+        raise RunBusy(f"run {run_id} is {claim.status} in another attempt (started {claim.started_at})")
+    token = claim.started_at
+    assert token is not None
+    started = time.monotonic()
+    log(
+        "INFO", "batch run started", event="batch_started", run_id=run_id, source_uri=ref.uri, generation=ref.generation
+    )
+    run: dict[str, Any] = {"layout": None, "scoring_path": None, "model_version": None}
+    try:
+        try:
+            result = _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, started)
+        except (RejectFile, DataValidationError, pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            result = _reject(ref, run_id, token, sink, run, started, exc)
+    except Exception as exc:
+        log("ERROR", "batch run failed; it will be retried", event="batch_failed", run_id=run_id, error=repr(exc))
+        try:
+            sink.mark_failed(run_id, token, f"{type(exc).__name__}: {exc}")
+        except Exception as mark_exc:  # the lease then expires instead
+            log("ERROR", "could not mark the run failed", run_id=run_id, error=repr(mark_exc))
+        raise
+    finally:
+        sink.drop_staging(run_id)
+    log(
+        "INFO",
+        f"batch run {result.status}",
+        event="batch_finished",
+        run_id=run_id,
+        status=result.status,
+        rows_read=result.rows_read,
+        rows_scored=result.rows_scored,
+        rows_rejected=result.rows_rejected,
+        scoring_path=result.scoring_path,
+        error=result.error,
+    )
+    return result
+
+
+def _final(run: dict[str, Any], status: str, counts: Counts, started: float, **more: Any) -> dict[str, Any]:
+    return {
+        **run,
+        "status": status,
+        "rows_read": counts.rows_read,
+        "rows_scored": counts.rows_scored,
+        "rows_rejected": counts.rows_rejected,
+        "finished_at": now(),
+        "duration_ms": round((time.monotonic() - started) * 1000.0, 3),
+        **more,
+    }
+
+
+def _reject(ref, run_id, token, sink: BatchSink, run, started, exc) -> RunResult:
+    message = str(exc).splitlines()[0][:1000] if str(exc) else type(exc).__name__
+    final = _final(run, "rejected", Counts(), started, error=message, results_uri=None)
+    committed = sink.commit(run_id, token, final)
+    return RunResult("rejected" if committed else "lost", run_id, scoring_path=run.get("scoring_path"), error=message)
+
+
+def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, started) -> RunResult:
+    from google.api_core.exceptions import NotFound
+
+    bucket = storage.bucket(ref.bucket)
+    blob = bucket.blob(ref.name, generation=ref.generation)
+    try:
+        head = with_retries(lambda: blob.download_as_bytes(start=0, end=HEAD_BYTES - 1), what="read head")
+        if ref.size is None:
+            blob.reload()
+        size = ref.size if ref.size is not None else int(blob.size or 0)
+    except NotFound:
+        raise RejectFile(
+            f"generation {ref.generation} of {ref.uri} no longer exists (overwritten or deleted)"
+        ) from None
+    if size == 0 or not head:
+        raise RejectFile("the file is empty: expected a header line")
+    layout = detect_layout(head)
+    run["layout"] = layout.kind
+    model = load_model()
+    run["model_version"] = model.version
+    if layout.kind == FEATURES and size > settings.sql_threshold_bytes:
+        run["scoring_path"] = "bigquery"
+        return _score_in_bigquery(ref, run_id, token, sink, model, layout, settings, hook, run, started, bucket)
+    run["scoring_path"] = "function"
+    if layout.kind != FEATURES and size > settings.max_panel_bytes:
+        raise RejectFile(f"a raw panel file may have at most {settings.max_panel_bytes} bytes; this one has {size}")
+    staged_scored = bucket.blob(f"{settings.staging_prefix}{run_id}/scored.csv")
+    staged_rejects = bucket.blob(f"{settings.staging_prefix}{run_id}/rejects.csv")
+
+    def write_staged() -> Counts:
+        chunk = settings.io_chunk_bytes
+        with (
+            staged_scored.open("wb", chunk_size=chunk, content_type="text/csv") as s_out,
+            staged_rejects.open("wb", chunk_size=chunk, content_type="text/csv") as r_out,
+        ):
+            out = _CsvOut(s_out, r_out, model.k)
+            if layout.kind == FEATURES:
+                with blob.open("rb", chunk_size=chunk) as source:
+                    counts = score_features(
+                        source, layout, model, run_id, out, block_size=settings.block_size, raw_limit=settings.raw_limit
+                    )
+            else:
+                data = blob.download_as_bytes()
+                counts = score_panel(
+                    data, layout, model, run_id, out, window=settings.window, raw_limit=settings.raw_limit
+                )
+            out.close()
+        return counts
+
+    try:
+        counts = with_retries(write_staged, what="score and stage")
+    except NotFound:
+        raise RejectFile(
+            f"generation {ref.generation} of {ref.uri} no longer exists (overwritten or deleted)"
+        ) from None
+    scored_table = sink.staging(run_id, "scored")
+    rejects_table = sink.staging(run_id, "rejects")
+    loaded_scored = sink.load_csv(
+        f"gs://{ref.bucket}/{staged_scored.name}", scored_table, bq_schema(scored_schema(model.k))
+    )
+    loaded_rejects = sink.load_csv(f"gs://{ref.bucket}/{staged_rejects.name}", rejects_table, bq_schema(REJECTS_SCHEMA))
+    if (loaded_scored, loaded_rejects) != (counts.rows_scored, counts.rows_rejected):
+        raise RuntimeError(
+            f"staging loaded {loaded_scored}+{loaded_rejects} rows, "
+            f"expected {counts.rows_scored}+{counts.rows_rejected}"
+        )
+    if hook:
+        hook("loaded")
+    results_uri = f"gs://{ref.bucket}/{result_name(ref, settings)}"
+    final = _final(run, "succeeded", counts, started, error=None, results_uri=results_uri)
+    committed = sink.commit(
+        run_id,
+        token,
+        final,
+        scored_from=f"SELECT * FROM `{scored_table}`",
+        rejects_from=f"SELECT * FROM `{rejects_table}`",
+        source_uri=ref.uri,
+        generation=ref.generation,
+        model_version=model.version or "",
+        k=model.k,
+    )
+    if not committed:
+        return RunResult("lost", run_id, error="another attempt committed or took over this run")
+    _publish_results(bucket, staged_scored, staged_rejects, ref, settings, counts)
+    return RunResult(
+        "succeeded",
+        run_id,
+        counts.rows_read,
+        counts.rows_scored,
+        counts.rows_rejected,
+        "function",
+        results_uri=results_uri,
+        extra={"window": counts.window, "layout": layout.kind},
+    )
+
+
+def _publish_results(bucket, staged_scored, staged_rejects, ref, settings, counts: Counts) -> None:
+    """After the commit: results/<name> (and <name>.rejects.csv) for people who do not use BigQuery."""
+    try:
+        bucket.copy_blob(staged_scored, bucket, result_name(ref, settings))
+        if counts.rows_rejected:
+            bucket.copy_blob(staged_rejects, bucket, result_name(ref, settings, ".rejects.csv"))
+        for blob in (staged_scored, staged_rejects):
+            blob.delete()
+    except Exception as exc:  # the run is committed; BigQuery is the record
+        log("WARNING", "could not publish the results CSV", event="batch_results", source_uri=ref.uri, error=repr(exc))
+
+
+def _score_in_bigquery(
+    ref, run_id, token, sink: BatchSink, model, layout: Layout, settings, hook, run, started, bucket
+):
+    """Large files: BigQuery loads the object itself and scores it with SQL generated from the model."""
+    from google.api_core.exceptions import BadRequest
+
+    raw_table = sink.staging(run_id, "raw")
+    scored_table = sink.staging(run_id, "scored")
+    try:
+        rows_read = sink.load_csv(ref.uri, raw_table, [(c, "STRING") for c in layout.columns])
+    except BadRequest as exc:
+        raise RejectFile(
+            f"the BigQuery path needs every row to have the header's {layout.width} fields: {exc.message}"[:1000]
+        ) from None
+    live = bucket.get_blob(ref.name)
+    if live is None or int(live.generation) != ref.generation:
+        raise RejectFile(f"generation {ref.generation} of {ref.uri} was replaced while it was being loaded")
+    sink.query(
+        sql.score_staged_features(model, raw_table, scored_table, run_id, list(layout.columns), settings.raw_limit)
+    )
+    totals = sink.rows(f"SELECT COUNT(*) AS n, COUNTIF(reason IS NULL) AS scored FROM `{scored_table}`")[0]
+    counts = Counts(
+        rows_read=rows_read, rows_scored=int(totals["scored"]), rows_rejected=int(totals["n"] - totals["scored"])
+    )
+    if totals["n"] != rows_read:
+        raise RuntimeError(f"SQL scoring produced {totals['n']} rows for {rows_read} loaded")
+    if hook:
+        hook("loaded")
+    final = _final(run, "succeeded", counts, started, error=None, results_uri=None)
+    distances = ", ".join(f"distance_{i}" for i in range(model.k))
+    from pharmaseg.features import FEATURE_NAMES
+
+    committed = sink.commit(
+        run_id,
+        token,
+        final,
+        scored_from=(
+            f"SELECT run_id, row_number, country, {', '.join(FEATURE_NAMES)}, cluster, segment_name, confidence, "
+            f"{distances} FROM `{scored_table}` WHERE reason IS NULL"
+        ),
+        rejects_from=f"SELECT run_id, row_number, raw_record, reason FROM `{scored_table}` WHERE reason IS NOT NULL",
+        source_uri=ref.uri,
+        generation=ref.generation,
+        model_version=model.version or "",
+        k=model.k,
+    )
+    if not committed:
+        return RunResult("lost", run_id, error="another attempt committed or took over this run")
+    return RunResult(
+        "succeeded", run_id, counts.rows_read, counts.rows_scored, counts.rows_rejected, "bigquery", results_uri=None
+    )
+
+
+def event_too_old(event_time: str | None, max_age_seconds: float, clock: Callable[[], datetime] = now) -> bool:
+    """True when an event is older than ``max_age_seconds``: stop retrying it (ack and log)."""
+    if not event_time or max_age_seconds <= 0:
+        return False
+    try:
+        at = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (clock() - at).total_seconds() > max_age_seconds

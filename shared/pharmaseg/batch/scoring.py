@@ -1,0 +1,418 @@
+"""The in-function path: stream a CSV in blocks, validate every row, score the good ones.
+
+Memory is bounded by the block size, not the file: pyarrow's streaming reader parses one block
+(``block_size`` bytes) at a time, each block is validated and scored with numpy and handed to
+``out`` (which writes CSV), and only 16 bytes per scored row (a 64-bit key hash and its row
+number) are kept across blocks, for duplicate detection.
+
+Every data record ends up in exactly one of ``out.scored`` or ``out.rejected``, so
+rows_read = rows_scored + rows_rejected by construction (checked before returning). Row numbers
+are CSV record numbers with the header as 1: the line number, unless the file has blank lines
+or quoted line breaks.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from pharmaseg.artifact import ModelArtifact
+from pharmaseg.batch.countries import ISO3166_ALPHA3, country_problem
+from pharmaseg.batch.layouts import COUNTRY, FEATURES, PANEL, Layout
+from pharmaseg.features import FEATURE_NAMES, Window
+
+DEFAULT_BLOCK_SIZE = 4 << 20
+DEFAULT_RAW_LIMIT = 1024
+_ISO = pa.array(sorted(ISO3166_ALPHA3))
+_KEY_PATTERN = r"^[A-Z]{3}(:[^\x00-\x1f]{1,64})?$"
+
+
+class Output(Protocol):
+    def scored(self, table: pa.Table) -> None: ...
+
+    def rejected(self, table: pa.Table) -> None: ...
+
+
+@dataclass
+class Counts:
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_rejected: int = 0
+    window: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if self.rows_read != self.rows_scored + self.rows_rejected:
+            raise AssertionError(
+                f"invariant broken: read {self.rows_read} != {self.rows_scored} + {self.rows_rejected}"
+            )
+
+
+def scored_schema(k: int) -> pa.Schema:
+    """Columns of the scored CSV (results/<name>) and of the BigQuery staging table."""
+    return pa.schema(
+        [("run_id", pa.string()), ("row_number", pa.int64()), ("country", pa.string())]
+        + [(name, pa.float64()) for name in FEATURE_NAMES]
+        + [("cluster", pa.int64()), ("segment_name", pa.string()), ("confidence", pa.float64())]
+        + [(f"distance_{i}", pa.float64()) for i in range(k)]
+    )
+
+
+REJECTS_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("row_number", pa.int64()), ("raw_record", pa.string()), ("reason", pa.string())]
+)
+
+
+def _csv_record(fields: list[str]) -> str:
+    out = []
+    for value in fields:
+        text = "" if value is None else str(value)
+        if any(c in text for c in ',"\r\n'):
+            text = '"' + text.replace('"', '""') + '"'
+        out.append(text)
+    return ",".join(out)
+
+
+class _Rows:
+    """Record numbers of the rows a block yields, skipping those the invalid-row handler took."""
+
+    def __init__(self) -> None:
+        self.next = 2
+        self.invalid: list[tuple[int, str, int, int]] = []  # (number, text, expected, actual)
+        self._pending: list[int] = []
+
+    def handler(self, row) -> str:
+        number = row.number if row.number is not None and row.number > 0 else -1
+        self.invalid.append((number, row.text, row.expected_columns, row.actual_columns))
+        if number > 0:
+            self._pending.append(number)
+        return "skip"
+
+    def take(self, n: int) -> np.ndarray:
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        pending = np.array(sorted(p for p in self._pending if p >= self.next), dtype=np.int64)
+        candidates = np.arange(self.next, self.next + n + len(pending), dtype=np.int64)
+        if len(pending):
+            candidates = candidates[~np.isin(candidates, pending)]
+        numbers = candidates[:n]
+        self.next = int(numbers[-1]) + 1
+        self._pending = [p for p in self._pending if p > numbers[-1]]
+        return numbers
+
+    def drain(self) -> list[tuple[int, str, int, int]]:
+        out, self.invalid = self.invalid, []
+        return out
+
+
+def _reader(source: IO[bytes], layout: Layout, rows: _Rows, block_size: int) -> pcsv.CSVStreamingReader:
+    return pcsv.open_csv(
+        source,
+        read_options=pcsv.ReadOptions(
+            use_threads=False, block_size=block_size, skip_rows=1, column_names=list(layout.columns)
+        ),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=rows.handler),
+        convert_options=pcsv.ConvertOptions(
+            column_types={c: pa.string() for c in layout.columns},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _invalid_rejects(rows: _Rows, width: int, run_id: str, raw_limit: int) -> pa.Table | None:
+    invalid = rows.drain()
+    if not invalid:
+        return None
+    reasons = [
+        f"columns: {actual} fields where the header has {expected} "
+        + ("(too many columns)" if actual > expected else "(too few columns)")
+        for _, _, expected, actual in invalid
+    ]
+    return pa.table(
+        {
+            "run_id": [run_id] * len(invalid),
+            "row_number": [n for n, _, _, _ in invalid],
+            "raw_record": [(text or "")[:raw_limit] for _, text, _, _ in invalid],
+            "reason": reasons,
+        },
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def _parse_numbers(column: pa.Array, name: str, problems: list[list[str] | None]) -> np.ndarray:
+    """Float values of a string column; NaN where the cell is bad, with the reason added to problems."""
+    try:
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(~np.isfinite(values))
+        texts = column.take(pa.array(bad)).to_pylist() if len(bad) else []
+        for i, text in zip(bad, texts):
+            _add(problems, int(i), f"{name}: {text!r} is not a finite number")
+        return values
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values = np.empty(len(column))
+    for i, text in enumerate(column.to_pylist()):
+        stripped = (text or "").strip()
+        try:
+            number = float(stripped)
+        except ValueError:
+            number = math.nan
+            _add(problems, i, f"{name}: missing value" if not stripped else f"{name}: {text[:40]!r} is not a number")
+        else:
+            if not math.isfinite(number):
+                _add(problems, i, f"{name}: {text!r} is not a finite number")
+        values[i] = number
+    return values
+
+
+def _add(problems: list[list[str] | None], i: int, reason: str) -> None:
+    if problems[i] is None:
+        problems[i] = [reason]
+    else:
+        problems[i].append(reason)
+
+
+class _SeenKeys:
+    """Keys already scored (64-bit hashes, sorted) with the row that scored them."""
+
+    def __init__(self) -> None:
+        self.hashes = np.empty(0, dtype=np.uint64)
+        self.rows = np.empty(0, dtype=np.int64)
+
+    def first_rows(self, keys: list[str] | np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """For each key, the row that first had it (earlier block or earlier in this one), else 0; records new keys."""
+        from pandas.util import hash_array
+
+        hashes = hash_array(np.asarray(keys, dtype=object))
+        first = np.zeros(len(hashes), dtype=np.int64)
+        if len(self.hashes):
+            at = np.searchsorted(self.hashes, hashes).clip(max=len(self.hashes) - 1)
+            hit = self.hashes[at] == hashes
+            first[hit] = self.rows[at[hit]]
+        unique, index = np.unique(hashes, return_index=True)
+        within = np.ones(len(hashes), dtype=bool)
+        within[index] = False
+        if within.any():
+            first_in_block = dict(zip(unique.tolist(), numbers[index].tolist()))
+            for i in np.flatnonzero(within & (first == 0)):
+                first[i] = first_in_block[int(hashes[i])]
+        new = first[index] == 0
+        if new.any():
+            merged_h = np.concatenate([self.hashes, unique[new]])
+            merged_r = np.concatenate([self.rows, numbers[index][new]])
+            order = np.argsort(merged_h, kind="stable")
+            self.hashes, self.rows = merged_h[order], merged_r[order]
+        return first
+
+
+def _scored_table(
+    artifact: ModelArtifact, run_id: str, numbers: np.ndarray, countries: list[str] | pa.Array, values: np.ndarray
+) -> pa.Table:
+    predictions = artifact.predict(values) if len(values) else None
+    k = artifact.k
+    columns: dict[str, pa.Array | list | np.ndarray] = {
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), len(numbers)),
+        "row_number": numbers,
+        "country": countries,
+    }
+    for j, name in enumerate(FEATURE_NAMES):
+        columns[name] = values[:, j] if len(values) else np.empty(0)
+    if predictions is None:
+        columns["cluster"] = np.empty(0, dtype=np.int64)
+        columns["segment_name"] = pa.array([], pa.string())
+        columns["confidence"] = np.empty(0)
+        for i in range(k):
+            columns[f"distance_{i}"] = np.empty(0)
+    else:
+        names = pa.array([s.name for s in artifact.segments])
+        columns["cluster"] = predictions.clusters.astype(np.int64)
+        columns["segment_name"] = names.take(pa.array(predictions.clusters))
+        columns["confidence"] = predictions.confidence
+        for i in range(k):
+            columns[f"distance_{i}"] = predictions.distances[:, i]
+    return pa.table(columns, schema=scored_schema(k))
+
+
+def score_features(
+    source: IO[bytes],
+    layout: Layout,
+    artifact: ModelArtifact,
+    run_id: str,
+    out: Output,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    raw_limit: int = DEFAULT_RAW_LIMIT,
+    on_block: Callable[[Counts], None] | None = None,
+) -> Counts:
+    """Score a features-layout CSV block by block; bad rows go to ``out.rejected`` with reasons."""
+    if layout.kind != FEATURES:
+        raise ValueError("score_features needs the features layout")
+    counts = Counts()
+    rows = _Rows()
+    seen = _SeenKeys()
+    for batch in _reader(source, layout, rows, block_size):
+        n = batch.num_rows
+        numbers = rows.take(n)
+        problems: list[list[str] | None] = [None] * n
+        countries = pc.utf8_trim_whitespace(batch.column(COUNTRY))
+        plain = pc.is_in(countries, value_set=_ISO)
+        if not pc.all(plain).as_py():
+            shaped = pc.match_substring_regex(countries, _KEY_PATTERN)
+            known = pc.is_in(pc.utf8_slice_codeunits(countries, 0, 3), value_set=_ISO)
+            ok = pc.or_(plain, pc.and_(shaped, known)).to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(~ok):
+                _add(problems, int(i), country_problem(batch.column(COUNTRY)[int(i)].as_py()) or "COUNTRY: invalid")
+        values = np.column_stack([_parse_numbers(batch.column(name), name, problems) for name in FEATURE_NAMES])
+        good = np.array([p is None for p in problems], dtype=bool) if n else np.empty(0, dtype=bool)
+        good_index = np.flatnonzero(good)
+        keys = countries.take(pa.array(good_index)).to_numpy(zero_copy_only=False)
+        first = seen.first_rows(keys, numbers[good_index])
+        for i, row in zip(good_index[first > 0], first[first > 0]):
+            _add(problems, int(i), f"COUNTRY: duplicate {keys[np.searchsorted(good_index, i)]!r} (row {row} has it)")
+            good[i] = False
+        good_index = np.flatnonzero(good)
+        out.scored(
+            _scored_table(artifact, run_id, numbers[good_index], countries.take(pa.array(good_index)), values[good])
+        )
+        bad_index = np.flatnonzero(~good)
+        if len(bad_index):
+            fields = [batch.column(c).take(pa.array(bad_index)).to_pylist() for c in layout.columns]
+            out.rejected(
+                pa.table(
+                    {
+                        "run_id": [run_id] * len(bad_index),
+                        "row_number": numbers[bad_index],
+                        "raw_record": [_csv_record(list(rec))[:raw_limit] for rec in zip(*fields)],
+                        "reason": ["; ".join(problems[i]) for i in bad_index],
+                    },
+                    schema=REJECTS_SCHEMA,
+                )
+            )
+        invalid = _invalid_rejects(rows, layout.width, run_id, raw_limit)
+        if invalid is not None:
+            out.rejected(invalid)
+            counts.rows_read += invalid.num_rows
+            counts.rows_rejected += invalid.num_rows
+        counts.rows_read += n
+        counts.rows_scored += len(good_index)
+        counts.rows_rejected += len(bad_index)
+        if on_block:
+            on_block(counts)
+    invalid = _invalid_rejects(rows, layout.width, run_id, raw_limit)
+    if invalid is not None:
+        out.rejected(invalid)
+        counts.rows_read += invalid.num_rows
+        counts.rows_rejected += invalid.num_rows
+    counts.check()
+    return counts
+
+
+def panel_window(artifact: ModelArtifact, rows, override: str | None) -> Window:
+    """The scoring window: ``override`` if set, else the model's window length placed where the
+    most countries of the file have every year (the latest such placement on ties)."""
+    if override:
+        return Window.parse(override)
+    model = Window.parse(artifact.window)
+    length = model.end - model.start
+    if len(rows) == 0:
+        return model
+    years = rows.groupby("LOCATION")["TIME"].apply(set)
+    best, best_count = model, -1
+    for end in range(int(rows["TIME"].max()), int(rows["TIME"].min()) + length - 1, -1):
+        span = set(range(end - length, end + 1))
+        count = sum(span <= have for have in years)
+        if count > best_count:
+            best, best_count = Window(end - length, end), count
+    return best
+
+
+def score_panel(
+    data: bytes,
+    layout: Layout,
+    artifact: ModelArtifact,
+    run_id: str,
+    out: Output,
+    *,
+    window: str | None = None,
+    raw_limit: int = DEFAULT_RAW_LIMIT,
+) -> Counts:
+    """Score a raw panel: one prediction per country with a complete window.
+
+    Input rows are counted per row: rows of scored countries inside the window are "scored";
+    rows with a bad value, rows of countries whose window is incomplete, and rows outside the
+    window are rejected, each with its reason. A panel is small (countries x years), so it is
+    read whole; the caller bounds its size.
+    """
+    import pandas as pd
+
+    from pharmaseg.panel import panel_features, validate_panel
+
+    if layout.kind != PANEL:
+        raise ValueError("score_panel needs the panel layout")
+    rows = _Rows()
+    batches = list(_reader(io.BytesIO(data), layout, rows, DEFAULT_BLOCK_SIZE))
+    table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
+    numbers = rows.take(table.num_rows if table is not None else 0)
+    counts = Counts()
+    invalid = _invalid_rejects(rows, layout.width, run_id, raw_limit)
+    if invalid is not None:
+        out.rejected(invalid)
+        counts.rows_read += invalid.num_rows
+        counts.rows_rejected += invalid.num_rows
+    frame = table.to_pandas() if table is not None else pd.DataFrame(columns=list(layout.columns))
+    counts.rows_read += len(frame)
+    panel = validate_panel(frame, strict=False)
+    # validate_panel numbers rows as line = position + 2; map back to the record numbers.
+    line_to_row = dict(zip(range(2, 2 + len(frame)), numbers.tolist()))
+    reasons: dict[int, str] = {
+        line_to_row[p.line]: (f"{p.column}: " if p.column else "") + p.reason for p in panel.problems
+    }
+    good = panel.rows.copy()
+    good["row"] = good["line"].map(line_to_row)
+    win = panel_window(artifact, good, window)
+    counts.window = str(win)
+    features = panel_features(good, win)
+    in_window = good["TIME"].between(win.start, win.end)
+    scored_mask = in_window & good["LOCATION"].isin(features.countries)
+    for row, time_value in zip(good.loc[~in_window, "row"], good.loc[~in_window, "TIME"]):
+        reasons[int(row)] = f"TIME: {time_value} is outside the scoring window {win}"
+    for country, why in features.excluded.items():
+        mask = in_window & (good["LOCATION"] == country)
+        for row in good.loc[mask, "row"]:
+            reasons[int(row)] = f"LOCATION: {country} cannot be scored: {why}"
+    first_rows = good.loc[scored_mask].groupby("LOCATION")["row"].min()
+    order = np.array([first_rows[c] for c in features.countries], dtype=np.int64)
+    out.scored(_scored_table(artifact, run_id, order, features.countries, features.values))
+    if reasons:
+        raw_by_row = {
+            int(r): _csv_record([str(v) for v in rec])[:raw_limit]
+            for r, rec in zip(numbers.tolist(), table.select(list(layout.columns)).to_pylist() if table else [])
+            if r in reasons
+            for rec in [list(rec.values())]
+        }
+        items = sorted(reasons.items())
+        out.rejected(
+            pa.table(
+                {
+                    "run_id": [run_id] * len(items),
+                    "row_number": [r for r, _ in items],
+                    "raw_record": [raw_by_row.get(r) for r, _ in items],
+                    "reason": [why for _, why in items],
+                },
+                schema=REJECTS_SCHEMA,
+            )
+        )
+    counts.rows_scored += int(scored_mask.sum())
+    counts.rows_rejected += len(reasons)
+    counts.notes.append(f"{len(features.countries)} countries scored over window {win}")
+    counts.check()
+    return counts

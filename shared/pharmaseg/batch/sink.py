@@ -1,0 +1,233 @@
+"""BigQuery bookkeeping of batch runs: claim, staged loads, one atomic commit, failure marks.
+
+Design (see docs/batch.md):
+
+1. **Claim.** A MERGE inserts the run's ``batch_runs`` row as ``running`` with ``started_at`` =
+   now, or takes over a ``failed`` run or a ``running`` one whose lease expired. One affected
+   row = we own the run, and our ``started_at`` is the fencing token. Zero = someone else has
+   it or it is finished (``succeeded``/``rejected``): a duplicate delivery adds nothing.
+2. **Stage.** Results are loaded with load jobs (WRITE_TRUNCATE) into per-run staging tables
+   ``_batch_stage_<run_id>_*``; nothing a reader sees changes.
+3. **Commit.** One multi-statement transaction deletes any rows of the run, inserts the staged
+   rows and flips the run row to its final status, every statement guarded by "the run row is
+   still running with our token". It all happens or none of it does.
+
+Idempotency therefore never relies on job ids (the emulator accepts a reused job id).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pharmaseg.batch.sql import literal
+from pharmaseg.features import FEATURE_NAMES
+from pharmaseg.logs import log
+from pharmaseg.resources import table_name
+
+TERMINAL = ("succeeded", "rejected")
+T = TypeVar("T")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: throttling, 5xx, timeouts, dropped connections."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(
+        exc,
+        (
+            gexc.TooManyRequests,
+            gexc.InternalServerError,
+            gexc.BadGateway,
+            gexc.ServiceUnavailable,
+            gexc.GatewayTimeout,
+            gexc.RetryError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return True
+    try:
+        import requests
+
+        return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def with_retries(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.5, sleep=time.sleep) -> T:
+    """Call ``fn``, retrying transient errors with exponential backoff (0.5 s, 1 s, 2 s, ...)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            delay = base_delay * 2 ** (attempt - 1)
+            log("WARNING", f"{what}: transient error, retrying in {delay:.1f}s", error=repr(exc)[:300], attempt=attempt)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ts_literal(value: datetime) -> str:
+    return f"TIMESTAMP '{value.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
+
+
+@dataclass(frozen=True)
+class Claim:
+    owned: bool
+    status: str | None
+    started_at: datetime | None
+
+
+class BatchSink:
+    """The three batch tables of one dataset, and the run protocol over them."""
+
+    def __init__(self, client, project: str, dataset: str, *, lease_seconds: float = 900.0):
+        self.client = client
+        self.project = project
+        self.dataset = dataset
+        self.lease_seconds = lease_seconds
+
+    def table(self, role: str) -> str:
+        return f"{self.project}.{self.dataset}.{table_name(role)}"
+
+    def staging(self, run_id: str, part: str) -> str:
+        return f"{self.project}.{self.dataset}._batch_stage_{run_id}_{part}"
+
+    def query(self, sql: str) -> Any:
+        def run():
+            job = self.client.query(sql)
+            job.result()
+            return job
+
+        return with_retries(run, what="bigquery query")
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return with_retries(lambda: [dict(r.items()) for r in self.client.query(sql).result()], what="bigquery read")
+
+    # -- 1. claim --------------------------------------------------------------------------------
+
+    def status(self, run_id: str) -> dict[str, Any] | None:
+        found = self.rows(f"SELECT * FROM `{self.table('batch_runs')}` WHERE run_id = {literal(run_id)}")
+        return found[0] if found else None
+
+    def claim(self, run_id: str, source_uri: str, generation: int) -> Claim:
+        started = now()
+        expired = ts_literal(datetime.fromtimestamp(started.timestamp() - self.lease_seconds, UTC))
+        token = ts_literal(started)
+        job = self.query(
+            f"MERGE `{self.table('batch_runs')}` T USING (SELECT {literal(run_id)} AS run_id) S "
+            f"ON T.run_id = S.run_id "
+            f"WHEN NOT MATCHED THEN INSERT (run_id, source_uri, source_generation, status, started_at) "
+            f"VALUES ({literal(run_id)}, {literal(source_uri)}, {generation}, 'running', {token}) "
+            f"WHEN MATCHED AND (T.status = 'failed' OR (T.status = 'running' AND T.started_at < {expired})) "
+            f"THEN UPDATE SET status = 'running', started_at = {token}, error = NULL"
+        )
+        if job.num_dml_affected_rows == 1:
+            return Claim(True, "running", started)
+        current = self.status(run_id)
+        return Claim(False, current["status"] if current else None, current["started_at"] if current else None)
+
+    # -- 2. stage --------------------------------------------------------------------------------
+
+    def load_csv(self, uri: str, table: str, schema: list[tuple[str, str]]) -> int:
+        """Load a CSV with a header from ``uri`` into ``table`` (replaced); returns the rows loaded."""
+        from google.cloud import bigquery
+
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.CSV,
+            skip_leading_rows=1,
+            allow_quoted_newlines=True,
+            max_bad_records=0,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            schema=[bigquery.SchemaField(name, kind) for name, kind in schema],
+        )
+
+        def run():
+            job = self.client.load_table_from_uri(uri, table, job_config=config)
+            job.result()
+            return int(job.output_rows or 0)
+
+        return with_retries(run, what=f"load {uri}")
+
+    def drop_staging(self, run_id: str, parts: tuple[str, ...] = ("scored", "rejects", "raw")) -> None:
+        for part in parts:
+            try:
+                self.client.delete_table(self.staging(run_id, part), not_found_ok=True)
+            except Exception as exc:  # staging tables are disposable; never fail a committed run for them
+                log("WARNING", "could not drop a staging table", table=self.staging(run_id, part), error=repr(exc))
+
+    # -- 3. commit -------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        run_id: str,
+        token: datetime,
+        run: dict[str, Any],
+        *,
+        scored_from: str | None = None,
+        rejects_from: str | None = None,
+        source_uri: str = "",
+        generation: int = 0,
+        model_version: str = "",
+        k: int = 0,
+    ) -> bool:
+        """Publish the staged rows and the run's final row in one transaction; True if we committed it.
+
+        ``scored_from``/``rejects_from`` are SELECTs over staging tables with the staging columns
+        (``run_id, row_number, country, <features>, cluster, segment_name, confidence,
+        distance_i`` and ``run_id, row_number, raw_record, reason``).
+        """
+        rid = literal(run_id)
+        owner = (
+            f"EXISTS (SELECT 1 FROM `{self.table('batch_runs')}` WHERE run_id = {rid} "
+            f"AND status = 'running' AND started_at = {ts_literal(token)})"
+        )
+        at = ts_literal(run["finished_at"])
+        statements = [
+            f"DELETE FROM `{self.table('batch_predictions')}` WHERE run_id = {rid} AND {owner}",
+            f"DELETE FROM `{self.table('batch_rejects')}` WHERE run_id = {rid} AND {owner}",
+        ]
+        if scored_from:
+            features = ", ".join(FEATURE_NAMES)
+            distances = ", ".join(f"distance_{i}" for i in range(k))
+            statements.append(
+                f"INSERT INTO `{self.table('batch_predictions')}` (run_id, source_uri, source_generation, row_number, "
+                f"country, {features}, cluster, segment_name, confidence, distances, model_version, scored_at) "
+                f"SELECT run_id, {literal(source_uri)}, {generation}, row_number, country, {features}, cluster, "
+                f"segment_name, confidence, [{distances}], {literal(model_version)}, {at} "
+                f"FROM ({scored_from}) WHERE run_id = {rid} AND {owner}"
+            )
+        if rejects_from:
+            statements.append(
+                f"INSERT INTO `{self.table('batch_rejects')}` (run_id, source_uri, source_generation, row_number, "
+                f"raw_record, reason, rejected_at) SELECT run_id, {literal(source_uri)}, {generation}, row_number, "
+                f"raw_record, reason, {at} FROM ({rejects_from}) WHERE run_id = {rid} AND {owner}"
+            )
+        assignments = ", ".join(
+            f"{name} = {ts_literal(value) if isinstance(value, datetime) else literal(value)}"
+            for name, value in run.items()
+        )
+        statements.append(
+            f"UPDATE `{self.table('batch_runs')}` SET {assignments} WHERE run_id = {rid} "
+            f"AND status = 'running' AND started_at = {ts_literal(token)}"
+        )
+        self.query("BEGIN TRANSACTION; " + "; ".join(statements) + "; COMMIT TRANSACTION;")
+        final = self.status(run_id)
+        return bool(final and final["status"] == run.get("status") and final["started_at"] == token)
+
+    def mark_failed(self, run_id: str, token: datetime, error: str) -> None:
+        """Record why an attempt failed; the run can be claimed again (by a retry) afterwards."""
+        self.query(
+            f"UPDATE `{self.table('batch_runs')}` SET status = 'failed', error = {literal(error[:2000])}, "
+            f"finished_at = {ts_literal(now())} WHERE run_id = {literal(run_id)} AND status = 'running' "
+            f"AND started_at = {ts_literal(token)}"
+        )
