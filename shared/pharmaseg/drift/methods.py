@@ -78,6 +78,7 @@ class FeatureReference:
     std: float
     edges: np.ndarray
     counts: np.ndarray
+    original: np.ndarray | None = None  # training order (values is sorted), for joint resampling
 
     @classmethod
     def from_artifact(cls, name: str, doc: Mapping[str, Any]) -> FeatureReference:
@@ -90,7 +91,8 @@ class FeatureReference:
         if len(counts) != len(edges) + 1 or len(values) < 2:
             raise DriftError(f"reference of {name}: {len(edges)} edges need {len(edges) + 1} counts")
         std = float(doc.get("std") or np.std(values, ddof=1))
-        return cls(name, values, std if std > 0 else 1.0, edges, counts)
+        original = np.asarray(doc["values"], dtype=float)
+        return cls(name, values, std if std > 0 else 1.0, edges, counts, original)
 
     @property
     def lo(self) -> float:

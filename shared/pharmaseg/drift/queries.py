@@ -1,0 +1,236 @@
+"""BigQuery SQL for the drift check: count, bin and (for small samples only) fetch recent inputs.
+
+The recent inputs are the union of the online prediction log (the Logging sink's table, one
+row per prediction, features under ``jsonPayload.features``) and the batch predictions table
+(flat feature columns), restricted to ``[start, end)``. BigQuery does the work:
+
+1. ``counts_sql``: rows per source, and per cluster for the production model's version.
+2. ``raw_sql``: the raw feature values, only when the count is at most ``ks_max_rows``.
+3. ``binned_sql``: per feature, COUNT/SUM/MIN/MAX grouped by the reference's decile bin and by
+   a fine equal-width bin over the reference's range: ``9 x (10 + 66)`` rows at most, whatever
+   the number of predictions.
+
+The SQL sticks to CASE, FLOOR, CAST, LEAST, COUNT, SUM, MIN, MAX, UNION ALL and GROUP BY so that
+the local emulator (DuckDB behind a sqlglot translation) runs exactly what BigQuery runs. Bin
+edges are the artifact's own floats written as literals (never user input); the period is
+passed as query parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from pharmaseg import resources
+from pharmaseg.drift.methods import FINE_BINS, BinnedSample, DriftError, FeatureReference
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise DriftError("period bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise DriftError(f"period end {self.end.isoformat()} is not after its start {self.start.isoformat()}")
+
+
+@dataclass
+class Recent:
+    """What BigQuery returned for one period."""
+
+    rows_online: int
+    rows_batch: int
+    cluster_counts: dict[int, int] = field(default_factory=dict)
+    raw: dict[str, np.ndarray] | None = None
+    binned: dict[str, BinnedSample] | None = None
+    query_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.rows_online + self.rows_batch
+
+
+def _literal(value: float) -> str:
+    value = float(value)
+    if not np.isfinite(value):
+        raise DriftError(f"bin edge {value} is not finite")
+    return repr(value)
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise DriftError(f"{name!r} is not a plain column name")
+    return name
+
+
+def recent_cte(project: str, dataset: str, features: Sequence[str]) -> str:
+    """``WITH recent AS (...)``: online and batch rows of the period, one shape."""
+    log_table = f"`{project}.{dataset}.{resources.table_name('predictions_log')}`"
+    batch_table = f"`{project}.{dataset}.{resources.table_name('batch_predictions')}`"
+    online_cols = ", ".join(f"jsonPayload.features.{_ident(f)} AS {f}" for f in features)
+    batch_cols = ", ".join(_ident(f) for f in features)
+    return (
+        "WITH recent AS (\n"
+        f"  SELECT 'online' AS source, {online_cols}, jsonPayload.cluster AS cluster,"
+        f" jsonPayload.model_version AS model_version\n"
+        f"  FROM {log_table}\n"
+        "  WHERE timestamp >= @start AND timestamp < @end AND jsonPayload.event = 'prediction'\n"
+        "  UNION ALL\n"
+        f"  SELECT 'batch' AS source, {batch_cols}, cluster, model_version\n"
+        f"  FROM {batch_table}\n"
+        "  WHERE scored_at >= @start AND scored_at < @end\n"
+        ")\n"
+    )
+
+
+def counts_sql(project: str, dataset: str, features: Sequence[str]) -> str:
+    """Rows per source and, for the production version (@model_version), per cluster."""
+    return recent_cte(project, dataset, features) + (
+        "SELECT source, CASE WHEN model_version = @model_version THEN cluster ELSE -1 END AS cluster,"
+        " COUNT(*) AS n\n"
+        "FROM recent\nGROUP BY 1, 2"
+    )
+
+
+def raw_sql(project: str, dataset: str, features: Sequence[str], limit: int) -> str:
+    cols = ", ".join(_ident(f) for f in features)
+    return recent_cte(project, dataset, features) + f"SELECT {cols}\nFROM recent\nLIMIT {int(limit)}"
+
+
+def decile_case(column: str, edges: Sequence[float]) -> str:
+    """Bin = number of edges <= value, as numpy's ``searchsorted(side="right")``."""
+    whens = " ".join(f"WHEN {column} < {_literal(e)} THEN {i}" for i, e in enumerate(edges))
+    return f"CASE {whens} ELSE {len(edges)} END"
+
+
+def fine_case(column: str, ref: FeatureReference) -> str:
+    """0 below the reference's range, FINE_BINS + 1 at or above its top, 1..FINE_BINS inside."""
+    lo, hi, width = _literal(ref.lo), _literal(ref.hi), _literal(ref.width)
+    inner = f"LEAST(CAST(FLOOR(({column} - {lo}) / {width}) AS INT64), {FINE_BINS - 1}) + 1"
+    return f"CASE WHEN {column} < {lo} THEN 0 WHEN {column} >= {hi} THEN {FINE_BINS + 1} ELSE {inner} END"
+
+
+def binned_sql(project: str, dataset: str, refs: Sequence[FeatureReference]) -> str:
+    """Per feature and bin kind ('decile' or 'fine'): bin, COUNT, SUM, MIN, MAX."""
+    parts = []
+    for ref in refs:
+        col = _ident(ref.name)
+        for kind, case in (("decile", decile_case(col, ref.edges)), ("fine", fine_case(col, ref))):
+            parts.append(
+                f"SELECT '{col}' AS feature, '{kind}' AS kind, {case} AS bin, COUNT(*) AS n,"
+                f" SUM({col}) AS total, MIN({col}) AS lo, MAX({col}) AS hi\n"
+                f"FROM recent WHERE {col} IS NOT NULL GROUP BY 1, 2, 3"
+            )
+    return recent_cte(project, dataset, [r.name for r in refs]) + "\nUNION ALL\n".join(parts)
+
+
+def _params(period: Period, model_version: str | None) -> list[Any]:
+    from google.cloud import bigquery
+
+    return [
+        bigquery.ScalarQueryParameter("start", "TIMESTAMP", period.start),
+        bigquery.ScalarQueryParameter("end", "TIMESTAMP", period.end),
+        bigquery.ScalarQueryParameter("model_version", "STRING", model_version or ""),
+    ]
+
+
+def _run(client, sql: str, period: Period, model_version: str | None) -> list[Any]:
+    from google.cloud import bigquery
+
+    config = bigquery.QueryJobConfig(query_parameters=_params(period, model_version))
+    return list(client.query(sql, job_config=config).result())
+
+
+def fetch_recent(
+    client,
+    project: str,
+    dataset: str,
+    refs: Sequence[FeatureReference],
+    period: Period,
+    *,
+    model_version: str | None,
+    ks_max_rows: int,
+    min_rows: int = 0,
+) -> Recent:
+    """Count; then fetch raw values (n <= ks_max_rows) or binned counts (larger); nothing below min_rows."""
+    import time
+
+    features = [r.name for r in refs]
+    t0 = time.perf_counter()
+    rows = _run(client, counts_sql(project, dataset, features), period, model_version)
+    recent = Recent(rows_online=0, rows_batch=0)
+    recent.query_seconds["counts"] = time.perf_counter() - t0
+    for row in rows:
+        if row["source"] == "online":
+            recent.rows_online += int(row["n"])
+        else:
+            recent.rows_batch += int(row["n"])
+        if row["cluster"] is not None and int(row["cluster"]) >= 0:
+            cluster = int(row["cluster"])
+            recent.cluster_counts[cluster] = recent.cluster_counts.get(cluster, 0) + int(row["n"])
+    if recent.n < max(min_rows, 1):
+        return recent
+    t0 = time.perf_counter()
+    if recent.n <= ks_max_rows:
+        rows = _run(client, raw_sql(project, dataset, features, ks_max_rows), period, model_version)
+        recent.raw = {f: np.array([row[f] for row in rows if row[f] is not None], dtype=float) for f in features}
+        recent.query_seconds["raw"] = time.perf_counter() - t0
+        return recent
+    rows = _run(client, binned_sql(project, dataset, refs), period, model_version)
+    recent.query_seconds["binned"] = time.perf_counter() - t0
+    recent.binned = binned_from_rows(refs, rows)
+    return recent
+
+
+def binned_from_rows(refs: Sequence[FeatureReference], rows) -> dict[str, BinnedSample]:
+    """Assemble BinnedSample objects from the rows of ``binned_sql``."""
+    out = {}
+    for ref in refs:
+        out[ref.name] = BinnedSample(
+            n=0,
+            decile_counts=np.zeros(len(ref.edges) + 1),
+            fine_counts=np.zeros(FINE_BINS + 2),
+            fine_sums=np.zeros(FINE_BINS + 2),
+        )
+    for row in rows:
+        sample = out[row["feature"]]
+        b, n, total = int(row["bin"]), int(row["n"]), float(row["total"])
+        if row["kind"] == "decile":
+            sample.decile_counts[b] += n
+            sample.n += n
+            lo, hi = float(row["lo"]), float(row["hi"])
+            sample.minimum = lo if sample.minimum is None else min(sample.minimum, lo)
+            sample.maximum = hi if sample.maximum is None else max(sample.maximum, hi)
+        else:
+            sample.fine_counts[b] += n
+            sample.fine_sums[b] += total
+    return out
+
+
+def load_ndjson(client, table_id: str, rows: Sequence[dict[str, Any]] | bytes, role: str, timeout: float = 300) -> Any:
+    """Append rows with a load job of newline-delimited JSON (no streaming buffer, no per-row cost).
+
+    ``load_table_from_file`` rather than ``load_table_from_json``: the latter's multipart
+    content type is refused by the local emulator, and both are the same load job on BigQuery.
+    """
+    import io
+    import json
+
+    from google.cloud import bigquery
+
+    body = rows if isinstance(rows, bytes) else "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+    config = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+        write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        schema=[bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)],
+    )
+    data = body if isinstance(body, bytes) else body.encode()
+    job = client.load_table_from_file(io.BytesIO(data), table_id, job_config=config)
+    return job.result(timeout=timeout)

@@ -1,0 +1,182 @@
+"""The drift report: JSON for machines, one self-contained HTML page for people.
+
+The HTML page has no external resources: CSS inline and one base64 PNG per feature (left: the
+share of rows in each of the reference's decile bins, reference vs. recent, which is what
+Jensen-Shannon and PSI compare; right: the two cumulative distributions, whose enclosed area is
+the Wasserstein distance), plus one for the segment shares. matplotlib is imported here only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pharmaseg.drift.methods import FeatureReference
+
+COLORS = {"reference": "#4c72b0", "recent": "#dd8452"}
+VERDICT_COLORS = {"drift": "#c0392b", "no_drift": "#27ae60", "insufficient_data": "#7f8c8d"}
+
+
+def to_json(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, indent=1, sort_keys=True, default=str, allow_nan=False).encode()
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _shares(counts) -> np.ndarray:
+    counts = np.asarray(counts, dtype=float)
+    return counts / counts.sum() if counts.sum() > 0 else counts
+
+
+def feature_plot(ref: FeatureReference, recent_counts, positions, weights, title: str) -> str:
+    """Base64 PNG: decile-bin shares and CDFs, reference vs. recent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, cdf) = plt.subplots(1, 2, figsize=(9, 2.8))
+    k = len(ref.counts)
+    x = np.arange(k)
+    bars.bar(x - 0.2, _shares(ref.counts), 0.4, label="reference (training)", color=COLORS["reference"])
+    bars.bar(x + 0.2, _shares(recent_counts), 0.4, label="recent", color=COLORS["recent"])
+    edges = [f"{e:.3g}" for e in ref.edges]
+    labels = [f"<{edges[0]}"] + [f"{a}-{b}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}"]
+    bars.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+    bars.set_ylabel("share of rows")
+    bars.set_title("reference decile bins", fontsize=9)
+    bars.legend(fontsize=7)
+    xs = np.sort(ref.values)
+    cdf.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", color=COLORS["reference"], label="reference")
+    if positions is not None and len(positions):
+        order = np.argsort(positions)
+        p, w = np.asarray(positions)[order], np.asarray(weights, dtype=float)[order]
+        cdf.step(p, np.cumsum(w) / w.sum(), where="post", color=COLORS["recent"], label="recent")
+    cdf.set_title("cumulative distribution", fontsize=9)
+    cdf.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def segment_plot(names: Sequence[str], training: Sequence[float], recent: Sequence[float]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, training, 0.4, label="training", color=COLORS["reference"])
+    ax.bar(x + 0.2, recent, 0.4, label="recent (production version)", color=COLORS["recent"])
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("share")
+    ax.legend(fontsize=7)
+    ax.set_title("prediction drift: segment shares", fontsize=10)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return html.escape(str(value))
+
+
+STYLE = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1000px}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.drift{background:#fbe3e0}
+.badge{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:bold}
+.meta td{text-align:left}img{max-width:100%}h2{margin-top:1.5em}
+"""
+
+
+def to_html(
+    doc: Mapping[str, Any],
+    refs: Sequence[FeatureReference],
+    supports: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    segment_names: Sequence[str],
+) -> str:
+    """The page: verdict, metadata, the statistics table, and a plot per feature."""
+    result = doc["result"]
+    verdict = result["verdict"]
+    meta = [
+        ("report id", doc["report_id"]),
+        ("run at", doc["run_at"]),
+        ("model version", doc["model_version"]),
+        ("period", f"{doc['period']['start']} to {doc['period']['end']}"),
+        ("rows (online / batch)", f"{doc['rows']['online']} / {doc['rows']['batch']}"),
+        ("reason", result["reason"]),
+        ("retraining", doc.get("retrain", {}).get("decision", "-")),
+        ("thresholds", ", ".join(f"{k}={v}" for k, v in result["thresholds"].items())),
+    ]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>pharmaseg drift report {html.escape(doc['report_id'])}</title><style>{STYLE}</style></head><body>",
+        "<h1>pharmaseg drift report</h1>",
+        f"<p><span class='badge' style='background:{VERDICT_COLORS.get(verdict, '#555')}'>"
+        f"{html.escape(verdict)}</span></p>",
+        "<table class='meta'>" + "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in meta) + "</table>",
+    ]
+    features = result.get("features") or []
+    if features:
+        cols = ["feature", "method", "n", "statistic", "p_value", "p_adjusted", "wasserstein", "jensen_shannon", "psi"]
+        parts.append("<h2>Per feature</h2><table><tr>")
+        parts.append("".join(f"<th>{c}</th>" for c in cols) + "<th>drift</th></tr>")
+        for f in features:
+            cls = " class='drift'" if f["drift"] else ""
+            cells = "".join(f"<td>{_fmt(f.get(c))}</td>" for c in cols)
+            parts.append(f"<tr{cls}>{cells}<td>{_fmt(f['drift'])}</td></tr>")
+        parts.append("</table>")
+        parts.append(
+            "<p>statistic: Kolmogorov-Smirnov D (method ks) or normalised Wasserstein (method wasserstein+js); "
+            "wasserstein is divided by the reference's standard deviation; jensen_shannon is the base-2 distance "
+            "on the reference's decile bins; p_adjusted is corrected across the features and the segment shares.</p>"
+        )
+    prediction = result.get("prediction_drift") or {}
+    if prediction.get("n"):
+        parts.append("<h2>Prediction drift</h2><table><tr><th>segment</th><th>training share</th>")
+        parts.append("<th>recent count</th><th>recent share</th></tr>")
+        for i, name in enumerate(segment_names):
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td>{_fmt(prediction['training_shares'][i])}</td>"
+                f"<td>{_fmt(prediction['recent_counts'][i])}</td><td>{_fmt(prediction['recent_shares'][i])}</td></tr>"
+            )
+        parts.append("</table>")
+        parts.append(
+            f"<p>chi-square homogeneity p = {_fmt(prediction.get('p_value'))}, adjusted "
+            f"{_fmt(prediction.get('p_adjusted'))}, Jensen-Shannon {_fmt(prediction.get('jensen_shannon'))}, "
+            f"drift: {_fmt(prediction.get('drift'))}</p>"
+        )
+        png = segment_plot(segment_names, prediction["training_shares"], prediction["recent_shares"])
+        parts.append(f"<img alt='segment shares' src='data:image/png;base64,{png}'>")
+    if features:
+        parts.append("<h2>Distributions: reference (training) vs. recent</h2>")
+        by_name = {f["feature"]: f for f in features}
+        for ref in refs:
+            f = by_name.get(ref.name)
+            if not f or not f.get("n"):
+                continue
+            positions, weights = supports.get(ref.name, (None, None))
+            title = f"{ref.name}: {'DRIFT' if f['drift'] else 'no drift'} (p_adj={_fmt(f.get('p_adjusted'))})"
+            png = feature_plot(ref, f["details"]["recent_decile_counts"], positions, weights, title)
+            parts.append(f"<div><img alt='{html.escape(ref.name)}' src='data:image/png;base64,{png}'></div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,407 @@
+"""One drift check, end to end: what ``functions/check_drift/main.py`` calls.
+
+1. resolve the production model (its training reference is the baseline);
+2. count, then bin (or, for small samples, fetch) the period's inputs in BigQuery;
+3. compute the statistics and the verdict (drift / no_drift / insufficient_data);
+4. on drift, and when the policy allows, publish a retrain request - unless one was published
+   less than ``cooldown_hours`` ago (the last ``retrain_requested`` row of drift_reports);
+5. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
+   (load job);
+6. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
+
+A check triggered by a Pub/Sub message uses the message id as its report id, so a redelivered
+message finds its own row and does nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pharmaseg import config, resources
+from pharmaseg.drift import methods, queries
+from pharmaseg.drift import report as reports
+from pharmaseg.logs import log
+
+RETRAIN_POLICIES = ("auto", "never")
+MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reason"}
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    project: str
+    dataset: str
+    models_bucket: str
+    reports_bucket: str
+    retrain_topic: str | None
+    alias: str = "production"
+    period_days: float = 7.0
+    thresholds: methods.Thresholds = methods.Thresholds()
+    retrain: str = "auto"
+    promotion: str = "auto"
+    cooldown_hours: float = 168.0
+
+    @classmethod
+    def from_env(cls) -> DriftSettings:
+        """Every value from its documented setting (pharmaseg.config)."""
+        s = config.setting
+        try:
+            thresholds = methods.Thresholds(
+                alpha=float(s("PHARMASEG_DRIFT_ALPHA")),
+                correction=s("PHARMASEG_DRIFT_CORRECTION"),
+                min_rows=int(s("PHARMASEG_DRIFT_MIN_ROWS")),
+                ks_max_rows=int(s("PHARMASEG_DRIFT_KS_MAX_ROWS")),
+                bootstrap=int(s("PHARMASEG_DRIFT_BOOTSTRAP")),
+            )
+            settings = cls(
+                project=config.required("GOOGLE_CLOUD_PROJECT"),
+                dataset=s("PHARMASEG_DATASET"),
+                models_bucket=config.required("PHARMASEG_MODELS_BUCKET"),
+                reports_bucket=config.required("PHARMASEG_REPORTS_BUCKET"),
+                retrain_topic=s("PHARMASEG_RETRAIN_TOPIC"),
+                alias=s("PHARMASEG_MODEL_ALIAS"),
+                period_days=float(s("PHARMASEG_DRIFT_PERIOD_DAYS")),
+                thresholds=thresholds,
+                retrain=s("PHARMASEG_DRIFT_RETRAIN"),
+                promotion=s("PHARMASEG_DRIFT_RETRAIN_PROMOTION"),
+                cooldown_hours=float(s("PHARMASEG_DRIFT_COOLDOWN_HOURS")),
+            )
+        except ValueError as exc:
+            raise methods.DriftError(f"invalid drift setting: {exc}") from None
+        if settings.retrain not in RETRAIN_POLICIES:
+            raise methods.DriftError(f"PHARMASEG_DRIFT_RETRAIN must be auto or never, got {settings.retrain!r}")
+        if settings.period_days <= 0 or settings.cooldown_hours < 0:
+            raise methods.DriftError("PHARMASEG_DRIFT_PERIOD_DAYS must be > 0 and the cooldown >= 0")
+        return settings
+
+
+# -- the trigger message ---------------------------------------------------------------------------
+
+
+def _timestamp(value: Any, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise methods.DriftError(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_message(data: bytes | str | dict | None) -> dict[str, Any]:
+    """The scheduler's message: empty, or JSON with optional overrides.
+
+    ``{"period_start": ISO, "period_end": ISO}`` or ``{"period_days": 3}`` choose the period;
+    ``{"retrain": "never"}`` forbids a retrain request for this run; ``reason`` is recorded.
+    """
+    if data in (None, b"", ""):
+        return {}
+    if isinstance(data, (bytes, str)):
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            raise methods.DriftError("the drift-check message is not JSON") from None
+    else:
+        doc = data
+    if not isinstance(doc, dict):
+        raise methods.DriftError("the drift-check message must be a JSON object")
+    unknown = sorted(set(doc) - MESSAGE_FIELDS)
+    if unknown:
+        raise methods.DriftError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(MESSAGE_FIELDS))}")
+    out: dict[str, Any] = {}
+    if "period_start" in doc or "period_end" in doc:
+        if "period_days" in doc:
+            raise methods.DriftError("give period_start/period_end or period_days, not both")
+        if "period_start" not in doc:
+            raise methods.DriftError("period_end needs a period_start")
+        out["period_start"] = _timestamp(doc["period_start"], "period_start")
+        if "period_end" in doc:
+            out["period_end"] = _timestamp(doc["period_end"], "period_end")
+    if "period_days" in doc:
+        days = doc["period_days"]
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 366:
+            raise methods.DriftError(f"period_days must be a number in (0, 366], got {days!r}")
+        out["period_days"] = float(days)
+    if "retrain" in doc:
+        if doc["retrain"] not in RETRAIN_POLICIES:
+            raise methods.DriftError(f"retrain must be auto or never, got {doc['retrain']!r}")
+        out["retrain"] = doc["retrain"]
+    if "reason" in doc:
+        out["reason"] = str(doc["reason"])[:500]
+    return out
+
+
+def period_for(request: dict[str, Any], settings: DriftSettings, now: datetime) -> queries.Period:
+    if "period_start" in request:
+        return queries.Period(request["period_start"], request.get("period_end", now))
+    days = request.get("period_days", settings.period_days)
+    return queries.Period(now - timedelta(days=days), now)
+
+
+# -- cooldown ----------------------------------------------------------------------------------------
+
+
+def cooldown_decision(last_request: datetime | None, now: datetime, cooldown_hours: float) -> tuple[bool, str]:
+    """(allowed, why): a new request is allowed when none was published within the cooldown."""
+    if last_request is None:
+        return True, "no earlier drift-triggered retrain request"
+    until = last_request + timedelta(hours=cooldown_hours)
+    if now < until:
+        return False, f"cooldown: last request at {last_request.isoformat()}, next allowed after {until.isoformat()}"
+    return True, f"last request at {last_request.isoformat()} is older than the {cooldown_hours:g} h cooldown"
+
+
+def _table(settings: DriftSettings, role: str) -> str:
+    return f"{settings.project}.{settings.dataset}.{resources.table_name(role)}"
+
+
+def last_retrain_request(bq, settings: DriftSettings) -> datetime | None:
+    sql = f"SELECT MAX(run_at) AS last FROM `{_table(settings, 'drift_reports')}` WHERE retrain_requested = TRUE"
+    rows = list(bq.query(sql).result())
+    last = rows[0]["last"] if rows else None
+    if isinstance(last, str):
+        last = _timestamp(last, "run_at")
+    return last.astimezone(UTC) if last else None
+
+
+def existing_report(bq, settings: DriftSettings, report_id: str) -> dict[str, Any] | None:
+    from google.cloud import bigquery
+
+    sql = (
+        f"SELECT report_id, verdict, report_uri, retrain_requested FROM `{_table(settings, 'drift_reports')}`"
+        " WHERE report_id = @id LIMIT 1"
+    )
+    config_ = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("id", "STRING", report_id)])
+    rows = list(bq.query(sql, job_config=config_).result())
+    return dict(rows[0].items()) if rows else None
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+def drift_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """The drift_reports row of a report document."""
+    result = doc["result"]
+    return {
+        "report_id": doc["report_id"],
+        "run_at": doc["run_at"],
+        "model_version": doc["model_version"],
+        "period_start": doc["period"]["start"],
+        "period_end": doc["period"]["end"],
+        "rows_online": doc["rows"]["online"],
+        "rows_batch": doc["rows"]["batch"],
+        "verdict": result["verdict"],
+        "features": [
+            {
+                "feature": f["feature"],
+                "method": f["method"],
+                "statistic": f["statistic"],
+                "p_value": f["p_value"],
+                "p_adjusted": f["p_adjusted"],
+                "wasserstein": f["wasserstein"],
+                "jensen_shannon": f["jensen_shannon"],
+                "psi": f["psi"],
+                "drift": f["drift"],
+            }
+            for f in result["features"]
+        ],
+        "prediction_drift": json.dumps(result["prediction_drift"], sort_keys=True),
+        "retrain_requested": doc["retrain"]["requested"],
+        "report_uri": doc["report_uri"],
+    }
+
+
+def retrain_message(doc: dict[str, Any], promotion: str) -> dict[str, Any]:
+    """The retrain request (schema: pharmaseg.retraining.message), reason naming what drifted."""
+    result = doc["result"]
+    reason = f"drift detected by check {doc['report_id']} on model {doc['model_version']}: {result['reason']}"
+    return {"reason": reason[:500], "promotion": promotion}
+
+
+def _publish(publisher, project: str, topic: str, message: dict[str, Any], report_id: str) -> str:
+    future = publisher.publish(
+        publisher.topic_path(project, topic),
+        json.dumps(message).encode(),
+        origin="check_drift",
+        drift_report_id=report_id,
+    )
+    return future.result(timeout=30)
+
+
+def _upload(gcs, bucket: str, name: str, body: bytes | str, content_type: str) -> str:
+    gcs.bucket(bucket).blob(name).upload_from_string(body, content_type=content_type)
+    return f"gs://{bucket}/{name}"
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def run(
+    settings: DriftSettings,
+    request: dict[str, Any] | None = None,
+    *,
+    message_id: str | None = None,
+    now: datetime | None = None,
+    bq=None,
+    gcs=None,
+    publisher=None,
+    registry=None,
+) -> dict[str, Any]:
+    """One drift check; returns the report document (also written to GCS and summarised in BigQuery)."""
+    from pharmaseg import gcp
+    from pharmaseg.registry import ModelRegistry
+
+    started = time.perf_counter()
+    request = request or {}
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    bq = bq or gcp.bigquery_client(settings.project)
+    report_id = f"msg-{message_id}" if message_id else f"run-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    if message_id:
+        earlier = existing_report(bq, settings, report_id)
+        if earlier:
+            log(
+                "INFO",
+                f"drift check {report_id} already ran; redelivery ignored",
+                event="drift_check_duplicate",
+                report_id=report_id,
+                verdict=earlier.get("verdict"),
+            )
+            return {"report_id": report_id, "duplicate": True, **earlier}
+    period = period_for(request, settings, now)
+    gcs = gcs or gcp.storage_client(settings.project)
+    registry = registry or ModelRegistry(settings.models_bucket, client=gcs)
+    artifact = registry.load(registry.resolve(settings.alias))
+    refs = methods.references(artifact.reference, artifact.feature_names)
+    thresholds = settings.thresholds
+    recent = queries.fetch_recent(
+        bq,
+        settings.project,
+        settings.dataset,
+        refs,
+        period,
+        model_version=artifact.version,
+        ks_max_rows=thresholds.ks_max_rows,
+        min_rows=thresholds.min_rows,
+    )
+    t0 = time.perf_counter()
+    result = methods.evaluate(
+        refs,
+        n=recent.n,
+        raw=recent.raw,
+        binned=recent.binned,
+        segment_shares=artifact.reference.get("segment_shares", []),
+        n_ref=int(artifact.reference.get("n", 0)),
+        cluster_counts=[recent.cluster_counts.get(i, 0) for i in range(artifact.k)],
+        thresholds=thresholds,
+    )
+    compute_seconds = time.perf_counter() - t0
+    day = f"{now:%Y/%m/%d}"
+    base = f"drift/{day}/{report_id}"
+    doc: dict[str, Any] = {
+        "report_id": report_id,
+        "run_at": now.isoformat(),
+        "model_version": artifact.version,
+        "model_window": artifact.window,
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "rows": {"online": recent.rows_online, "batch": recent.rows_batch, "total": recent.n},
+        "path": "raw" if recent.raw is not None else ("binned" if recent.binned is not None else "none"),
+        "request": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in request.items()},
+        "result": result.to_dict(),
+        "report_uri": f"gs://{settings.reports_bucket}/{base}.html",
+        "json_uri": f"gs://{settings.reports_bucket}/{base}.json",
+    }
+    # retraining decision
+    policy = request.get("retrain", settings.retrain)
+    decision = {"requested": False, "policy": policy, "message_id": None, "decision": "no drift"}
+    if result.verdict == "drift":
+        if policy != "auto":
+            decision["decision"] = f"not requested: policy {policy}"
+        elif not settings.retrain_topic:
+            decision["decision"] = "not requested: no retrain topic configured"
+        else:
+            allowed, why = cooldown_decision(last_retrain_request(bq, settings), now, settings.cooldown_hours)
+            if allowed:
+                from pharmaseg import gcp as _gcp
+
+                publisher = publisher or _gcp.publisher_client()
+                message = retrain_message(doc, settings.promotion)
+                decision.update(
+                    requested=True,
+                    message=message,
+                    message_id=_publish(publisher, settings.project, settings.retrain_topic, message, report_id),
+                    decision=f"requested ({why})",
+                )
+            else:
+                decision["decision"] = f"not requested: {why}"
+    doc["retrain"] = decision
+    doc["timings_s"] = {**{f"query_{k}": v for k, v in recent.query_seconds.items()}, "compute": compute_seconds}
+    # reports and row
+    supports = {}
+    for ref in refs:
+        if recent.raw is not None:
+            values = recent.raw[ref.name]
+            supports[ref.name] = (values, [1.0] * len(values))
+        elif recent.binned is not None:
+            supports[ref.name] = recent.binned[ref.name].support()
+    names = [s.name for s in artifact.segments]
+    page = reports.to_html(doc, refs, supports, names)
+    doc["timings_s"]["total"] = time.perf_counter() - started
+    _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
+    _upload(gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
+    queries.load_ndjson(bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
+    fields = dict(
+        report_id=report_id,
+        verdict=result.verdict,
+        model_version=artifact.version,
+        rows=recent.n,
+        drifted_features=result.drifted_features,
+        prediction_drift=bool(result.prediction.get("drift")),
+        retrain_requested=decision["requested"],
+        retrain_decision=decision["decision"],
+        report_uri=doc["report_uri"],
+    )
+    if result.verdict == "drift":
+        log("WARNING", f"drift detected: {result.reason}", event="drift_detected", **fields)
+    else:
+        log("INFO", f"drift check: {result.verdict} ({result.reason})", event="drift_check", **fields)
+    return doc
+
+
+def settings_with(settings: DriftSettings, **changes: Any) -> DriftSettings:
+    """A copy with some values changed (tests, scripts); thresholds by keyword ``thresholds``."""
+    return replace(settings, **changes)
+
+
+PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+def handle_event(event_type: str, data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Pub/Sub CloudEvent in, a report out; None when the message was refused (and acknowledged).
+
+    Errors that a retry cannot fix (a malformed message, no production model, bad settings) are
+    logged as ERROR and swallowed so Pub/Sub does not redeliver forever; anything else (BigQuery
+    or GCS unavailable) raises, and the subscription's retry policy tries again.
+    """
+    import base64
+    import binascii
+
+    from pharmaseg.errors import RegistryError
+
+    if event_type != PUBSUB_EVENT:
+        raise ValueError(f"check_drift expects {PUBSUB_EVENT} events, got {event_type!r}")
+    message = (data or {}).get("message") or {}
+    message_id = message.get("messageId") or message.get("message_id")
+    try:
+        raw = base64.b64decode(message.get("data") or b"", validate=True)
+        request = parse_message(raw)
+        settings = DriftSettings.from_env()
+    except (binascii.Error, methods.DriftError, RuntimeError) as exc:
+        log("ERROR", f"drift check refused: {exc}", event="drift_check_rejected", message_id=message_id)
+        return None
+    try:
+        return run(settings, request, message_id=message_id)
+    except RegistryError as exc:
+        log("ERROR", f"drift check impossible: {exc}", event="drift_check_failed", message_id=message_id)
+        return None

@@ -1,0 +1,247 @@
+"""The drift check on the emulators: verdicts, the report and row it writes, retrain requests, cooldown.
+
+Most tests run ``pharmaseg.drift.service.run`` in-process against the session's BigQuery, GCS
+and Pub/Sub emulators, each in a dataset and buckets of its own with its own retrain topic and
+pull subscription; the last one goes through the running stack: the drift topic's push
+subscription, the check_drift function, and the retrain topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pharmaseg import resources
+from pharmaseg.drift import methods, queries, service, simulate
+from pharmaseg.registry import ModelRegistry
+
+DATA = Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv"
+PERIOD = (datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 8, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def artifact():
+    from pharmaseg.features import Window
+    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.training import TrainingParams, train
+
+    if not DATA.is_file():
+        pytest.fail(f"OECD data not found at {DATA}")
+    panel = read_panel(DATA)
+    return train(
+        panel_features(panel, Window(2011, 2020)),
+        TrainingParams(n_bootstrap=5),
+        source_uri=str(DATA),
+        source_sha256=hashlib.sha256(DATA.read_bytes()).hexdigest(),
+        rows_read=len(panel.rows),
+    )
+
+
+def _create_tables(bq, project: str, dataset: str) -> None:
+    from google.cloud import bigquery
+
+    bq.create_dataset(bigquery.Dataset(f"{project}.{dataset}"), exists_ok=True)
+    for role in ("predictions_log", "batch_predictions", "drift_reports"):
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
+        bq.create_table(bigquery.Table(f"{project}.{dataset}.{resources.table_name(role)}", schema=schema))
+
+
+@pytest.fixture
+def env(gcs, pubsub, bigquery, artifact):
+    """A fresh dataset, models/reports buckets with the model in production, a retrain topic + pull subscription."""
+    tag = uuid.uuid4().hex[:8]
+    project = bigquery.project
+    bq, storage = bigquery.client(), gcs.client()
+    dataset = f"drift_{tag}"
+    _create_tables(bq, project, dataset)
+    models, reports = f"models-{tag}", f"reports-{tag}"
+    for name in (models, reports):
+        storage.create_bucket(name)
+    registry = ModelRegistry(models, client=storage)
+    version = registry.register(artifact)
+    registry.promote(version, reason="test")
+    publisher, subscriber = pubsub.publisher(), pubsub.subscriber()
+    topic = publisher.topic_path(pubsub.project, f"retrain-{tag}")
+    publisher.create_topic(name=topic)
+    subscription = subscriber.subscription_path(pubsub.project, f"retrain-{tag}-pull")
+    subscriber.create_subscription(name=subscription, topic=topic)
+    settings = service.DriftSettings(
+        project=project,
+        dataset=dataset,
+        models_bucket=models,
+        reports_bucket=reports,
+        retrain_topic=f"retrain-{tag}",
+        thresholds=methods.Thresholds(bootstrap=500),
+    )
+    yield {
+        "settings": settings,
+        "bq": bq,
+        "gcs": storage,
+        "gcs_root": gcs.root,
+        "publisher": publisher,
+        "subscriber": subscriber,
+        "subscription": subscription,
+        "artifact": registry.load(version),
+        "pubsub_project": pubsub.project,
+    }
+    subscriber.delete_subscription(subscription=subscription)
+    publisher.delete_topic(topic=topic)
+
+
+def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD, jitter=0.0) -> None:
+    artifact, settings = env["artifact"], env["settings"]
+    refs = methods.references(artifact.reference, artifact.feature_names)
+    rng = np.random.default_rng(seed)
+    for role, n, make in (
+        ("predictions_log", n_online, simulate.online_rows),
+        ("batch_predictions", n_batch, simulate.batch_rows),
+    ):
+        if n:
+            values = simulate.sample_features(refs, n, rng, jitter=jitter, shift=shift)
+            times = simulate.timestamps(n, *period, rng)
+            table = f"{settings.project}.{settings.dataset}.{resources.table_name(role)}"
+            queries.load_ndjson(env["bq"], table, simulate.ndjson(make(values, artifact, times)), role)
+
+
+def _run(env, message_id=None, **request):
+    request = {"period_start": PERIOD[0], "period_end": PERIOD[1], **request}
+    return service.run(
+        env["settings"],
+        request,
+        message_id=message_id or uuid.uuid4().hex,
+        now=PERIOD[1],
+        bq=env["bq"],
+        gcs=env["gcs"],
+        publisher=env["publisher"],
+    )
+
+
+def _pull(env, timeout: float = 5.0) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = env["subscriber"].pull(
+            subscription=env["subscription"], max_messages=10, return_immediately=True, timeout=5
+        )
+        if response.received_messages:
+            env["subscriber"].acknowledge(
+                subscription=env["subscription"], ack_ids=[m.ack_id for m in response.received_messages]
+            )
+            return [m.message for m in response.received_messages]
+        time.sleep(0.3)
+    return []
+
+
+def _rows(env) -> list[dict]:
+    table = f"{env['settings'].project}.{env['settings'].dataset}.drift_reports"
+    return [dict(r.items()) for r in env["bq"].query(f"SELECT * FROM `{table}` ORDER BY run_at").result()]
+
+
+def test_no_drift_period_writes_row_and_reports_and_requests_nothing(env, capsys):
+    _load(env, 200, 150, seed=1)
+    doc = _run(env)
+    assert doc["result"]["verdict"] == "no_drift", doc["result"]["reason"]
+    assert doc["rows"] == {"online": 200, "batch": 150, "total": 350} and doc["path"] == "raw"
+    assert doc["retrain"]["requested"] is False
+    rows = _rows(env)
+    assert len(rows) == 1 and rows[0]["verdict"] == "no_drift" and rows[0]["retrain_requested"] is False
+    assert len(rows[0]["features"]) == 9 and rows[0]["report_uri"] == doc["report_uri"]
+    bucket, name = doc["report_uri"].removeprefix("gs://").split("/", 1)
+    page = env["gcs"].bucket(bucket).blob(name).download_as_text()
+    assert page.count("data:image/png;base64,") == 10 and "no_drift" in page
+    stored = json.loads(env["gcs"].bucket(bucket).blob(name.replace(".html", ".json")).download_as_bytes())
+    assert stored["result"]["verdict"] == "no_drift"
+    assert _pull(env, timeout=1.5) == []
+    assert '"event": "drift_check"' in capsys.readouterr().out
+
+
+def test_drift_period_logs_warning_and_publishes_a_valid_retrain_request(env, capsys):
+    _load(env, 100, 100, shift={"USD_CAP_avg": 1.5, "PC_GDP_avg": 1.5}, seed=2)
+    doc = _run(env)
+    result = doc["result"]
+    assert result["verdict"] == "drift"
+    assert {"USD_CAP_avg", "PC_GDP_avg"} <= set(result["drifted_features"])
+    assert doc["retrain"]["requested"] is True
+    messages = _pull(env)
+    assert len(messages) == 1
+    body = json.loads(messages[0].data)
+    assert body["promotion"] == "auto" and body["reason"].startswith("drift detected")
+    assert messages[0].attributes["drift_report_id"] == doc["report_id"]
+    from pharmaseg.retraining.message import parse_request
+
+    parse_request(body, default_data_uri="gs://b/data.csv", default_window="2011-2020")
+    warning = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "drift_detected" in line]
+    assert warning and warning[0]["severity"] == "WARNING" and warning[0]["event"] == "drift_detected"
+    assert _rows(env)[0]["retrain_requested"] is True
+
+
+def test_insufficient_data_gives_no_verdict_and_no_request(env):
+    _load(env, 5, 4, shift={"USD_CAP_avg": 3.0}, seed=3)
+    doc = _run(env)
+    assert doc["result"]["verdict"] == "insufficient_data" and doc["rows"]["total"] == 9
+    assert doc["retrain"]["requested"] is False and _pull(env, timeout=1.0) == []
+    assert _rows(env)[0]["verdict"] == "insufficient_data"
+
+
+def test_cooldown_stops_a_second_request_until_it_expires(env):
+    _load(env, 150, 0, shift={"PC_HEALTHXP_avg": 2.0}, seed=4)
+    first = _run(env)
+    second = _run(env)
+    assert first["retrain"]["requested"] is True
+    assert second["result"]["verdict"] == "drift" and second["retrain"]["requested"] is False
+    assert second["retrain"]["decision"].startswith("not requested: cooldown")
+    assert len(_pull(env)) == 1
+    later = service.run(
+        env["settings"],
+        {"period_start": PERIOD[0], "period_end": PERIOD[1]},
+        message_id=uuid.uuid4().hex,
+        now=PERIOD[1] + timedelta(hours=env["settings"].cooldown_hours + 1),
+        bq=env["bq"],
+        gcs=env["gcs"],
+        publisher=env["publisher"],
+    )
+    assert later["retrain"]["requested"] is True and len(_pull(env)) == 1
+    assert [r["retrain_requested"] for r in _rows(env)] == [True, False, True]
+
+
+def test_policy_never_and_redelivery(env):
+    _load(env, 150, 0, shift={"PC_HEALTHXP_avg": 2.0}, seed=5)
+    doc = _run(env, message_id="m-1", retrain="never")
+    assert doc["result"]["verdict"] == "drift" and doc["retrain"]["decision"] == "not requested: policy never"
+    again = _run(env, message_id="m-1")
+    assert again["duplicate"] is True and len(_rows(env)) == 1 and _pull(env, timeout=1.0) == []
+
+
+def test_large_sample_takes_the_binned_path(env):
+    env["settings"] = service.settings_with(env["settings"], thresholds=methods.Thresholds(ks_max_rows=500))
+    _load(env, 300, 3000, seed=6, jitter=0.1)
+    calm = _run(env)
+    assert calm["path"] == "binned" and calm["result"]["verdict"] == "no_drift", calm["result"]["reason"]
+    assert calm["result"]["features"][0]["method"] == "wasserstein+js"
+    shifted = (PERIOD[1], PERIOD[1] + timedelta(days=7))
+    _load(env, 0, 3000, seed=7, shift={"USD_CAP_avg": 1.0}, period=shifted)
+    drift = service.run(
+        env["settings"],
+        {"period_start": shifted[0], "period_end": shifted[1], "retrain": "never"},
+        now=shifted[1],
+        bq=env["bq"],
+        gcs=env["gcs"],
+        publisher=env["publisher"],
+    )
+    assert drift["result"]["verdict"] == "drift" and "USD_CAP_avg" in drift["result"]["drifted_features"]
+
+
+def test_handle_event_refuses_malformed_messages(env, capsys):
+    import base64
+
+    data = {"message": {"data": base64.b64encode(b'{"period_days": "x"}').decode(), "messageId": "1"}}
+    assert service.handle_event(service.PUBSUB_EVENT, data) is None
+    assert "drift_check_rejected" in capsys.readouterr().out
+    with pytest.raises(ValueError):
+        service.handle_event("google.cloud.storage.object.v1.finalized", data)
