@@ -139,6 +139,61 @@ _SETTINGS = [
         "No new retrain request within this many hours of the last one a drift check published.",
         ("check_drift",),
     ),
+    # -- score_batch ---------------------------------------------------------------------------
+    Setting(
+        "PHARMASEG_BATCH_PREFIX", "incoming/", "Only objects under this inbox prefix are scored.", ("score_batch",)
+    ),
+    Setting(
+        "PHARMASEG_BATCH_RESULTS_PREFIX",
+        "results/",
+        "Where the scored CSV of incoming/<name> is written.",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_STAGING_PREFIX",
+        "staging/",
+        "Per-run staging objects (deleted after the commit).",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_SQL_THRESHOLD_BYTES",
+        "104857600",
+        "Features files larger than this are loaded and scored by BigQuery (SQL from the model).",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_MAX_PANEL_BYTES", "67108864", "Largest raw panel file accepted (read whole).", ("score_batch",)
+    ),
+    Setting(
+        "PHARMASEG_BATCH_BLOCK_BYTES",
+        "4194304",
+        "CSV parse block size: bounds the function's memory.",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_RAW_RECORD_LIMIT",
+        "1024",
+        "Characters of a rejected row kept in batch_rejects.",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_WINDOW",
+        "",
+        "Panel scoring window START-END; empty: the model's length, best-covered.",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS",
+        "3600",
+        "Events older than this are acknowledged without scoring (stops endless retries).",
+        ("score_batch",),
+    ),
+    Setting(
+        "PHARMASEG_BATCH_LEASE_SECONDS",
+        "900",
+        "After this a running run may be taken over by a retry.",
+        ("score_batch",),
+    ),
 ]
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
