@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,9 @@ from pharmaseg import resources
 from pharmaseg.drift import methods, queries, service, simulate
 from pharmaseg.registry import ModelRegistry
 
-DATA = Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv"
+DATA = Path(
+    os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv")
+)
 PERIOD = (datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 8, tzinfo=UTC))
 
 

@@ -49,7 +49,7 @@ class Thresholds:
     alpha: float = 0.05
     correction: str = "holm"
     min_rows: int = 30
-    ks_max_rows: int = 2000
+    ks_max_rows: int = 20000
     bootstrap: int = 2000
     seed: int = 0
 

@@ -1,0 +1,135 @@
+"""Service logic without emulators: the trigger message, the period, the cooldown, the row and request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pharmaseg.drift import methods, service
+
+NOW = datetime(2030, 1, 8, tzinfo=UTC)
+
+
+def _settings(**kw):
+    base = dict(project="p", dataset="d", models_bucket="m", reports_bucket="r", retrain_topic="t")
+    return service.DriftSettings(**{**base, **kw})
+
+
+def test_empty_message_uses_the_configured_period():
+    request = service.parse_message(b"")
+    period = service.period_for(request, _settings(period_days=7), NOW)
+    assert period.end == NOW and period.start == NOW - timedelta(days=7)
+
+
+def test_message_overrides():
+    request = service.parse_message(
+        b'{"period_start": "2030-01-01T00:00:00Z", "period_end": "2030-01-02", "retrain": "never"}'
+    )
+    period = service.period_for(request, _settings(), NOW)
+    assert period.start == datetime(2030, 1, 1, tzinfo=UTC) and period.end == datetime(2030, 1, 2, tzinfo=UTC)
+    assert request["retrain"] == "never"
+    assert service.period_for(service.parse_message('{"period_days": 1.5}'), _settings(), NOW).start == NOW - timedelta(
+        hours=36
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        b'{"period_days": 0}',
+        b'{"period_days": true}',
+        b'{"period_start": "yesterday"}',
+        b'{"period_end": "2030-01-01"}',
+        b'{"period_start": "2030-01-01", "period_days": 3}',
+        b'{"retrain": "force"}',
+        b'{"perod_days": 3}',
+    ],
+)
+def test_malformed_messages_are_refused(body):
+    with pytest.raises(methods.DriftError):
+        service.parse_message(body)
+
+
+def test_period_end_must_follow_start():
+    request = service.parse_message(b'{"period_start": "2030-01-02", "period_end": "2030-01-01"}')
+    with pytest.raises(methods.DriftError):
+        service.period_for(request, _settings(), NOW)
+
+
+def test_cooldown_logic():
+    allowed, why = service.cooldown_decision(None, NOW, 168)
+    assert allowed and "no earlier" in why
+    allowed, why = service.cooldown_decision(NOW - timedelta(hours=10), NOW, 168)
+    assert not allowed and why.startswith("cooldown") and "2030-01-14" in why
+    allowed, _ = service.cooldown_decision(NOW - timedelta(hours=169), NOW, 168)
+    assert allowed
+    assert service.cooldown_decision(NOW - timedelta(seconds=1), NOW, 0)[0]
+
+
+def test_settings_from_env(monkeypatch):
+    for name, value in {
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "PHARMASEG_MODELS_BUCKET": "m",
+        "PHARMASEG_REPORTS_BUCKET": "r",
+        "PHARMASEG_DRIFT_ALPHA": "0.01",
+        "PHARMASEG_DRIFT_CORRECTION": "bh",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = service.DriftSettings.from_env()
+    assert settings.thresholds.alpha == 0.01 and settings.thresholds.correction == "bh"
+    assert settings.thresholds.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
+    monkeypatch.setenv("PHARMASEG_DRIFT_RETRAIN", "sometimes")
+    with pytest.raises(methods.DriftError):
+        service.DriftSettings.from_env()
+
+
+def _doc(verdict="drift"):
+    feature = {
+        "feature": "USD_CAP_avg",
+        "method": "ks",
+        "statistic": 0.5,
+        "p_value": 1e-5,
+        "p_adjusted": 1e-4,
+        "wasserstein": 1.1,
+        "jensen_shannon": 0.4,
+        "psi": 0.9,
+        "drift": True,
+        "details": {},
+    }
+    return {
+        "report_id": "msg-1",
+        "run_at": NOW.isoformat(),
+        "model_version": "1.0.0",
+        "period": {"start": "2030-01-01T00:00:00+00:00", "end": NOW.isoformat()},
+        "rows": {"online": 10, "batch": 30, "total": 40},
+        "result": {"verdict": verdict, "reason": "drift in USD_CAP_avg", "features": [feature], "prediction_drift": {}},
+        "retrain": {"requested": True},
+        "report_uri": "gs://r/drift/x.html",
+    }
+
+
+def test_drift_row_matches_the_table_schema():
+    from pharmaseg import resources
+
+    row = service.drift_row(_doc())
+    schema = resources.table_schema("drift_reports")
+    assert set(row) == {f["name"] for f in schema}
+    feature_fields = {f["name"] for f in next(f for f in schema if f["name"] == "features")["fields"]}
+    assert set(row["features"][0]) == feature_fields
+
+
+def test_retrain_message_follows_the_retrain_contract():
+    from pharmaseg.retraining.message import parse_request
+
+    message = service.retrain_message(_doc(), "auto")
+    assert message["reason"].startswith("drift detected by check msg-1 on model 1.0.0")
+    parsed = parse_request(message, default_data_uri="gs://b/x.csv", default_window="2011-2020")
+    assert parsed.promotion == "auto"
+
+
+def test_handle_event_checks_the_event_type():
+    with pytest.raises(ValueError):
+        service.handle_event("google.cloud.storage.object.v1.finalized", {})
