@@ -111,7 +111,7 @@ _SETTINGS = [
     ),
     Setting(
         "PHARMASEG_DRIFT_KS_MAX_ROWS",
-        "2000",
+        "20000",
         "Up to this many rows the raw values are fetched and KS decides; above, binned Wasserstein/JS.",
         ("check_drift",),
     ),
