@@ -248,3 +248,40 @@ def test_handle_event_refuses_malformed_messages(env, capsys):
     assert "drift_check_rejected" in capsys.readouterr().out
     with pytest.raises(ValueError):
         service.handle_event("google.cloud.storage.object.v1.finalized", data)
+
+
+def _demo_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "demo_drift.py"
+    spec = importlib.util.spec_from_file_location("demo_drift", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_drift_function_through_the_running_stack(local_stack_env, artifact):
+    """Predictions -> log router -> predictions_log; drift topic -> push -> check_drift -> retrain topic."""
+    status = local_stack_env
+    if "check_drift" not in status["functions"]:
+        pytest.fail(f"the stack did not start check_drift: {status['function_errors']}")
+    registry = ModelRegistry(status["buckets"]["models"])
+    registry.promote(registry.register(artifact), reason="drift test")
+    from pharmaseg import gcp
+
+    subscriber = gcp.subscriber_client()
+    topic = f"projects/{status['project']}/topics/{status['topics']['retrain']}"
+    subscription = subscriber.subscription_path(status["project"], f"drift-test-{uuid.uuid4().hex[:6]}")
+    subscriber.create_subscription(name=subscription, topic=topic)
+    try:
+        row = _demo_module().check(status, log=lambda *_: None)
+        assert row["verdict"] == "drift" and row["retrain_requested"] is True
+        assert {"USD_CAP_avg", "PC_GDP_avg"} <= {f["feature"] for f in row["features"] if f["drift"]}
+        assert Path(row["report_path"]).is_file() and "data:image/png" in Path(row["report_path"]).read_text()
+        deadline, messages = time.monotonic() + 20, []
+        while time.monotonic() < deadline and not messages:
+            messages = subscriber.pull(subscription=subscription, max_messages=5, timeout=5).received_messages
+        assert messages and messages[0].message.attributes["drift_report_id"] == row["report_id"]
+        assert json.loads(messages[0].message.data)["reason"].startswith("drift detected")
+    finally:
+        subscriber.delete_subscription(subscription=subscription)

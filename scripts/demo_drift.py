@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Demo: predictions that drift, then the scheduled drift check, on the running local stack.
+
+``run(status)`` (called by scripts/demo.py with the stack's status dict):
+1. reads the production model from the stack's registry (a model must be promoted first);
+2. sends 300 feature vectors to the predict function with USD_CAP_avg and PC_GDP_avg shifted
+   by 1.5 reference standard deviations (the log router loads the prediction lines into the
+   predictions_log table) - or, without a predict function, loads them into batch_predictions;
+3. publishes a drift-check message for exactly that period to the drift topic (what Cloud
+   Scheduler does weekly), waits for the function's drift_reports row;
+4. prints the verdict, the drifted features, the retraining decision, and where the HTML report
+   is: its gs:// URI and its file in the storage emulator's filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+N_PREDICTIONS = 300
+SHIFT = {"USD_CAP_avg": 1.5, "PC_GDP_avg": 1.5}
+
+
+def _env(status: dict[str, Any]) -> None:
+    os.environ.update(status["env"])
+
+
+def _send_predictions(status, artifact, values, start, log) -> str:
+    from pharmaseg import gcp
+    from pharmaseg.drift import queries, simulate
+
+    url = status["functions"].get("predict")
+    if url:
+        import requests
+
+        for i in range(0, len(values), 100):
+            instances = [
+                {"country": f"DRIFT{i + j}", **dict(zip(artifact.feature_names, map(float, row)))}
+                for j, row in enumerate(values[i : i + 100])
+            ]
+            response = requests.post(url, json={"instances": instances}, timeout=30)
+            response.raise_for_status()
+        log(f"sent {len(values)} shifted feature vectors to {url}")
+        return "online"
+    bq = gcp.bigquery_client(status["project"])
+    times = simulate.timestamps(len(values), start, datetime.now(UTC), np.random.default_rng(0))
+    table = status["tables"]["batch_predictions"]
+    queries.load_ndjson(bq, table, list(simulate.batch_rows(values, artifact, times, "demo")), "batch_predictions")
+    log(f"no predict function: loaded {len(values)} shifted rows into {table}")
+    return "batch"
+
+
+def _wait_rows(bq, table: str, column: str, start, end, expected: int, timeout: float = 60) -> int:
+    from google.cloud import bigquery
+
+    sql = f"SELECT COUNT(*) AS n FROM `{table}` WHERE {column} >= @s AND {column} < @e"
+    params = [
+        bigquery.ScalarQueryParameter("s", "TIMESTAMP", start),
+        bigquery.ScalarQueryParameter("e", "TIMESTAMP", end),
+    ]
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        n = list(bq.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params)).result())[0]["n"]
+        if n >= expected:
+            break
+        time.sleep(1)
+    return n
+
+
+def check(status: dict[str, Any], *, log=print, timeout: float = 180) -> dict[str, Any]:
+    """Drive the whole demo and return the drift_reports row (plus the report's local path)."""
+    from google.cloud import bigquery
+
+    from pharmaseg import gcp
+    from pharmaseg.drift import methods, simulate
+    from pharmaseg.registry import ModelRegistry
+
+    _env(status)
+    registry = ModelRegistry(status["buckets"]["models"])
+    artifact = registry.load(registry.resolve("production"))
+    refs = methods.references(artifact.reference, artifact.feature_names)
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    values = simulate.sample_features(refs, N_PREDICTIONS, np.random.default_rng(7), jitter=0.1, shift=SHIFT)
+    # spending levels and volatilities cannot be negative (the predict function refuses them)
+    positive = [j for j, name in enumerate(artifact.feature_names) if not name.endswith("_growth")]
+    values[:, positive] = np.maximum(values[:, positive], 1e-3)
+    source = _send_predictions(status, artifact, values, start, log)
+    end = datetime.now(UTC) + timedelta(seconds=5)
+    bq = gcp.bigquery_client(status["project"])
+    table, column = (
+        (status["tables"]["predictions_log"], "timestamp")
+        if source == "online"
+        else (status["tables"]["batch_predictions"], "scored_at")
+    )
+    loaded = _wait_rows(bq, table, column, start, end, N_PREDICTIONS)
+    log(f"{loaded} predictions of model {artifact.version} in {table} for the period")
+    publisher = gcp.publisher_client()
+    body = {"period_start": start.isoformat(), "period_end": end.isoformat(), "reason": "demo"}
+    topic = publisher.topic_path(status["project"], status["topics"]["drift"])
+    message_id = publisher.publish(topic, json.dumps(body).encode()).result(timeout=30)
+    log(f"published a drift check to {status['topics']['drift']} (message {message_id}); waiting for its report")
+    report_id = f"msg-{message_id}"
+    sql = f"SELECT * FROM `{status['tables']['drift_reports']}` WHERE report_id = @id"
+    config = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("id", "STRING", report_id)])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = list(bq.query(sql, job_config=config).result())
+        if rows:
+            row = dict(rows[0].items())
+            bucket, name = row["report_uri"].removeprefix("gs://").split("/", 1)
+            row["report_path"] = str(Path(status["gcs_root"]) / bucket / name)
+            row["message_id"] = message_id
+            return row
+        time.sleep(1)
+    raise TimeoutError(f"no drift_reports row {report_id} after {timeout}s: see {status['logs'].get('check_drift')}")
+
+
+def run(status: dict[str, Any]) -> None:
+    """The demo's drift part: print the verdict and where the HTML report is."""
+    if "check_drift" not in status.get("functions", {}):
+        print("drift demo skipped: the stack runs no check_drift function")
+        return
+    row = check(status)
+    drifted = [f["feature"] for f in row["features"] if f["drift"]]
+    print(f"drift check verdict: {row['verdict']}  (rows online {row['rows_online']}, batch {row['rows_batch']})")
+    print(f"drifted features: {', '.join(drifted) or '-'}; segment shares: {row['prediction_drift'][:120]}...")
+    print(f"retraining requested: {row['retrain_requested']}")
+    print(f"HTML report: {row['report_uri']}")
+    print(f"             {row['report_path']}")
+
+
+if __name__ == "__main__":
+    from pharmaseg.stack.layout import StackLayout
+    from pharmaseg.stack.lifecycle import status as stack_status
+
+    current = stack_status(StackLayout.from_env())
+    if not current["up"]:
+        sys.exit("the local stack is not running: `pharmaseg stack up` first")
+    run(current)
