@@ -178,10 +178,12 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
     bucket = storage.bucket(ref.bucket)
     blob = bucket.blob(ref.name, generation=ref.generation)
     try:
-        head = with_retries(lambda: blob.download_as_bytes(start=0, end=HEAD_BYTES - 1), what="read head")
         if ref.size is None:
             blob.reload()
         size = ref.size if ref.size is not None else int(blob.size or 0)
+        if size == 0:
+            raise RejectFile("the file is empty: expected a header line")
+        head = with_retries(lambda: blob.download_as_bytes(start=0, end=HEAD_BYTES - 1), what="read head")
     except NotFound:
         raise RejectFile(
             f"generation {ref.generation} of {ref.uri} no longer exists (overwritten or deleted)"
@@ -233,10 +235,10 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         f"gs://{ref.bucket}/{staged_scored.name}", scored_table, bq_schema(scored_schema(model.k))
     )
     loaded_rejects = sink.load_csv(f"gs://{ref.bucket}/{staged_rejects.name}", rejects_table, bq_schema(REJECTS_SCHEMA))
-    if (loaded_scored, loaded_rejects) != (counts.rows_scored, counts.rows_rejected):
+    if (loaded_scored, loaded_rejects) != (counts.predictions, counts.rows_rejected):
         raise RuntimeError(
             f"staging loaded {loaded_scored}+{loaded_rejects} rows, "
-            f"expected {counts.rows_scored}+{counts.rows_rejected}"
+            f"expected {counts.predictions}+{counts.rows_rejected}"
         )
     if hook:
         hook("loaded")
@@ -297,9 +299,16 @@ def _score_in_bigquery(
     live = bucket.get_blob(ref.name)
     if live is None or int(live.generation) != ref.generation:
         raise RejectFile(f"generation {ref.generation} of {ref.uri} was replaced while it was being loaded")
-    sink.query(
-        sql.score_staged_features(model, raw_table, scored_table, run_id, list(layout.columns), settings.raw_limit)
-    )
+    for statement in sql.score_staged_features(
+        model,
+        raw_table,
+        sink.staging(run_id, "checked"),
+        scored_table,
+        run_id,
+        list(layout.columns),
+        settings.raw_limit,
+    ):
+        sink.query(statement)
     totals = sink.rows(f"SELECT COUNT(*) AS n, COUNTIF(reason IS NULL) AS scored FROM `{scored_table}`")[0]
     counts = Counts(
         rows_read=rows_read, rows_scored=int(totals["scored"]), rows_rejected=int(totals["n"] - totals["scored"])

@@ -46,6 +46,7 @@ class Counts:
     rows_read: int = 0
     rows_scored: int = 0
     rows_rejected: int = 0
+    predictions: int = 0  # rows of batch_predictions: one per scored row, or per country (panel)
     window: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -304,6 +305,7 @@ def score_features(
             counts.rows_rejected += invalid.num_rows
         counts.rows_read += n
         counts.rows_scored += len(good_index)
+        counts.predictions += len(good_index)
         counts.rows_rejected += len(bad_index)
         if on_block:
             on_block(counts)
@@ -412,6 +414,7 @@ def score_panel(
             )
         )
     counts.rows_scored += int(scored_mask.sum())
+    counts.predictions = len(features.countries)
     counts.rows_rejected += len(reasons)
     counts.notes.append(f"{len(features.countries)} countries scored over window {win}")
     counts.check()

@@ -158,7 +158,7 @@ class BatchSink:
 
         return with_retries(run, what=f"load {uri}")
 
-    def drop_staging(self, run_id: str, parts: tuple[str, ...] = ("scored", "rejects", "raw")) -> None:
+    def drop_staging(self, run_id: str, parts: tuple[str, ...] = ("scored", "rejects", "raw", "checked")) -> None:
         for part in parts:
             try:
                 self.client.delete_table(self.staging(run_id, part), not_found_ok=True)

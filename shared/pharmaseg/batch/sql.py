@@ -80,9 +80,16 @@ def _number_check(name: str) -> str:
 
 
 def score_staged_features(
-    artifact: ModelArtifact, raw_table: str, out_table: str, run_id: str, columns: list[str], raw_limit: int
-) -> str:
-    """CREATE OR REPLACE ``out_table`` with every row of ``raw_table``: scored, or with a reason.
+    artifact: ModelArtifact,
+    raw_table: str,
+    checked_table: str,
+    out_table: str,
+    run_id: str,
+    columns: list[str],
+    raw_limit: int,
+) -> list[str]:
+    """Two statements: number and check every row of ``raw_table`` into ``checked_table`` (materialized,
+    so each row keeps one row number), then CREATE OR REPLACE ``out_table``: scored, or with a reason.
 
     Row numbers are ``ROW_NUMBER() OVER ()`` + 1: the file order on the emulator and for one
     uncompressed CSV in practice, but BigQuery does not promise it (see docs/batch.md).
@@ -106,9 +113,9 @@ def score_staged_features(
     )
     checked = f"SELECT *, CONCAT({checks}) AS problems FROM ({source})"
     ranked = (
-        "SELECT *, CASE WHEN problems = '' THEN ROW_NUMBER() OVER (PARTITION BY country, problems = '' "
+        "SELECT *, CASE WHEN problems = '' THEN ROW_NUMBER() OVER (PARTITION BY country, problems "
         "ORDER BY row_number) ELSE 0 END AS occurrence, "
-        "CASE WHEN problems = '' THEN MIN(row_number) OVER (PARTITION BY country, problems = '') END AS first_row "
+        "CASE WHEN problems = '' THEN MIN(row_number) OVER (PARTITION BY country, problems) END AS first_row "
         f"FROM ({checked})"
     )
     reasoned = (
@@ -117,6 +124,8 @@ def score_staged_features(
         "' has it)') END AS reason "
         f"FROM ({ranked})"
     )
+    materialize = f"CREATE OR REPLACE TABLE `{checked_table}` AS {reasoned}"
+    reasoned = f"SELECT * FROM `{checked_table}`"
     # Score only the rows without a reason: the others may hold NULLs.
     good = f"SELECT * FROM ({reasoned}) WHERE reason IS NULL"
     scored = nearest_centroid_select(artifact, good)
@@ -126,12 +135,13 @@ def score_staged_features(
     features = ", ".join(FEATURE_NAMES)
     null_features = ", ".join(f"CAST(NULL AS FLOAT64) AS {n}" for n in FEATURE_NAMES)
     run = literal(run_id)
-    return (
+    return [
+        materialize,
         f"CREATE OR REPLACE TABLE `{out_table}` AS "
         f"SELECT {run} AS run_id, row_number, country, {features}, cluster, segment_name, confidence, {dist}, "
         f"CAST(NULL AS STRING) AS reason, CAST(NULL AS STRING) AS raw_record FROM ({scored}) "
         f"UNION ALL "
         f"SELECT {run} AS run_id, row_number, country, {null_features}, CAST(NULL AS INT64) AS cluster, "
         f"CAST(NULL AS STRING) AS segment_name, CAST(NULL AS FLOAT64) AS confidence, {nulls}, reason, raw_record "
-        f"FROM ({reasoned}) WHERE reason IS NOT NULL"
-    )
+        f"FROM ({reasoned}) WHERE reason IS NOT NULL",
+    ]

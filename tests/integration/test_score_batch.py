@@ -1,0 +1,314 @@
+"""Batch scoring on the emulators: both layouts, bad rows, bad files, duplicates, failures, SQL path, e2e."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import time
+import uuid
+
+import numpy as np
+import pytest
+from google.cloud import bigquery as bq
+
+from pharmaseg import resources
+from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, parse_event, process_object
+from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.gcp import bigquery_client, storage_client
+from pharmaseg.panel import panel_features, read_panel
+from pharmaseg.registry import ModelRegistry
+from pharmaseg.training import TrainingParams, train
+from tests.unit.conftest import DATA
+
+pytestmark = pytest.mark.integration
+HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
+
+
+@pytest.fixture(scope="module")
+def model():
+    panel = read_panel(DATA)
+    table = panel_features(panel, Window(2011, 2020))
+    artifact = train(
+        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
+    )
+    artifact.version = "9.0.0"
+    return artifact, table
+
+
+@pytest.fixture
+def env(local_stack_env, model):
+    """A private bucket (no notifications, so the running function stays out) and a private dataset."""
+    status = local_stack_env
+    project = status["project"]
+    storage = storage_client(project)
+    client = bigquery_client(project)
+    bucket = storage.create_bucket(f"batch-test-{uuid.uuid4().hex[:8]}")
+    dataset = f"batch_test_{uuid.uuid4().hex[:8]}"
+    client.create_dataset(f"{project}.{dataset}")
+    for role in ("batch_predictions", "batch_rejects", "batch_runs"):
+        schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
+        client.create_table(bq.Table(f"{project}.{dataset}.{resources.table_name(role)}", schema=schema))
+    sink = BatchSink(client, project, dataset)
+
+    class Env:
+        pass
+
+    e = Env()
+    e.storage, e.bucket, e.sink, e.client, e.project, e.dataset = storage, bucket, sink, client, project, dataset
+    e.artifact = model[0]
+
+    def upload(name, data):
+        blob = bucket.blob(name)
+        blob.upload_from_string(data)
+        blob.reload()
+        return ObjectRef(bucket.name, name, blob.generation, blob.size)
+
+    def run(ref, settings=None, hook=None):
+        return process_object(
+            ref,
+            storage=storage,
+            sink=sink,
+            load_model=lambda: e.artifact,
+            settings=settings or BatchSettings(),
+            hook=hook,
+        )
+
+    def rows(role, run_id):
+        table = f"{project}.{dataset}.{resources.table_name(role)}"
+        order = "" if role == "batch_runs" else " ORDER BY row_number"
+        return [dict(r.items()) for r in client.query(f"SELECT * FROM `{table}` WHERE run_id = '{run_id}'{order}")]
+
+    e.upload, e.run, e.rows = upload, run, rows
+    return e
+
+
+def features_csv(table, countries, *, bom=False, crlf=False, extra=""):
+    sep = "\r\n" if crlf else "\n"
+    lines = [HEADER] + [",".join([c, *map(repr, table.values[table.countries.index(c)].tolist())]) for c in countries]
+    return (("\ufeff" if bom else "") + sep.join(lines) + sep + extra).encode()
+
+
+def assert_invariant(e, result):
+    run = e.rows("batch_runs", result.run_id)
+    assert len(run) == 1
+    run = run[0]
+    assert run["rows_read"] == run["rows_scored"] + run["rows_rejected"]
+    assert len(e.rows("batch_predictions", result.run_id)) == (
+        run["rows_scored"] if run["layout"] == "features" else len(e.rows("batch_predictions", result.run_id))
+    )
+    assert len(e.rows("batch_rejects", result.run_id)) == run["rows_rejected"]
+    return run
+
+
+def test_features_layout_bom_crlf_quoted(env, model):
+    artifact, table = model
+    data = features_csv(table, ["DEU", "FRA", "USA"], bom=True, crlf=True).replace(b"FRA,", b'"FRA",', 1)
+    result = env.run(env.upload("incoming/features.csv", data))
+    assert result.status == "succeeded" and result.rows_scored == 3 and result.rows_rejected == 0
+    run = assert_invariant(env, result)
+    assert run["layout"] == "features" and run["scoring_path"] == "function" and run["model_version"] == "9.0.0"
+    predictions = env.rows("batch_predictions", result.run_id)
+    expected = artifact.predict(table.values[[table.countries.index(c) for c in ["DEU", "FRA", "USA"]]])
+    assert [p["cluster"] for p in predictions] == expected.clusters.tolist()
+    assert [p["row_number"] for p in predictions] == [2, 3, 4]
+    assert np.allclose([p["distances"] for p in predictions], expected.distances)
+    results = env.bucket.blob("results/features.csv").download_as_bytes().decode()
+    assert results.splitlines()[0].startswith('"run_id","row_number","country"') and len(results.splitlines()) == 4
+
+
+def test_panel_layout_scores_one_row_per_country(env, model):
+    artifact, table = model
+    raw = DATA.read_text()
+    lines = raw.splitlines()
+    window = [lines[0]] + [ln for ln in lines[1:] if 2011 <= int(ln.split(",")[1]) <= 2020]
+    result = env.run(env.upload("incoming/panel.csv", ("\n".join(window) + "\n").encode()))
+    assert result.status == "succeeded"
+    run = assert_invariant(env, result)
+    assert run["layout"] == "panel"
+    predictions = env.rows("batch_predictions", result.run_id)
+    assert sorted(p["country"] for p in predictions) == sorted(table.countries)
+    by_country = {p["country"]: p["cluster"] for p in predictions}
+    assert by_country == {c: int(k) for c, k in zip(table.countries, artifact.predict(table.values).clusters)}
+
+
+def test_mixed_good_and_bad_rows_each_rejected_with_the_field(env, model):
+    _, table = model
+    good = ",".join(map(repr, table.values[0].tolist()))
+    nine = good.split(",")
+    bad = [
+        "FRA," + ",".join(["", *nine[1:]]),  # missing value
+        "ITA," + ",".join([nine[0], "abc", *nine[2:]]),  # text in a number
+        "ESP," + ",".join(["inf", *nine[1:]]),  # inf
+        "DEU," + good,  # duplicate country
+        "XYZ," + good,  # unknown country code
+        "GBR," + good + ",42",  # too many columns
+    ]
+    data = features_csv(table, ["DEU", "USA"], extra="\n".join(bad) + "\n")
+    result = env.run(env.upload("incoming/mixed.csv", data))
+    run = assert_invariant(env, result)
+    assert (run["rows_read"], run["rows_scored"], run["rows_rejected"]) == (8, 2, 6)
+    reasons = {r["row_number"]: r["reason"] for r in env.rows("batch_rejects", result.run_id)}
+    assert reasons[4].startswith("PC_HEALTHXP_growth: missing value")
+    assert reasons[5].startswith("PC_HEALTHXP_avg: 'abc' is not a number")
+    assert reasons[6].startswith("PC_HEALTHXP_growth: 'inf' is not a finite number")
+    assert reasons[7].startswith("COUNTRY: duplicate 'DEU'")
+    assert reasons[8].startswith("COUNTRY: 'XYZ' is not an ISO 3166-1 alpha-3")
+    assert "too many columns" in reasons[9]
+    assert all(r["raw_record"] for r in env.rows("batch_rejects", result.run_id))
+
+
+@pytest.mark.parametrize(
+    "name,data,reason",
+    [
+        ("incoming/empty.csv", b"", "empty"),
+        ("incoming/unknown.csv", b"a,b,c\n1,2,3\n", "unknown layout"),
+        ("incoming/binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not"),
+    ],
+)
+def test_bad_files_are_rejected_once_and_acknowledged(env, name, data, reason):
+    ref = env.upload(name, data)
+    result = env.run(ref)
+    assert result.status == "rejected" and reason in result.error
+    run = assert_invariant(env, result)
+    assert run["status"] == "rejected" and reason in run["error"]
+    assert env.run(ref).status == "duplicate"  # a redelivery does not retry a permanently bad file
+
+
+def test_header_only_file_succeeds_with_zero_rows(env):
+    result = env.run(env.upload("incoming/header.csv", (HEADER + "\n").encode()))
+    assert result.status == "succeeded"
+    run = assert_invariant(env, result)
+    assert (run["rows_read"], run["rows_scored"], run["rows_rejected"]) == (0, 0, 0)
+
+
+def test_non_csv_object_and_objects_outside_the_prefix_are_ignored(env, capsys):
+    assert env.run(env.upload("incoming/notes.txt", b"hello")).status == "ignored"
+    assert env.run(env.upload("results/x.csv", HEADER.encode())).status == "ignored"
+    out = capsys.readouterr().out
+    assert "not a CSV file" in out and "outside the prefix" in out
+
+
+def test_same_event_twice_adds_nothing(env, model):
+    ref = env.upload("incoming/twice.csv", features_csv(model[1], ["DEU", "FRA"]))
+    first = env.run(ref)
+    second = env.run(ref)
+    assert (first.status, second.status) == ("succeeded", "duplicate")
+    assert len(env.rows("batch_predictions", first.run_id)) == 2
+    assert len(env.rows("batch_runs", first.run_id)) == 1
+
+
+def test_overwrite_is_a_new_run(env, model):
+    first = env.run(env.upload("incoming/over.csv", features_csv(model[1], ["DEU"])))
+    second = env.run(env.upload("incoming/over.csv", features_csv(model[1], ["DEU", "FRA", "ITA"])))
+    assert first.run_id != second.run_id and second.status == "succeeded"
+    assert len(env.rows("batch_predictions", first.run_id)) == 1
+    assert len(env.rows("batch_predictions", second.run_id)) == 3
+
+
+def test_stale_generation_is_rejected_not_retried(env, model):
+    old = env.upload("incoming/stale.csv", features_csv(model[1], ["DEU"]))
+    env.upload("incoming/stale.csv", features_csv(model[1], ["FRA"]))
+    result = env.run(old)
+    assert result.status == "rejected" and "no longer exists" in result.error
+
+
+def test_failure_between_load_and_commit_leaves_nothing_and_retries_cleanly(env, model):
+    ref = env.upload("incoming/crash.csv", features_csv(model[1], ["DEU", "FRA"], extra="XYZ,1,2,3,4,5,6,7,8,9\n"))
+
+    def crash(stage):
+        raise RuntimeError(f"injected failure after {stage}")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        env.run(ref, hook=crash)
+    run = env.rows("batch_runs", ref.run_id)[0]
+    assert run["status"] == "failed" and "injected" in run["error"]
+    assert env.rows("batch_predictions", ref.run_id) == [] and env.rows("batch_rejects", ref.run_id) == []
+    retried = env.run(ref)  # the platform redelivers the event
+    assert retried.status == "succeeded"
+    run = assert_invariant(env, retried)
+    assert (run["rows_scored"], run["rows_rejected"]) == (2, 1)
+    assert env.run(ref).status == "duplicate"
+
+
+def test_large_file_sql_path_matches_numpy(env, model):
+    artifact, table = model
+    rng = np.random.default_rng(7)
+    n = 3000
+    values = table.values[rng.integers(0, len(table.countries), n)] * rng.normal(1.0, 0.15, (n, len(FEATURE_NAMES)))
+    keys = [f"{table.countries[i % len(table.countries)]}:s{i}" for i in range(n)]
+    body = "\n".join(",".join([k, *map(repr, v.tolist())]) for k, v in zip(keys, values))
+    bad = f"\n{keys[0]}," + ",".join(map(repr, values[0].tolist())) + "\nQQQ,1,2,3,4,5,6,7,8,9\nFRA,,1,2,3,4,5,6,7,8\n"
+    data = (HEADER + "\n" + body + bad).encode()
+    settings = BatchSettings(sql_threshold_bytes=1000)
+    result = env.run(env.upload("incoming/large.csv", data), settings)
+    assert result.status == "succeeded" and result.scoring_path == "bigquery"
+    run = assert_invariant(env, result)
+    assert (run["rows_read"], run["rows_scored"], run["rows_rejected"]) == (n + 3, n, 3)
+    predictions = env.rows("batch_predictions", result.run_id)
+    expected = artifact.predict(values)
+    assert [p["country"] for p in predictions] == keys
+    assert [p["cluster"] for p in predictions] == expected.clusters.tolist()  # SQL == numpy, row for row
+    assert np.allclose([p["confidence"] for p in predictions], expected.confidence)
+    assert np.allclose([p["distances"] for p in predictions], expected.distances)
+    reasons = sorted(r["reason"] for r in env.rows("batch_rejects", result.run_id))
+    assert reasons[0].startswith("COUNTRY: QQQ") and f"duplicate {keys[0]}" in reasons[1]
+    assert reasons[2].startswith("PC_HEALTHXP_growth: missing value")
+    # and the in-function path agrees on the same file
+    numpy_run = env.run(env.upload("incoming/large-numpy.csv", data))
+    assert [p["cluster"] for p in env.rows("batch_predictions", numpy_run.run_id)] == expected.clusters.tolist()
+
+
+def test_pubsub_notification_event_shape(env, model):
+    ref = env.upload("incoming/shape.csv", features_csv(model[1], ["DEU"]))
+    message = {
+        "attributes": {
+            "eventType": "OBJECT_FINALIZE",
+            "bucketId": ref.bucket,
+            "objectId": ref.name,
+            "objectGeneration": str(ref.generation),
+        },
+        "data": base64.b64encode(json.dumps({"bucket": ref.bucket, "name": ref.name}).encode()).decode(),
+    }
+    parsed = parse_event("google.cloud.pubsub.topic.v1.messagePublished", {"message": message})
+    assert parsed.run_id == ref.run_id
+    assert env.run(parsed).status == "succeeded"
+
+
+def test_end_to_end_through_the_running_stack(local_stack_env, model):
+    status = local_stack_env
+    if "score_batch" not in status["functions"]:
+        pytest.skip(f"score_batch is not running: {status.get('function_errors')}")
+    artifact, table = model
+    registry = ModelRegistry(status["buckets"]["models"])
+    version = registry.register(copy.deepcopy(artifact))
+    registry.promote(version, reason="batch e2e")
+    name = f"incoming/e2e-{uuid.uuid4().hex[:6]}.csv"
+    blob = storage_client(status["project"]).bucket(status["buckets"]["inbox"]).blob(name)
+    blob.upload_from_string(features_csv(table, ["DEU", "FRA"], extra="XYZ,1,2,3,4,5,6,7,8,9\n"))
+    blob.reload()
+    run_id = ObjectRef(blob.bucket.name, name, blob.generation).run_id
+    client = bigquery_client(status["project"])
+    runs = f"{status['project']}.{status['dataset']}.batch_runs"
+    deadline = time.monotonic() + 30
+    found = []
+    while time.monotonic() < deadline:
+        found = [
+            dict(r.items())
+            for r in client.query(
+                f"SELECT * FROM `{runs}` WHERE run_id = '{run_id}' AND status IN ('succeeded', 'rejected')"
+            )
+        ]
+        if found:
+            break
+        time.sleep(0.5)
+    assert found, "the run did not appear in BigQuery within 30 s"
+    run = found[0]
+    assert (run["status"], run["rows_read"], run["rows_scored"], run["rows_rejected"]) == ("succeeded", 3, 2, 1)
+    assert run["model_version"] == version
+    predictions = list(
+        client.query(
+            f"SELECT country FROM `{status['project']}.{status['dataset']}.batch_predictions` WHERE run_id = '{run_id}'"
+        )
+    )
+    assert sorted(r["country"] for r in predictions) == ["DEU", "FRA"]
