@@ -312,3 +312,22 @@ def test_end_to_end_through_the_running_stack(local_stack_env, model):
         )
     )
     assert sorted(r["country"] for r in predictions) == ["DEU", "FRA"]
+
+
+def test_demo_batch_runs_on_the_stack(local_stack_env, model, capsys):
+    status = local_stack_env
+    if "score_batch" not in status["functions"]:
+        pytest.skip(f"score_batch is not running: {status.get('function_errors')}")
+    import importlib.util
+    from pathlib import Path
+
+    registry = ModelRegistry(status["buckets"]["models"])
+    registry.promote(registry.register(copy.deepcopy(model[0])), reason="batch demo test")
+    spec = importlib.util.spec_from_file_location("demo_batch", Path(__file__).parents[2] / "scripts/demo_batch.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.run(status)
+    out = capsys.readouterr().out
+    with capsys.disabled():
+        print("\n".join(line for line in out.splitlines() if not line.startswith("{")))
+    assert out.count("(holds)") == 2 and "layout panel" in out and "COUNTRY: 'XYZ'" in out
