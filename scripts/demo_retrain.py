@@ -98,6 +98,9 @@ def print_decision(row: dict[str, Any]) -> None:
     for name, check in sorted(gate["checks"].items(), key=lambda item: CHECK_ORDER.index(item[0])):
         mark = "pass" if check["passed"] else "FAIL"
         print(f"  {name:<18} {_fmt(check['value']):>22} {_fmt(check['threshold']):>22}  {mark}")
+    moved = gate["checks"].get("name_agreement", {}).get("detail")
+    if moved and not moved.startswith("0 of"):
+        print(f"  segment names: {moved}")
     print(f"decision: {row['decision'].upper()} (policy {row['policy']}) - {row['decision_detail']}")
 
 
