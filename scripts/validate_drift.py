@@ -131,7 +131,7 @@ def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
 
 
 def markdown(results: list[dict], runs: int) -> str:
-    cells = list(dict.fromkeys((r["n"], r["path"]) for r in results))
+    columns = list(dict.fromkeys((r["n"], r["path"]) for r in results))
     names = list(dict.fromkeys(r["scenario"] for r in results))
     by = {(r["scenario"], r["n"], r["path"]): r for r in results}
     lines = [
@@ -140,12 +140,12 @@ def markdown(results: list[dict], runs: int) -> str:
         "`insufficient_data`). In brackets: share of runs where a feature (not only the segment shares) was "
         f"flagged; for the shifts, share of runs where the shifted feature ({SHIFTED}) itself was flagged.",
         "",
-        "| scenario | " + " | ".join(f"n = {n} ({p})" for n, p in cells) + " |",
-        "| --- | " + " | ".join("---" for _ in cells) + " |",
+        "| scenario | " + " | ".join(f"n = {n} ({p})" for n, p in columns) + " |",
+        "| --- | " + " | ".join("---" for _ in columns) + " |",
     ]
     for name in names:
         cells = []
-        for n, p in cells:
+        for n, p in columns:
             r = by[(name, n, p)]
             second = r["shifted_rate"] if name.startswith("shift") else r["feature_rate"]
             cells.append(f"{r['rate']:.1%} ({second:.1%})")
