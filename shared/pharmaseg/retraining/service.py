@@ -83,10 +83,7 @@ class ModelVersionsTable:
                 bigquery.ScalarQueryParameter("message_id", "STRING", message_id),
             ]
         )
-        sql = (
-            f"SELECT * FROM `{self.table_id}` "
-            "WHERE version = @version AND message_id = @message_id LIMIT 1"
-        )
+        sql = f"SELECT * FROM `{self.table_id}` WHERE version = @version AND message_id = @message_id LIMIT 1"
         rows = list(self.client.query(sql, job_config=config).result())
         return dict(rows[0].items()) if rows else None
 
