@@ -9,9 +9,11 @@ on stdout and a log sink takes them to BigQuery.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import functions_framework
@@ -20,29 +22,49 @@ import numpy as np
 from pharmaseg import config
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.features import Window
+from pharmaseg.gcs_reader import GcsReader
 from pharmaseg.logs import log
 from pharmaseg.openapi import openapi_document
 from pharmaseg.predict_api import ApiError, Limits, features_of, parse_body, parse_request, traffic_bucket
-from pharmaseg.registry import ModelCache, ModelRegistry
+from pharmaseg.registry import ModelCache
 from pharmaseg.serving import predict_records
 
 _cache: ModelCache | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """This instance's configuration, read from the environment once (it cannot change while running)."""
+
+    limits: Limits
+    alias: str
+    candidate_alias: str
+    candidate_traffic: float
+
+
+@functools.cache
+def _settings() -> Settings:
+    return Settings(
+        limits=Limits(
+            max_body_bytes=int(config.setting("PHARMASEG_MAX_BODY_BYTES")),
+            max_instances=int(config.setting("PHARMASEG_MAX_INSTANCES")),
+        ),
+        alias=config.setting("PHARMASEG_MODEL_ALIAS"),
+        candidate_alias=config.setting("PHARMASEG_CANDIDATE_ALIAS"),
+        candidate_traffic=float(config.setting("PHARMASEG_CANDIDATE_TRAFFIC")),
+    )
 
 
 def _models() -> ModelCache:
     """The per-instance model cache, created on first use (lazy global, as Google's samples do)."""
     global _cache
     if _cache is None:
-        registry = ModelRegistry(config.required("PHARMASEG_MODELS_BUCKET"))
-        _cache = ModelCache(registry, ttl_seconds=float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS")))
+        reader = GcsReader(config.required("PHARMASEG_MODELS_BUCKET"))
+        _cache = ModelCache(reader, ttl_seconds=float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS")))
     return _cache
 
 
-def _limits() -> Limits:
-    return Limits(
-        max_body_bytes=int(config.setting("PHARMASEG_MAX_BODY_BYTES")),
-        max_instances=int(config.setting("PHARMASEG_MAX_INSTANCES")),
-    )
+_window = functools.lru_cache(maxsize=16)(Window.parse)
 
 
 def _load(version: str | None = None, alias: str | None = None):
@@ -50,7 +72,7 @@ def _load(version: str | None = None, alias: str | None = None):
     try:
         if version:
             return _models().version(version)
-        return _models().alias(alias or config.setting("PHARMASEG_MODEL_ALIAS"))
+        return _models().alias(alias or _settings().alias)
     except VersionNotFoundError as exc:
         if version:
             raise ApiError(404, "unknown model version", [{"field": "version", "problem": str(exc)}]) from None
@@ -61,50 +83,49 @@ def _load(version: str | None = None, alias: str | None = None):
 
 def _candidate_for(country: str):
     """The candidate model if this country falls in its traffic share and a candidate exists."""
-    share = float(config.setting("PHARMASEG_CANDIDATE_TRAFFIC"))
-    if share <= 0 or traffic_bucket(country) >= share:
+    settings = _settings()
+    if settings.candidate_traffic <= 0 or traffic_bucket(country) >= settings.candidate_traffic:
         return None
     try:
-        return _models().alias(config.setting("PHARMASEG_CANDIDATE_ALIAS"))
+        return _models().alias(settings.candidate_alias)
     except Exception:
         return None
 
 
 def _predict(request, request_id: str, started: float):
-    raw = request.get_data(cache=False)
-    limits = _limits()
-    doc = parse_body(raw, request.headers.get("Content-Type"), limits)
-    parsed = parse_request(doc, request.args.get("version"), limits)
+    limits = _settings().limits
+    doc = parse_body(request.get_data(cache=False), request.headers.get("Content-Type"), limits)
+    parsed = parse_request(doc, request.args.get("version") if request.query_string else None, limits)
     pinned = _load(version=parsed.version) if parsed.version else None
     production = pinned or _load()
-    results = []
+    rows = []  # (instance, features, model, variant) in request order
     for i, instance in enumerate(parsed.instances):
         candidate = None if pinned else _candidate_for(instance.country)
         model = candidate or production
-        path = f"instances[{i}]." if parsed.batch else ""
-        values = features_of(instance, Window.parse(model.window), path)
-        record = predict_records(model, values[None, :])[0]
-        results.append((instance, values, model, "candidate" if candidate else "production", record))
+        values = features_of(instance, _window(model.window), f"instances[{i}]." if parsed.batch else "")
+        rows.append((instance, values, model, "candidate" if candidate else "production"))
+    records: list[dict] = [{}] * len(rows)
+    for model in {id(row[2]): row[2] for row in rows}.values():  # one vectorised call per model
+        positions = [i for i, row in enumerate(rows) if row[2] is model]
+        batch = predict_records(model, np.stack([rows[i][1] for i in positions]))
+        for i, record in zip(positions, batch):
+            records[i] = record
     now = datetime.now(UTC).isoformat()
-    predictions = []
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    for instance, values, model, variant, record in results:
-        prediction = {
-            "country": instance.country,
-            **record,
-            "variant": variant,
-            "input_kind": instance.kind,
-            "timestamp": now,
-        }
-        predictions.append(prediction)
+    predictions = []
+    for (instance, values, model, variant), record in zip(rows, records):
+        predictions.append(
+            {"country": instance.country, **record, "variant": variant, "input_kind": instance.kind, "timestamp": now}
+        )
         log(
             "INFO",
             f"prediction {instance.country} -> {record['cluster_name']}",
+            time=now,
             event="prediction",
             request_id=request_id,
             country=instance.country,
             input_kind=instance.kind,
-            features=dict(zip(model.feature_names, np.round(values, 10).tolist())),
+            features=dict(zip(model.feature_names, values.tolist())),
             cluster=record["cluster"],
             cluster_name=record["cluster_name"],
             confidence=record["confidence"],
@@ -167,7 +188,7 @@ def predict(request):
             return _health()
         if route == "model":
             return _model_info(request)
-        return openapi_document(_limits()), 200
+        return openapi_document(_settings().limits), 200
     except ApiError as exc:
         return exc.body(), exc.status
     except Exception as exc:

@@ -62,13 +62,14 @@ class ModelArtifact:
         values = np.atleast_2d(np.asarray(values, dtype=float))
         if values.shape[1] != len(self.feature_names):
             raise ValueError(f"expected {len(self.feature_names)} features, got {values.shape[1]}")
-        scaled = self.scale(values)
-        distances = np.sqrt(((scaled[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2))
+        diff = self.scale(values)[:, None, :] - self.centroids[None, :, :]
+        distances = np.sqrt(np.einsum("nkf,nkf->nk", diff, diff))
         clusters = distances.argmin(axis=1)
-        ordered = np.sort(distances, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            confidence = np.where(ordered[:, 1] > 0, 1.0 - ordered[:, 0] / ordered[:, 1], 0.0)
-        return Predictions(clusters=clusters, distances=distances, confidence=np.clip(confidence, 0.0, 1.0))
+        two = np.partition(distances, 1, axis=1)
+        nearest, second = two[:, 0], two[:, 1]
+        ratio = np.ones_like(nearest)  # two centroids at distance 0: fully ambiguous
+        np.divide(nearest, second, out=ratio, where=second > 0)
+        return Predictions(clusters=clusters, distances=distances, confidence=1.0 - ratio)
 
     def centroids_original_units(self) -> np.ndarray:
         return self.centroids * self.scaler_scale + self.scaler_mean

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
@@ -52,6 +52,45 @@ class AliasState:
     document: dict[str, Any]
 
 
+def alias_object(alias: str) -> str:
+    if not ALIAS_NAME.match(alias):
+        raise RegistryError(f"{alias!r} is not a valid alias name")
+    return f"aliases/{alias}.json"
+
+
+class ObjectSource(Protocol):
+    """What reading models needs from a bucket: ModelRegistry (full client) or GcsReader (lean)."""
+
+    bucket_name: str
+
+    def read(self, name: str) -> tuple[bytes, int] | None: ...
+
+    def generation(self, name: str) -> int | None: ...
+
+
+def load_verified(source: ObjectSource, version: str, sha256: str | None = None) -> ModelArtifact:
+    """A version's artifact, checked against the sha256 recorded at registration.
+
+    ``sha256`` may come from an alias document (which records the digest of the version it
+    names), saving the read of the version's metadata on the serving path.
+    """
+    parse_version(version)
+    if sha256 is None:
+        meta = source.read(f"models/{version}/metadata.json")
+        if meta is None:
+            raise VersionNotFoundError(f"model version {version} is not registered in gs://{source.bucket_name}")
+        sha256 = json.loads(meta[0])["sha256"]
+    found = source.read(f"models/{version}/model.json")
+    if found is None:
+        raise VersionNotFoundError(f"model version {version} is not registered in gs://{source.bucket_name}")
+    digest = hashlib.sha256(found[0]).hexdigest()
+    if digest != sha256:
+        raise ArtifactError(f"model version {version} fails its checksum: {digest} != {sha256}")
+    artifact = ModelArtifact.from_json(found[0])
+    artifact.version = version
+    return artifact
+
+
 class ModelRegistry:
     """Register, list, show, promote and roll back model versions in one bucket."""
 
@@ -78,13 +117,22 @@ class ModelRegistry:
 
         return NotFound
 
-    def _read_json(self, name: str) -> tuple[dict[str, Any], int] | None:
+    def read(self, name: str) -> tuple[bytes, int] | None:
+        """An object's bytes and generation, or None: the primitive ModelCache reads through."""
         blob = self._bucket.blob(name)
         try:
             data = blob.download_as_bytes()
         except self._not_found():
             return None
-        return json.loads(data), int(blob.generation)
+        return data, int(blob.generation)
+
+    def generation(self, name: str) -> int | None:
+        blob = self._bucket.get_blob(name)
+        return None if blob is None else int(blob.generation)
+
+    def _read_json(self, name: str) -> tuple[dict[str, Any], int] | None:
+        found = self.read(name)
+        return None if found is None else (json.loads(found[0]), found[1])
 
     def _write_json(self, name: str, doc: dict[str, Any], *, if_generation_match: int | None) -> None:
         self._bucket.blob(name).upload_from_string(
@@ -186,37 +234,16 @@ class ModelRegistry:
 
     def load(self, version: str) -> ModelArtifact:
         """Download a version and verify it is byte-for-byte what was registered."""
-        meta = self.metadata(version)
-        try:
-            body = self._bucket.blob(f"models/{version}/model.json").download_as_bytes()
-        except self._not_found():
-            raise VersionNotFoundError(f"model version {version} has metadata but no model.json") from None
-        digest = hashlib.sha256(body).hexdigest()
-        if digest != meta["sha256"]:
-            raise ArtifactError(f"model version {version} fails its checksum: {digest} != {meta['sha256']}")
-        artifact = ModelArtifact.from_json(body)
-        artifact.version = version
-        return artifact
+        return load_verified(self, version)
 
     # -- aliases ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _alias_object(alias: str) -> str:
-        if not ALIAS_NAME.match(alias):
-            raise RegistryError(f"{alias!r} is not a valid alias name")
-        return f"aliases/{alias}.json"
-
     def alias(self, alias: str) -> AliasState | None:
-        found = self._read_json(self._alias_object(alias))
+        found = self._read_json(alias_object(alias))
         if found is None:
             return None
         doc, generation = found
         return AliasState(alias, doc["version"], doc["sha256"], generation, doc)
-
-    def alias_generation(self, alias: str) -> int | None:
-        """The alias object's generation: one metadata read, used to notice that it moved."""
-        blob = self._bucket.get_blob(self._alias_object(alias))
-        return None if blob is None else int(blob.generation)
 
     def aliases(self) -> dict[str, str]:
         out = {}
@@ -259,7 +286,7 @@ class ModelRegistry:
             "history": history,
         }
         try:
-            self._write_json(self._alias_object(alias), doc, if_generation_match=current.generation if current else 0)
+            self._write_json(alias_object(alias), doc, if_generation_match=current.generation if current else 0)
         except self._precondition_failed():
             raise ConcurrentUpdateError(
                 f"alias {alias} was moved by someone else while promoting {version}; nothing changed"
@@ -290,30 +317,31 @@ class ModelCache:
 
     Versions are immutable, so a loaded version is kept (a few of them). An alias is re-checked
     at most once every ``ttl_seconds`` with one metadata read of its object's generation; a
-    request never waits on GCS unless the alias moved or the TTL expired.
+    request never waits on GCS unless the alias moved or the TTL expired. ``source`` is any
+    ObjectSource: the prediction function passes a lean GcsReader.
     """
 
     def __init__(
         self,
-        registry: ModelRegistry,
+        source: ObjectSource,
         ttl_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         max_versions: int = 4,
     ):
-        self.registry = registry
+        self.source = source
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self._max_versions = max_versions
         self._lock = threading.Lock()
         self._versions: dict[str, ModelArtifact] = {}
-        # alias -> (generation, version, checked_at); (None, None, t) remembers an unset alias
-        self._aliases: dict[str, tuple[int | None, str | None, float]] = {}
+        # alias -> (generation, version, sha256, checked_at); generation None remembers an unset alias
+        self._aliases: dict[str, tuple[int | None, str | None, str | None, float]] = {}
 
-    def version(self, version: str) -> ModelArtifact:
+    def version(self, version: str, sha256: str | None = None) -> ModelArtifact:
         with self._lock:
             if version in self._versions:
                 return self._versions[version]
-        artifact = self.registry.load(version)
+        artifact = load_verified(self.source, version, sha256)
         with self._lock:
             self._versions[version] = artifact
             while len(self._versions) > self._max_versions:
@@ -325,18 +353,21 @@ class ModelCache:
         now = self._clock()
         with self._lock:
             cached = self._aliases.get(alias)
-        if cached and now - cached[2] < self.ttl_seconds:
-            generation, version = cached[0], cached[1]
+        if cached and now - cached[3] < self.ttl_seconds:
+            generation, version, sha256 = cached[:3]
         else:
-            generation = self.registry.alias_generation(alias)
-            if generation is None:
-                version = None
-            elif cached and cached[0] == generation:
-                version = cached[1]
-            else:
-                version = self.registry.resolve(alias)
+            name = alias_object(alias)
+            generation = self.source.generation(name) if cached else None
+            if cached and generation is not None and generation == cached[0]:
+                version, sha256 = cached[1], cached[2]
+            else:  # first use (one read gives content and generation) or the alias moved
+                found = self.source.read(name)
+                generation, version, sha256 = None, None, None
+                if found is not None:
+                    doc = json.loads(found[0])
+                    generation, version, sha256 = found[1], doc["version"], doc["sha256"]
             with self._lock:
-                self._aliases[alias] = (generation, version, now)
+                self._aliases[alias] = (generation, version, sha256, now)
         if version is None:
-            raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.registry.bucket_name}")
-        return self.version(version)
+            raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.source.bucket_name}")
+        return self.version(version, sha256)

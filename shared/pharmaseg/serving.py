@@ -15,22 +15,21 @@ from pharmaseg.artifact import ModelArtifact, Predictions
 
 def prediction_records(artifact: ModelArtifact, predictions: Predictions) -> list[dict[str, Any]]:
     """One dict per row: cluster, cluster_name, recommendation, confidence, distances, model_version."""
-    records = []
-    for cluster, confidence, distances in zip(
-        predictions.clusters.tolist(), predictions.confidence.tolist(), predictions.distances.tolist()
-    ):
-        segment = artifact.segment(cluster)
-        records.append(
-            {
-                "cluster": cluster,
-                "cluster_name": segment.name,
-                "recommendation": segment.recommendation,
-                "confidence": round(confidence, 6),
-                "distances": {artifact.segment(k).name: round(d, 6) for k, d in enumerate(distances)},
-                "model_version": artifact.version,
-            }
+    names = [s.name for s in artifact.segments]
+    recommendations = [s.recommendation for s in artifact.segments]
+    return [
+        {
+            "cluster": cluster,
+            "cluster_name": names[cluster],
+            "recommendation": recommendations[cluster],
+            "confidence": round(confidence, 6),
+            "distances": {name: round(d, 6) for name, d in zip(names, distances)},
+            "model_version": artifact.version,
+        }
+        for cluster, confidence, distances in zip(
+            predictions.clusters.tolist(), predictions.confidence.tolist(), predictions.distances.tolist()
         )
-    return records
+    ]
 
 
 def predict_records(artifact: ModelArtifact, values: np.ndarray) -> list[dict[str, Any]]:

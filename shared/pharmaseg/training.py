@@ -67,7 +67,7 @@ def bootstrap_stability(scaled: np.ndarray, labels: np.ndarray, params: Training
     the sample.
     """
     if params.n_bootstrap == 0:
-        return {"mean_ari": float("nan"), "std_ari": float("nan"), "n_bootstrap": 0}
+        return {"mean_ari": None, "std_ari": None, "n_bootstrap": 0}
     rng = np.random.default_rng(params.seed)
     scores = []
     for b in range(params.n_bootstrap):

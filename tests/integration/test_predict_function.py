@@ -153,9 +153,9 @@ def test_envelope_errors(client, trained, monkeypatch):
     assert post(client, ["a list"]).status_code == 400
     assert post(client, {"instances": []}).status_code == 400
     monkeypatch.setenv("PHARMASEG_MAX_INSTANCES", "2")
-    assert post(client, {"instances": [good] * 3}).status_code == 413
+    assert post(create_app("predict", SOURCE).test_client(), {"instances": [good] * 3}).status_code == 413
     monkeypatch.setenv("PHARMASEG_MAX_BODY_BYTES", "100")
-    response = post(client, good)
+    response = post(create_app("predict", SOURCE).test_client(), good)
     assert response.status_code == 413 and response.json["error"] == "request body too large"
     assert client.get("/").status_code == 405
     assert client.get("/nowhere").status_code == 404

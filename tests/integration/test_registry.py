@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
+from pharmaseg.gcs_reader import GcsReader
 from pharmaseg.registry import ModelCache, ModelRegistry
 
 pytestmark = pytest.mark.integration
@@ -137,37 +138,56 @@ def test_idempotency_key_maps_retries_to_one_version(registry, model):
     assert registry.version_for_key("message-1") == a
 
 
-class CountingRegistry(ModelRegistry):
+class CountingReader(GcsReader):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self.generation_reads = 0
+        self.calls = 0
 
-    def alias_generation(self, alias):
-        self.generation_reads += 1
-        return super().alias_generation(alias)
+    def read(self, name):
+        self.calls += 1
+        return super().read(name)
+
+    def generation(self, name):
+        self.calls += 1
+        return super().generation(name)
 
 
-def test_cache_notices_alias_moves_after_ttl_without_reading_gcs_every_time(gcs, model):
-    client = gcs.client()
-    bucket = client.create_bucket(f"models-{uuid.uuid4().hex[:12]}")
-    registry = CountingRegistry(bucket.name, client=client)
+def test_cache_notices_alias_moves_after_ttl_without_reading_gcs_every_time(registry, model):
     v1 = registry.register(copy.deepcopy(model))
     v2 = registry.register(copy.deepcopy(model))
+    reader = CountingReader(registry.bucket_name)
     now = [0.0]
-    cache = ModelCache(registry, ttl_seconds=30, clock=lambda: now[0])
+    cache = ModelCache(reader, ttl_seconds=30, clock=lambda: now[0])
     with pytest.raises(VersionNotFoundError, match="not set"):
         cache.alias("production")
     now[0] = 31
     registry.promote(v1)
     assert cache.alias("production").version == v1
-    reads = registry.generation_reads
+    reads = reader.calls
     for _ in range(100):
         assert cache.alias("production").version == v1
-    assert registry.generation_reads == reads  # within the TTL: no GCS round trip
+    assert reader.calls == reads  # within the TTL: no GCS round trip
     registry.promote(v2)
     assert cache.alias("production").version == v1  # still within the TTL
     now[0] = 62
     assert cache.alias("production").version == v2
+    now[0] = 93
+    calls = reader.calls
+    assert cache.alias("production").version == v2
+    assert reader.calls == calls + 1  # alias unchanged: one generation read, nothing downloaded
+
+
+def test_lean_reader_and_full_client_load_the_same_verified_artifact(registry, model):
+    version = registry.register(copy.deepcopy(model))
+    registry.promote(version)
+    lean = ModelCache(GcsReader(registry.bucket_name)).alias("production")
+    full = ModelCache(registry).alias("production")
+    assert lean.to_json() == full.to_json() == registry.load(version).to_json()
+    blob = registry._bucket.blob(f"models/{version}/model.json")
+    blob.upload_from_string(blob.download_as_bytes().replace(b'"window"', b'"window" '))
+    with pytest.raises(ArtifactError, match="fails its checksum"):
+        ModelCache(GcsReader(registry.bucket_name)).alias("production")
+    assert GcsReader(registry.bucket_name).read("no/such/object") is None
 
 
 def test_cli_registry_commands(gcs, model, tmp_path):

@@ -1,0 +1,234 @@
+"""Benchmark of the predict function against two baselines measured in the same run.
+
+- floor: a functions-framework function that only parses the JSON body (what no function can beat);
+- sklearn: a pickled StandardScaler+KMeans pipeline predicting through pandas (the original project).
+
+For each: cold start (process spawn to the first 200 answer to a prediction request, model
+loaded from the storage emulator), then warm latency p50/p99 and requests/s on one worker with
+wrk (-t1 -c8). Run: `make bench` (all benchmarks) or `.venv/bin/python scripts/bench_predict.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "5"))
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
+TARGETS = {"cold_ratio_max": 1 / 3, "throughput_ratio_min": 0.8}
+
+
+def ensure_wrk() -> str:
+    """wrk comes from Debian's packages; install it when missing (the machines run as root)."""
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    path = shutil.which("wrk")
+    if not path:
+        sys.exit("bench: wrk is required: apt-get install -y wrk")
+    return path
+
+
+def _post(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0
+
+
+def _spawn(source: Path, target: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    command = [str(BIN / "functions-framework"), "--target", target, "--source", str(source), "--port", str(port)]
+    return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, 15)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
+
+
+def cold_start(source: Path, target: str, port: int, env: dict[str, str], body: bytes, log: Path) -> float:
+    """Seconds from spawning the server to the first 200 answer to a prediction."""
+    started = time.perf_counter()
+    process = _spawn(source, target, port, env, log)
+    try:
+        while time.perf_counter() - started < 60:
+            if _post(f"http://127.0.0.1:{port}/", body) == 200:
+                return time.perf_counter() - started
+            if process.poll() is not None:
+                raise RuntimeError(f"{source} exited; see {log}")
+            time.sleep(0.005)
+        raise RuntimeError(f"{source} did not answer 200 within 60 s; see {log}")
+    finally:
+        _stop(process)
+
+
+def warm(wrk: str, source: Path, target: str, port: int, env: dict[str, str], body: bytes, log: Path) -> dict:
+    process = _spawn(source, target, port, env, log)
+    try:
+        deadline = time.monotonic() + 60
+        while _post(f"http://127.0.0.1:{port}/", body) != 200:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{source} did not start; see {log}")
+            time.sleep(0.05)
+        for _ in range(200):  # warm-up
+            _post(f"http://127.0.0.1:{port}/", body)
+        script = log.with_suffix(".lua")
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(body.decode())}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        out = subprocess.run(
+            [wrk, "-t1", "-c8", f"-d{WRK_SECONDS}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        _stop(process)
+    return parse_wrk(out)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(out: str) -> dict:
+    percentiles = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non_2xx:
+        raise RuntimeError(f"wrk saw {non_2xx.group(1)} error responses:\n{out}")
+    return {"p50_ms": _ms(percentiles["50"]), "p99_ms": _ms(percentiles["99"]), "rps": rps}
+
+
+def prepare(workdir: Path):
+    """Start the storage emulator, put both models in it; returns (emulator records, env, body)."""
+    from sklearn.cluster import KMeans
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from pharmaseg.cli import default_data
+    from pharmaseg.features import FEATURE_NAMES, Window
+    from pharmaseg.gcp import storage_client
+    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.registry import ModelRegistry
+    from pharmaseg.stack import emulators
+    from pharmaseg.stack.layout import StackLayout
+    from pharmaseg.stack.processes import port_free
+    from pharmaseg.training import TrainingParams, train
+
+    base = next(b for b in range(23000, 60000, 20) if all(port_free(p) for p in range(b, b + 20)))
+    layout = StackLayout(project="pharmaseg-bench", port_base=base, state_dir=workdir / "stack")
+    records = emulators.start(layout, ("storage",), events=False)
+    url = layout.url("storage")
+    client = storage_client("pharmaseg-bench", endpoint=url)
+    bucket = client.create_bucket("bench-models").name
+    panel = read_panel(default_data())
+    table = panel_features(panel, Window(2011, 2020))
+    artifact = train(table, TrainingParams(n_bootstrap=0), source_uri="bench", source_sha256="0" * 64,
+                     rows_read=len(panel.rows))
+    registry = ModelRegistry(bucket, client=client)
+    registry.promote(registry.register(artifact))
+    pipeline = make_pipeline(StandardScaler(), KMeans(3, random_state=42, n_init=10))
+    import pandas as pd
+
+    pipeline.fit(pd.DataFrame(table.values, columns=list(FEATURE_NAMES)))
+    client.bucket(bucket).blob("sklearn/pipeline.pkl").upload_from_string(pickle.dumps(pipeline))
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": url,
+        "GOOGLE_CLOUD_PROJECT": "pharmaseg-bench",
+        "PHARMASEG_MODELS_BUCKET": bucket,
+        "BENCH_BUCKET": bucket,
+        "BENCH_PICKLE": "sklearn/pipeline.pkl",
+        "PYTHONPATH": str(REPO / "shared"),
+    }
+    deu = table.values[table.countries.index("DEU")]
+    body = json.dumps({"country": "DEU", **dict(zip(FEATURE_NAMES, deu.tolist()))}).encode()
+    return records, env, body
+
+
+def run() -> str:
+    from pharmaseg.stack import emulators
+
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory(prefix="pharmaseg-bench-") as tmp:
+        workdir = Path(tmp)
+        records, env, body = prepare(workdir)
+        variants = {
+            "floor (do-nothing function)": (REPO / "scripts/bench_functions/noop/main.py", "noop"),
+            "sklearn pickle + pandas (original)": (REPO / "scripts/bench_functions/sklearn_pickle/main.py", "predict"),
+            "pharmaseg predict": (REPO / "functions/predict/main.py", "predict"),
+        }
+        results = {}
+        try:
+            port = next(p for p in range(24100, 60000) if _post(f"http://127.0.0.1:{p}/", b"{}") == 0)
+            for name, (source, target) in variants.items():
+                log = workdir / f"{target}-{source.parent.name}.log"
+                colds = [cold_start(source, target, port, env, body, log) for _ in range(COLD_RUNS)]
+                results[name] = {"cold_s": statistics.median(colds), **warm(wrk, source, target, port, env, body, log)}
+                print(f"bench predict: {name}: {results[name]}", file=sys.stderr, flush=True)
+        finally:
+            emulators.stop(records)
+    return render(results)
+
+
+def render(results: dict) -> str:
+    floor = results["floor (do-nothing function)"]
+    sklearn = results["sklearn pickle + pandas (original)"]
+    ours = results["pharmaseg predict"]
+    cold_ratio = ours["cold_s"] / sklearn["cold_s"]
+    throughput_ratio = ours["rps"] / floor["rps"]
+    lines = [
+        "## Prediction function (HTTP)",
+        "",
+        f"Cold start = median of {COLD_RUNS} process starts to the first 200 answer (model loaded from the "
+        f"storage emulator); warm = `wrk -t1 -c8 -d{WRK_SECONDS}s` on one functions-framework worker, "
+        "one-country feature body (DEU).",
+        "",
+        "| function | cold start (s) | p50 (ms) | p99 (ms) | requests/s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['cold_s']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} |")
+    lines += [
+        "",
+        f"- cold start vs the sklearn baseline: **{cold_ratio:.2f}x** (target at most "
+        f"{TARGETS['cold_ratio_max']:.2f}x): {'met' if cold_ratio <= TARGETS['cold_ratio_max'] else 'NOT met'}",
+        f"- warm throughput vs the do-nothing floor: **{throughput_ratio:.0%}** (target at least "
+        f"{TARGETS['throughput_ratio_min']:.0%}): "
+        f"{'met' if throughput_ratio >= TARGETS['throughput_ratio_min'] else 'NOT met'}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,61 @@
+"""Read-only access to one bucket through the GCS JSON API, for the prediction function's cold path.
+
+Serving only ever reads three small objects (an alias, a version's metadata, an artifact), yet
+``google.cloud.storage`` imports gRPC, protobuf and OpenTelemetry: about twice the import time
+of google-auth with urllib3 on these machines. Writes (registration, promotion with generation
+preconditions) stay with the full client in ``pharmaseg.registry``.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+PUBLIC_ENDPOINT = "https://storage.googleapis.com"
+READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+
+
+class GcsReader:
+    """``read`` and ``generation`` of objects in one bucket; the emulator when STORAGE_EMULATOR_HOST is set."""
+
+    def __init__(self, bucket: str, endpoint: str | None = None, http=None):
+        self.bucket_name = bucket
+        emulator = endpoint or os.environ.get("STORAGE_EMULATOR_HOST")
+        self._endpoint = (emulator or PUBLIC_ENDPOINT).rstrip("/")
+        if http is None:
+            import urllib3
+
+            if emulator:
+                http = urllib3.PoolManager()
+            else:
+                import google.auth
+                from google.auth.transport.urllib3 import AuthorizedHttp
+
+                credentials, _ = google.auth.default(scopes=[READ_ONLY_SCOPE])
+                http = AuthorizedHttp(credentials)
+        self._http = http
+
+    def _url(self, name: str, media: bool) -> str:
+        base = f"{self._endpoint}/storage/v1/b/{quote(self.bucket_name, safe='')}/o/{quote(name, safe='')}"
+        return base + ("?alt=media" if media else "?fields=generation")
+
+    def _get(self, name: str, media: bool):
+        response = self._http.request("GET", self._url(name, media), timeout=30.0)
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise OSError(f"GET gs://{self.bucket_name}/{name}: HTTP {response.status} {response.data[:200]!r}")
+        return response
+
+    def read(self, name: str) -> tuple[bytes, int] | None:
+        """The object's bytes and generation, or None when it does not exist."""
+        response = self._get(name, media=True)
+        if response is None:
+            return None
+        return response.data, int(response.headers["x-goog-generation"])
+
+    def generation(self, name: str) -> int | None:
+        import json
+
+        response = self._get(name, media=False)
+        return None if response is None else int(json.loads(response.data)["generation"])
