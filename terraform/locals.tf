@@ -50,11 +50,21 @@ locals {
       PHARMASEG_MAX_BODY_BYTES    = tostring(var.max_body_bytes)
     }
     score_batch = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
-      PHARMASEG_MODEL_ALIAS       = var.model_alias
-      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
-      PHARMASEG_DATASET           = local.dataset_id
+      GOOGLE_CLOUD_PROJECT                  = var.project_id
+      PHARMASEG_MODELS_BUCKET               = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS                 = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS           = tostring(var.alias_ttl_seconds)
+      PHARMASEG_DATASET                     = local.dataset_id
+      PHARMASEG_BATCH_PREFIX                = var.batch_scoring.prefix
+      PHARMASEG_BATCH_RESULTS_PREFIX        = var.batch_scoring.results_prefix
+      PHARMASEG_BATCH_STAGING_PREFIX        = var.batch_scoring.staging_prefix
+      PHARMASEG_BATCH_SQL_THRESHOLD_BYTES   = tostring(var.batch_scoring.sql_threshold_bytes)
+      PHARMASEG_BATCH_MAX_PANEL_BYTES       = tostring(var.batch_scoring.max_panel_bytes)
+      PHARMASEG_BATCH_BLOCK_BYTES           = tostring(var.batch_scoring.block_bytes)
+      PHARMASEG_BATCH_RAW_RECORD_LIMIT      = tostring(var.batch_scoring.raw_record_limit)
+      PHARMASEG_BATCH_WINDOW                = var.batch_scoring.window
+      PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS = tostring(var.batch_scoring.max_event_age_seconds)
+      PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)
     }
     retrain = {
       GOOGLE_CLOUD_PROJECT        = var.project_id

@@ -136,7 +136,7 @@ variable "drift_check" {
     alpha             = optional(number, 0.05)
     correction        = optional(string, "holm")
     min_rows          = optional(number, 30)
-    ks_max_rows       = optional(number, 2000)
+    ks_max_rows       = optional(number, 20000)
     bootstrap         = optional(number, 2000)
     retrain           = optional(string, "auto")
     retrain_promotion = optional(string, "auto")
@@ -157,6 +157,33 @@ variable "drift_check" {
   validation {
     condition     = var.drift_check.alpha > 0 && var.drift_check.alpha < 1 && var.drift_check.period_days >= 1 && var.drift_check.min_rows >= 1
     error_message = "drift_check.alpha must be in (0, 1); period_days and min_rows at least 1."
+  }
+}
+
+variable "batch_scoring" {
+  description = "Batch scoring parameters (PHARMASEG_BATCH_* of shared/pharmaseg/config.py); the defaults are the code's."
+  type = object({
+    prefix                = optional(string, "incoming/")
+    results_prefix        = optional(string, "results/")
+    staging_prefix        = optional(string, "staging/")
+    sql_threshold_bytes   = optional(number, 104857600)
+    max_panel_bytes       = optional(number, 67108864)
+    block_bytes           = optional(number, 4194304)
+    raw_record_limit      = optional(number, 1024)
+    window                = optional(string, "")
+    max_event_age_seconds = optional(number, 3600)
+    lease_seconds         = optional(number, 900)
+  })
+  default = {}
+
+  validation {
+    condition     = endswith(var.batch_scoring.prefix, "/") && var.batch_scoring.prefix != var.batch_scoring.results_prefix
+    error_message = "batch_scoring.prefix must end with / and differ from results_prefix (results must not retrigger scoring)."
+  }
+
+  validation {
+    condition     = var.batch_scoring.window == "" || can(regex("^[0-9]{4}-[0-9]{4}$", var.batch_scoring.window))
+    error_message = "batch_scoring.window must be empty or START-END, e.g. 2012-2021."
   }
 }
 

@@ -149,11 +149,9 @@ def test_checkov_catches_a_public_bucket(broken, checkov_bin):
 
 def test_consistency_catches_a_missing_env_var(broken, repo_root):
     _, edit = broken
-    copy = edit(
-        "locals.tf", "      PHARMASEG_DATASET           = local.dataset_id\n    }\n    retrain", "    }\n    retrain"
-    )
+    copy = edit("locals.tf", "      PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)\n", "")
     findings = check_function_env(load_module(copy), load_settings(repo_root))
-    assert "PHARMASEG_DATASET is read by score_batch but not set" in _messages(findings)
+    assert "PHARMASEG_BATCH_LEASE_SECONDS is read by score_batch but not set" in _messages(findings)
 
 
 def test_consistency_catches_a_copied_schema(broken, repo_root):
