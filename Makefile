@@ -5,7 +5,7 @@ EMU_VENV := .venv-emulators
 INFRA_VENV := .venv-infra
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: install emulators infra-tools test unit lint demo bench stack-down clean
+.PHONY: install emulators infra-tools test unit lint tf-check demo bench stack-down clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ $(INFRA_VENV)/.installed: requirements/infra-tools.lock
 
 lint: install
 	$(VENV)/bin/ruff check shared functions tests scripts
+	$(VENV)/bin/ruff format --check shared functions tests scripts
+
+# The offline Terraform verification on its own (it also runs inside `make test`).
+tf-check: install infra-tools
+	PYTHONPATH=scripts $(VENV)/bin/python -m tfcheck terraform
 
 test: install emulators infra-tools lint
 	$(VENV)/bin/pytest

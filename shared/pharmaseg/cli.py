@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pharmaseg.errors import PharmasegError
+from pharmaseg.stack.commands import add_commands as add_stack_commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "oecd_pharma_spending.csv"
@@ -170,11 +171,20 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    from pharmaseg.config import markdown_table
+
+    print(markdown_table(), end="")
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pharmaseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pharmaseg", description="Train market-segmentation models, manage the registry, run the local stack."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model from a raw OECD panel CSV")
@@ -217,12 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", default="")
     rollback.set_defaults(handler=_cmd_rollback)
 
-    try:
-        from pharmaseg.stack.commands import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(commands)
+    config = commands.add_parser("config", help="print every environment variable the functions read")
+    config.set_defaults(handler=_cmd_config)
+
+    add_stack_commands(commands)
     return parser
 
 

@@ -210,3 +210,13 @@ def required(name: str) -> str:
     if value in (None, ""):
         raise RuntimeError(f"environment variable {name} must be set: {SETTINGS[name].doc}")
     return value
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table of docs/configuration.md (kept in sync by a test)."""
+    lines = ["| variable | default | read by | meaning |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS.values():
+        default = "(required)" if s.default is None else f"`{s.default}`" if s.default else "(empty)"
+        readers = "all" if s.functions == ALL else ", ".join(s.functions)
+        lines.append(f"| `{s.name}` | {default} | {readers} | {s.doc} |")
+    return "\n".join(lines) + "\n"

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def post(url, body):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -42,8 +43,9 @@ def test_train_register_promote_predict_and_promote_again_without_restart(local_
     url = status["functions"]["predict"] + "/predict"
     panel = read_panel(DATA)
     table = panel_features(panel, Window(2011, 2020))
-    artifact = train(table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64,
-                     rows_read=len(panel.rows))
+    artifact = train(
+        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
+    )
     registry = ModelRegistry(status["buckets"]["models"])
     first = registry.register(copy.deepcopy(artifact))
     registry.promote(first, reason="e2e")
@@ -61,7 +63,9 @@ def test_train_register_promote_predict_and_promote_again_without_restart(local_
 
     client = bigquery_client()
     table_id = f"{resources.dataset_name()}.{resources.table_name('predictions_log')}"
-    query = (f"SELECT jsonPayload.model_version AS v, jsonPayload.features.USD_CAP_avg AS usd FROM {table_id} "
-             f"WHERE jsonPayload.country = 'DEU' AND jsonPayload.model_version = '{second}'")
+    query = (
+        f"SELECT jsonPayload.model_version AS v, jsonPayload.features.USD_CAP_avg AS usd FROM {table_id} "
+        f"WHERE jsonPayload.country = 'DEU' AND jsonPayload.model_version = '{second}'"
+    )
     rows = wait_for(lambda: list(client.query(query).result()))
     assert rows[0]["usd"] == pytest.approx(deu["USD_CAP_avg"])

@@ -149,7 +149,8 @@ def test_checkov_catches_a_public_bucket(broken, checkov_bin):
 
 def test_consistency_catches_a_missing_env_var(broken, repo_root):
     _, edit = broken
-    copy = edit("locals.tf", "      PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)\n", "")
+    line = "      PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)\n"
+    copy = edit("locals.tf", line, "")
     findings = check_function_env(load_module(copy), load_settings(repo_root))
     assert "PHARMASEG_BATCH_LEASE_SECONDS is read by score_batch but not set" in _messages(findings)
 
