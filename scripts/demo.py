@@ -88,6 +88,8 @@ def main() -> int:
         sys.exit(f"demo: OECD data not found at {data}: set PHARMASEG_DATA (README, section Data)")
 
     banner("1. Local stack: emulators, buckets, topics, BigQuery tables, functions")
+    # Functions notice a promotion within this many seconds (production default: 30).
+    os.environ.setdefault("PHARMASEG_ALIAS_TTL_SECONDS", "5")
     pharmaseg("stack", "up")
     status = json.loads(pharmaseg("stack", "status", "--json", capture=True))
     env = status["env"]
@@ -111,7 +113,7 @@ def main() -> int:
         print(
             f"POST /predict {answer['country']} ({kind}) -> {code} {answer['cluster_name']:<26} "
             f"confidence {answer['confidence']:.2f}  model {answer['model_version']}  "
-            f"\"{answer['recommendation']}\""
+            f'"{answer["recommendation"]}"'
         )
     bad = {"country": "DEU", "PC_HEALTHXP_growth": "fast", "PC_GDP_avg": -1, "colour": "red"}
     code, answer = http("POST", f"{predict_url}/predict", bad)

@@ -57,6 +57,9 @@ def _wait(client, runs_table: str, run_id: str, timeout: float = 60.0) -> dict:
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s")
 
 
+SHOWN_REJECTS = 8  # a full-history panel rejects hundreds of out-of-window rows; show a few
+
+
 def run(status: dict) -> None:
     """Upload the two files, wait for their runs and print results and summaries."""
     from pharmaseg import gcp
@@ -99,8 +102,11 @@ def run(status: dict) -> None:
         rejects = client.query(
             f"SELECT row_number, reason FROM `{table}.batch_rejects` WHERE run_id = '{run_id}' ORDER BY row_number"
         )
-        for row in rejects:
+        rejects = list(rejects)
+        for row in rejects[:SHOWN_REJECTS]:
             print(f"  rejected row {row['row_number']}: {row['reason']}")
+        if len(rejects) > SHOWN_REJECTS:
+            print(f"  ... and {len(rejects) - SHOWN_REJECTS} more rejected rows, each with its reason in batch_rejects")
         if not invariant:
             raise SystemExit("the invariant rows read = scored + rejected does not hold")
 

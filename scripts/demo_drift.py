@@ -57,6 +57,21 @@ def _send_predictions(status, artifact, values, start, log) -> str:
     return "batch"
 
 
+def _wait_until_served(status, version: str, log, timeout: float = 90) -> None:
+    """A promotion reaches the predict function when its alias cache expires (PHARMASEG_ALIAS_TTL_SECONDS)."""
+    url = status["functions"].get("predict")
+    if not url:
+        return
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while requests.get(f"{url}/health", timeout=10).json().get("model_version") != version:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"predict still does not serve production {version} after {timeout}s")
+        time.sleep(1)
+    log(f"predict serves production {version}")
+
+
 def _wait_rows(bq, table: str, column: str, start, end, expected: int, timeout: float = 60) -> int:
     from google.cloud import bigquery
 
@@ -92,6 +107,7 @@ def check(status: dict[str, Any], *, log=print, timeout: float = 180) -> dict[st
     # spending levels and volatilities cannot be negative (the predict function refuses them)
     positive = [j for j, name in enumerate(artifact.feature_names) if not name.endswith("_growth")]
     values[:, positive] = np.maximum(values[:, positive], 1e-3)
+    _wait_until_served(status, artifact.version, log)
     source = _send_predictions(status, artifact, values, start, log)
     end = datetime.now(UTC) + timedelta(seconds=5)
     bq = gcp.bigquery_client(status["project"])
