@@ -152,8 +152,9 @@ def prepare(workdir: Path):
     bucket = client.create_bucket("bench-models").name
     panel = read_panel(default_data())
     table = panel_features(panel, Window(2011, 2020))
-    artifact = train(table, TrainingParams(n_bootstrap=0), source_uri="bench", source_sha256="0" * 64,
-                     rows_read=len(panel.rows))
+    artifact = train(
+        table, TrainingParams(n_bootstrap=0), source_uri="bench", source_sha256="0" * 64, rows_read=len(panel.rows)
+    )
     registry = ModelRegistry(bucket, client=client)
     registry.promote(registry.register(artifact))
     pipeline = make_pipeline(StandardScaler(), KMeans(3, random_state=42, n_init=10))

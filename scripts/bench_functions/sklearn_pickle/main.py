@@ -23,5 +23,9 @@ def predict(request):
     frame = pd.DataFrame([body])[FEATURES]
     cluster = int(PIPELINE.predict(frame)[0])
     distances = PIPELINE.transform(frame)[0]
-    return {"country": body["country"], "cluster": cluster, "distance": float(distances[cluster]),
-            "confidence": float(1 / (1 + distances[cluster]))}
+    return {
+        "country": body["country"],
+        "cluster": cluster,
+        "distance": float(distances[cluster]),
+        "confidence": float(1 / (1 + distances[cluster])),
+    }
