@@ -47,6 +47,10 @@ def train_summary(artifact) -> dict[str, Any]:
     }
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import io
 
@@ -85,7 +89,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(
         f"silhouette {m['silhouette']:.3f}  davies-bouldin {m['davies_bouldin']:.3f}  "
         f"calinski-harabasz {m['calinski_harabasz']:.1f}  inertia {m['inertia']:.1f}  "
-        f"stability (mean ARI, {m['stability']['n_bootstrap']} bootstraps) {m['stability']['mean_ari']:.2f}"
+        f"stability (mean ARI, {m['stability']['n_bootstrap']} bootstraps) {_fmt(m['stability']['mean_ari'])}"
     )
     for seg in summary["segments"]:
         fit = "" if seg["fits_profile"] else "  [does not fit its profile]"
