@@ -25,7 +25,15 @@ from pharmaseg.features import Window
 from pharmaseg.gcs_reader import GcsReader
 from pharmaseg.logs import log
 from pharmaseg.openapi import openapi_document
-from pharmaseg.predict_api import ApiError, Limits, features_of, parse_body, parse_request, traffic_bucket
+from pharmaseg.predict_api import (
+    ApiError,
+    Limits,
+    features_of,
+    parse_body,
+    parse_request,
+    traffic_bucket,
+    version_problem,
+)
 from pharmaseg.registry import ModelCache
 from pharmaseg.serving import predict_records
 
@@ -94,6 +102,10 @@ def _candidate_for(country: str):
 
 def _predict(request, request_id: str, started: float):
     limits = _settings().limits
+    if (request.content_length or 0) > limits.max_body_bytes:  # refuse before reading the body
+        raise ApiError(
+            413, "request body too large", [{"field": "body", "problem": f"over {limits.max_body_bytes} bytes"}]
+        )
     doc = parse_body(request.get_data(cache=False), request.headers.get("Content-Type"), limits)
     parsed = parse_request(doc, request.args.get("version") if request.query_string else None, limits)
     pinned = _load(version=parsed.version) if parsed.version else None
@@ -137,7 +149,10 @@ def _predict(request, request_id: str, started: float):
 
 
 def _model_info(request):
-    model = _load(version=request.args.get("version"))
+    version = request.args.get("version")
+    if version is not None and version_problem(version):
+        raise ApiError(400, "invalid request", [{"field": "version", "problem": version_problem(version)}])
+    model = _load(version=version)
     centroids = model.centroids_original_units()
     return {
         "model_version": model.version,

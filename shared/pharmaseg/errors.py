@@ -8,10 +8,18 @@ class PharmasegError(Exception):
 class DataValidationError(PharmasegError):
     """Input data breaks the contract; the message names the row and column."""
 
-    def __init__(self, message: str, *, row: int | None = None, column: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        problems: list[tuple[str, str]] | None = None,
+    ):
         super().__init__(message)
         self.row = row
         self.column = column
+        self.problems = problems or [(column or "", message)]  # (field path, problem) pairs
 
 
 class ArtifactError(PharmasegError):

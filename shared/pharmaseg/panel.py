@@ -22,6 +22,7 @@ KEY_COLUMNS: tuple[str, ...] = ("LOCATION", "TIME")
 REQUIRED_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, *MEASURES)
 OPTIONAL_COLUMNS: tuple[str, ...] = ("TOTAL_SPEND",)
 FIRST_DATA_LINE = 2
+MIN_YEAR, MAX_YEAR = 1900, 2200  # beyond these a TIME value is a unit or entry mistake
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def validate_panel(frame: pd.DataFrame, *, strict: bool = True) -> Panel:
     frame["LOCATION"] = location
     flag(location == "", "LOCATION", "empty country code")
     time = pd.to_numeric(frame["TIME"], errors="coerce")
-    flag(time.isna() | (time != time.round()), "TIME", frame["TIME"].map(lambda v: f"{v!r} is not an integer year"))
+    not_a_year = time.isna() | ~np.isfinite(time) | (time != time.round()) | ~time.between(MIN_YEAR, MAX_YEAR)
+    flag(not_a_year, "TIME", frame["TIME"].map(lambda v: f"{v!r} is not an integer year ({MIN_YEAR}-{MAX_YEAR})"))
     frame["TIME"] = time
     for measure in MEASURES:
         numbers = pd.to_numeric(frame[measure].str.strip(), errors="coerce")

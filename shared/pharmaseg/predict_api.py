@@ -17,6 +17,7 @@ import numpy as np
 
 from pharmaseg.errors import DataValidationError
 from pharmaseg.features import FEATURE_NAMES, MEASURES, Window, features_from_series
+from pharmaseg.registry import SEMVER
 
 # Plausible ranges of each feature: a value outside is a unit or data-entry mistake, not a market.
 # Shares are percentages, USD_CAP is US dollars per head at PPP; a compound annual growth rate
@@ -128,6 +129,13 @@ def _parse_instance(doc: Any, path: str, problems: list[dict[str, str]], *, allo
     return Instance(country, "features", features=values)
 
 
+def version_problem(version: Any) -> str | None:
+    """Why a pinned version is malformed (a version is MAJOR.MINOR.PATCH, not an alias name)."""
+    if not isinstance(version, str) or not SEMVER.match(version):
+        return f"{version!r} is not a model version such as 1.2.0"
+    return None
+
+
 def parse_request(doc: Any, query_version: str | None, limits: Limits) -> PredictRequest:
     """Validate a decoded body; raises ApiError(400) listing every bad field."""
     problems: list[dict[str, str]] = []
@@ -149,8 +157,9 @@ def parse_request(doc: Any, query_version: str | None, limits: Limits) -> Predic
         parsed = [_parse_instance(doc, "", problems, allow_version=True)]
         batch = False
     version = doc.get("version") if isinstance(doc, dict) else None
-    if version is not None and not isinstance(version, str):
-        problems.append(_problem("version", "must be a string such as 1.2.0"))
+    for given in (version, query_version):
+        if given is not None and version_problem(given):
+            problems.append(_problem("version", version_problem(given)))
     if query_version and version and query_version != version:
         problems.append(_problem("version", f"body says {version}, query says {query_version}"))
     if problems:
@@ -159,15 +168,27 @@ def parse_request(doc: Any, query_version: str | None, limits: Limits) -> Predic
 
 
 def features_of(instance: Instance, window: Window, path: str) -> np.ndarray:
-    """The 9 features of an instance; a raw series goes through the training code path."""
+    """The 9 features of an instance; a raw series goes through the training code path.
+
+    Features derived from a series must fall in the same plausible ranges as features sent
+    directly: a series in the wrong unit (e.g. USD per head in cents) is refused, not scored.
+    """
     if instance.kind == "features":
         return np.asarray(instance.features, dtype=float)
+    where = f"{path}series"
     try:
-        return features_from_series(instance.series, window, where=f"{path}series" if path else "series")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            values = features_from_series(instance.series, window, where=where)
     except DataValidationError as exc:
-        raise ApiError(
-            400, "invalid request", [_problem(p.split(":")[0], p.split(": ", 1)[-1]) for p in str(exc).split("; ")]
-        ) from None
+        raise ApiError(400, "invalid request", [_problem(f, p) for f, p in exc.problems]) from None
+    problems = [
+        _problem(where, f"derived {name} {problem}")
+        for name, value in zip(FEATURE_NAMES, values.tolist())
+        if (problem := _number_problem(name, value))
+    ]
+    if problems:
+        raise ApiError(400, "invalid request", problems)
+    return values
 
 
 def traffic_bucket(country: str) -> float:

@@ -236,3 +236,31 @@ print(json.dumps(heavy))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_series_values_are_numbers_in_plausible_units(client, panel):
+    series = series_of(panel, "DEU")
+    as_text = [dict(r, PC_GDP=str(r["PC_GDP"])) for r in series]
+    response = post(client, {"country": "DEU", "series": as_text})
+    assert response.status_code == 400 and "series[0].PC_GDP" in _fields(response)
+    in_cents = [dict(r, USD_CAP=r["USD_CAP"] * 1000) for r in series]
+    response = post(client, {"country": "DEU", "series": in_cents})
+    assert response.status_code == 400
+    assert any("derived USD_CAP_avg" in d["problem"] for d in response.json["details"])
+    huge = [dict(r, PC_GDP=1e300 if r["year"] == 2020 else 1e-300) for r in series]
+    assert post(client, {"country": "DEU", "series": huge}).status_code == 400
+
+
+@pytest.mark.parametrize("year", ["NaN", "Infinity", "1e999"])
+def test_non_finite_years_are_400_not_500(client, panel, year):
+    text = json.dumps({"country": "DEU", "series": series_of(panel, "DEU")}).replace('"year": 2011', f'"year": {year}')
+    response = client.post("/", data=text, content_type="application/json")
+    assert response.status_code == 400 and "series[0].year" in _fields(response)
+
+
+def test_malformed_version_is_400_not_503(client, trained):
+    good = {"country": "DEU", **features_of(trained[0], "DEU")}
+    assert client.get("/model?version=latest").status_code == 400
+    response = post(client, good, "/?version=production")
+    assert response.status_code == 400 and _fields(response) == {"version"}
+    assert post(client, {**good, "version": 3}).status_code == 400

@@ -75,3 +75,9 @@ def test_incomplete_window_excludes_country_with_reason():
     assert table.countries == ["AUS"]
     assert table.excluded == {"AUT": "9 of 10 years of window 2011-2020 present"}
     assert np.isclose(table.values[0, 6], ((12 / 3) ** (1 / 9) - 1) * 100)
+
+
+@pytest.mark.parametrize("year", ["inf", "1e20", "-5"])
+def test_years_must_be_plausible_integers(year):
+    with pytest.raises(DataValidationError, match=f"line 2, column TIME: '{year}' is not an integer year"):
+        _read(HEADER + f"AUS,{year},1,2,3,4\n")
