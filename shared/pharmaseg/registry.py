@@ -94,7 +94,8 @@ def load_verified(source: ObjectSource, version: str, sha256: str | None = None)
 class ModelRegistry:
     """Register, list, show, promote and roll back model versions in one bucket."""
 
-    def __init__(self, bucket: str, client=None):
+    def __init__(self, bucket: str, client=None, *, claim_lease_seconds: float = 900.0):
+        self.claim_lease_seconds = claim_lease_seconds
         if client is None:
             from pharmaseg.gcp import storage_client
 
@@ -144,11 +145,14 @@ class ModelRegistry:
     # -- versions --------------------------------------------------------------------------------
 
     def versions(self) -> list[str]:
-        """Registered versions, oldest first by semantic version."""
+        """Registered versions (those with metadata), oldest first by semantic version."""
+        return self._version_dirs(registered_only=True)
+
+    def _version_dirs(self, *, registered_only: bool) -> list[str]:
         names = set()
         for blob in self._client.list_blobs(self.bucket_name, prefix="models/"):
             parts = blob.name.split("/")
-            if len(parts) == 3 and parts[2] == "metadata.json" and SEMVER.match(parts[1]):
+            if len(parts) == 3 and SEMVER.match(parts[1]) and (parts[2] == "metadata.json" or not registered_only):
                 names.add(parts[1])
         return sorted(names, key=parse_version)
 
@@ -159,14 +163,17 @@ class ModelRegistry:
             raise VersionNotFoundError(f"model version {version} is not registered in gs://{self.bucket_name}")
         return found[0]
 
-    def _next_version(self, artifact: ModelArtifact, existing: list[str]) -> str:
-        if not existing:
+    def _next_version(self, artifact: ModelArtifact) -> str:
+        """After the highest number ever used (even by a registration that died half-way)."""
+        taken = self._version_dirs(registered_only=False)
+        if not taken:
             return "1.0.0"
-        latest = existing[-1]
-        major, minor, _ = parse_version(latest)
-        previous = self.load(latest)
-        if previous.feature_names != artifact.feature_names or previous.k != artifact.k:
-            return f"{major + 1}.0.0"
+        major, minor, _ = parse_version(taken[-1])
+        registered = self.versions()
+        if registered:
+            previous = self.load(registered[-1])
+            if previous.feature_names != artifact.feature_names or previous.k != artifact.k:
+                return f"{major + 1}.0.0"
         return f"{major}.{minor + 1}.0"
 
     def register(
@@ -185,7 +192,7 @@ class ModelRegistry:
             if claimed is not None:
                 return claimed
         for _ in range(20):
-            chosen = version or self._next_version(artifact, self.versions())
+            chosen = version or self._next_version(artifact)
             parse_version(chosen)
             artifact.version = chosen
             body = artifact.to_json()
@@ -217,16 +224,32 @@ class ModelRegistry:
         raise RegistryError("could not allocate a version number after 20 attempts")
 
     def _claim(self, key_name: str, key: str) -> str | None:
-        """Take the idempotency key, or return the version a previous holder registered."""
+        """Take the idempotency key, or return the version a previous holder registered.
+
+        A claim without a version older than the lease belongs to a worker that died between
+        claiming and registering; it is taken over (conditionally, so only one retry wins)
+        rather than blocking every redelivery until the message is dead-lettered.
+        """
+        claim = {"key": key, "version": None, "claimed_at": _now()}
         try:
-            self._write_json(key_name, {"key": key, "version": None, "claimed_at": _now()}, if_generation_match=0)
+            self._write_json(key_name, claim, if_generation_match=0)
             return None
         except self._precondition_failed():
-            found = self._read_json(key_name)
-            version = found[0].get("version") if found else None
-            if version:
-                return version
-            raise ConcurrentUpdateError(f"request {key!r} is being registered by another worker") from None
+            pass
+        found = self._read_json(key_name)
+        if found is None:
+            raise ConcurrentUpdateError(f"request {key!r}: its claim vanished; retry") from None
+        doc, generation = found
+        if doc.get("version"):
+            return doc["version"]
+        age = (datetime.now(UTC) - datetime.fromisoformat(doc["claimed_at"])).total_seconds()
+        if age < self.claim_lease_seconds:
+            raise ConcurrentUpdateError(f"request {key!r} is being registered by another worker")
+        try:
+            self._write_json(key_name, claim, if_generation_match=generation)
+        except self._precondition_failed():
+            raise ConcurrentUpdateError(f"request {key!r} was taken over by another worker") from None
+        return None
 
     def version_for_key(self, idempotency_key: str) -> str | None:
         found = self._read_json(f"keys/{hashlib.sha256(idempotency_key.encode()).hexdigest()}.json")

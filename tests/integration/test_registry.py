@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -211,3 +212,27 @@ def test_cli_registry_commands(gcs, model, tmp_path):
     assert run("rollback").stdout.strip() == "production -> 1.0.0"
     missing = run("promote", "3.0.0")
     assert missing.returncode == 2 and "3.0.0 is not registered" in missing.stderr
+
+
+def test_a_registration_that_died_half_way_does_not_block_numbering(registry, model):
+    registry._bucket.blob("models/1.0.0/model.json").upload_from_string(b"{}")  # no metadata: a crash
+    assert registry.register(copy.deepcopy(model)) == "1.1.0"
+    assert registry.versions() == ["1.1.0"]
+
+
+def test_a_stale_claim_is_taken_over_after_the_lease(gcs, model):
+    client = gcs.client()
+    name = client.create_bucket(f"models-{uuid.uuid4().hex[:12]}").name
+    patient = ModelRegistry(name, client=client, claim_lease_seconds=3600)
+    key = "keys/" + hashlib.sha256(b"message-9").hexdigest() + ".json"
+    patient._bucket.blob(key).upload_from_string(
+        json.dumps({"key": "message-9", "version": None, "claimed_at": "2026-01-01T00:00:00+00:00"})
+    )
+    impatient = ModelRegistry(name, client=client, claim_lease_seconds=0)
+    with pytest.raises(ConcurrentUpdateError, match="being registered"):
+        ModelRegistry(name, client=client, claim_lease_seconds=10**9).register(
+            copy.deepcopy(model), idempotency_key="message-9"
+        )
+    version = impatient.register(copy.deepcopy(model), idempotency_key="message-9")
+    assert patient.register(copy.deepcopy(model), idempotency_key="message-9") == version
+    assert patient.versions() == [version]
