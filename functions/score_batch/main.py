@@ -6,7 +6,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from pharmaseg import config
-from pharmaseg.batch import BatchSettings, BatchSink, event_too_old, parse_event, process_object
+from pharmaseg.batch import BatchSettings, BatchSink, EventError, event_too_old, parse_event, process_object
 from pharmaseg.logs import log
 
 _clients: dict = {}
@@ -51,12 +51,22 @@ def _lazy() -> dict:
 @functions_framework.cloud_event
 def score_batch(cloud_event: CloudEvent) -> None:
     """Score the finalized object named by a storage or Pub/Sub-notification event."""
-    ref = parse_event(cloud_event["type"], cloud_event.data)
+    try:
+        ref = parse_event(cloud_event["type"], cloud_event.data)
+    except EventError as exc:  # a malformed event stays malformed: acknowledge it, don't retry for a day
+        log("ERROR", f"malformed event: {exc}", event="batch_bad_event", event_type=cloud_event["type"])
+        return
     if ref is None:
         log("INFO", "ignored: not an object-finalize notification", event="batch_ignored")
         return
     if event_too_old(cloud_event.get("time"), float(config.setting("PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS"))):
-        log("ERROR", "event too old: dropped", event="batch_dropped", source_uri=ref.uri, time=cloud_event.get("time"))
+        log(
+            "ERROR",
+            "event too old: dropped",
+            event="batch_dropped",
+            source_uri=ref.uri,
+            event_time=cloud_event.get("time"),
+        )
         return
     clients = _lazy()
     alias = config.setting("PHARMASEG_MODEL_ALIAS")
