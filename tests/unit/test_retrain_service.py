@@ -255,3 +255,25 @@ def test_default_data_uri_from_settings(monkeypatch):
     assert handler.default_data_uri() == "gs://src/oecd_pharma_spending.csv"
     monkeypatch.setenv("PHARMASEG_RETRAIN_DATA_URI", "gs://x/y.csv")
     assert handler.default_data_uri() == "gs://x/y.csv"
+
+
+class FileStorage(EmptyStorage):
+    """A storage client whose every object is the OECD file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def download_as_bytes(self):
+        return self.path.read_bytes()
+
+
+def test_a_drift_request_published_twice_is_one_version_and_one_decision(deps, oecd_path):
+    deps.storage_client = FileStorage(oecd_path)
+    data = event_data({"reason": "drift detected", "n_bootstrap": 2}, message_id="m-first")
+    data["message"]["attributes"] = {"origin": "check_drift", "drift_report_id": "msg-42"}
+    again = event_data({"reason": "drift detected", "n_bootstrap": 2}, message_id="m-second")
+    again["message"]["attributes"] = dict(data["message"]["attributes"])
+    first = handler.handle_event(handler.EVENT_TYPE, data, "e1", deps)
+    second = handler.handle_event(handler.EVENT_TYPE, again, "e2", deps)
+    assert second.version == first.version and second.duplicate
+    assert [r["message_id"] for r in deps.store.rows] == ["drift-report:msg-42"]

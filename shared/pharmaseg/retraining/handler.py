@@ -67,6 +67,17 @@ def dependencies() -> Dependencies:
     return _deps
 
 
+def request_id(message) -> str:
+    """The identity of a request: its message id, or the drift report that asked for it.
+
+    The drift check publishes before it records its report, so a redelivered check can publish
+    the same request twice under two message ids; keyed on the report, both map to one version
+    and one decision.
+    """
+    report = message.attributes.get("drift_report_id")
+    return f"drift-report:{report}" if report else message.message_id
+
+
 def handle_event(event_type: str, data: Any, event_id: str | None = None, deps: Dependencies | None = None):
     """Handle one ``messagePublished`` event; returns the Decision, or None when acknowledged unprocessed."""
     if event_type != EVENT_TYPE:
@@ -75,7 +86,7 @@ def handle_event(event_type: str, data: Any, event_id: str | None = None, deps: 
     message_id = event_id
     try:
         message = pubsub_message(data, event_id)
-        message_id = message.message_id
+        message_id = request_id(message)
         request = decode_request(message.data, **deps.defaults)
         return handle_request(request, message_id, deps, publish_time=message.publish_time)
     except MalformedRequestError as exc:
