@@ -109,7 +109,8 @@ def test_lowest_inertia_candidate_is_held_and_stays_registered(env):
     assert decision.decision == "held"
     assert "silhouette" in decision.gate.failed and "gate failed: silhouette" in decision.detail
     assert registry.aliases["production"] == "1.0.0"
-    assert registry.aliases["candidate"] == "1.1.0"  # left for a person to inspect
+    assert "1.1.0" in registry.models  # left in the registry for a person to inspect
+    assert registry.aliases["candidate"] == "1.0.0"  # but never given A/B traffic
     assert [r["decision"] for r in store.rows] == ["promoted", "held"]
 
 

@@ -284,7 +284,6 @@ def retrain(
     artifact = train_candidate(request, message_id, storage_client=storage_client, publish_time=publish_time)
     version = registry.register(artifact, idempotency_key=message_id)
     candidate = registry.load(version)  # what the registry holds (the first delivery's, on redelivery)
-    _point_candidate(registry, version, message_id)
     decision, gate, detail = decide(
         registry,
         candidate,
@@ -293,6 +292,10 @@ def retrain(
         message_id,
         before_promote=before_promote,
     )
+    if decision != HELD or (gate is not None and gate.passed):
+        # The candidate alias can receive live A/B traffic (PHARMASEG_CANDIDATE_TRAFFIC): only a
+        # version that passed the gate (or was forced) may hold it. A held one stays registered.
+        _point_candidate(registry, version, message_id)
     row = _row(request, message_id, candidate, decision, gate, detail)
     store.record(row)
     log(
