@@ -22,8 +22,10 @@ class Setting:
 ALL = ("predict", "score_batch", "retrain", "check_drift")
 
 _SETTINGS = [
-    Setting("GOOGLE_CLOUD_PROJECT", None, "Project holding the buckets, topics and dataset.", ALL),
-    Setting("PHARMASEG_MODELS_BUCKET", None, "Bucket of the model registry (models/<version>/, aliases/).", ALL),
+    Setting("GOOGLE_CLOUD_PROJECT", None, "Required. Project holding the buckets, topics and dataset.", ALL),
+    Setting(
+        "PHARMASEG_MODELS_BUCKET", None, "Required. Bucket of the model registry (models/<version>/, aliases/).", ALL
+    ),
     Setting(
         "PHARMASEG_MODEL_ALIAS", "production", "Alias served by default.", ("predict", "score_batch", "check_drift")
     ),
@@ -77,7 +79,10 @@ _SETTINGS = [
     ),
     # -- check_drift (docs/drift.md) --
     Setting(
-        "PHARMASEG_REPORTS_BUCKET", None, "Bucket the drift reports (JSON + HTML) are written to.", ("check_drift",)
+        "PHARMASEG_REPORTS_BUCKET",
+        None,
+        "Required. Bucket the drift reports (JSON + HTML) are written to.",
+        ("check_drift",),
     ),
     Setting(
         "PHARMASEG_RETRAIN_TOPIC",
@@ -216,7 +221,7 @@ def markdown_table() -> str:
     """The settings as the Markdown table of docs/configuration.md (kept in sync by a test)."""
     lines = ["| variable | default | read by | meaning |", "| --- | --- | --- | --- |"]
     for s in SETTINGS.values():
-        default = "(required)" if s.default is None else f"`{s.default}`" if s.default else "(empty)"
+        default = "(unset)" if s.default is None else f"`{s.default}`" if s.default else "(empty)"
         readers = "all" if s.functions == ALL else ", ".join(s.functions)
         lines.append(f"| `{s.name}` | {default} | {readers} | {s.doc} |")
     return "\n".join(lines) + "\n"

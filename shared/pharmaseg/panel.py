@@ -7,7 +7,6 @@ numbers (the header is line 1), which is what a person opening the file sees.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -54,9 +53,6 @@ class FeatureTable:
     values: np.ndarray
     window: Window
     excluded: dict[str, str] = field(default_factory=dict)
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.values, index=pd.Index(self.countries, name="COUNTRY"), columns=FEATURE_NAMES)
 
 
 def _raise_first(problems: list[RowProblem]) -> None:
@@ -153,12 +149,3 @@ def panel_features(panel: Panel | pd.DataFrame, window: Window) -> FeatureTable:
     cube = cube_frame.reshape(len(complete), expected, len(MEASURES))
     values = derive_features(cube) if complete else np.empty((0, len(FEATURE_NAMES)))
     return FeatureTable(countries=complete, values=values, window=window, excluded=excluded)
-
-
-def load_features(path: str | Path, window: Window) -> FeatureTable:
-    """Strictly read a panel file and derive its feature table: the training entry point."""
-    return panel_features(read_panel(path, strict=True), window)
-
-
-def panel_from_bytes(data: bytes, *, strict: bool = True) -> Panel:
-    return read_panel(io.BytesIO(data), strict=strict)

@@ -1,7 +1,9 @@
 """Turn model predictions into the records every consumer shows: API responses, batch rows, logs.
 
-One place defines what a prediction says (cluster, segment name, recommendation, confidence,
-distances), so the HTTP answer, the BigQuery row and the log line cannot disagree.
+One place defines what an online prediction says (cluster, segment name, recommendation,
+confidence, distances), so the HTTP answer and its log line cannot disagree. Batch scoring
+writes the same cluster, name, confidence and distances from ``ModelArtifact.predict`` in
+its own columnar shape.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fit StandardScaler + KMeans, evaluate the segmentation, and build the artifact.
 
-This is the only module that imports scikit-learn; serving never reaches it.
+scikit-learn is imported here (and by the retraining gate), never on a serving path.
 
 The default procedure is the original analysis' (random_state=42, n_init=10) because on this
 data k-means has several local optima: the lowest-inertia solution (inertia 183.8, silhouette

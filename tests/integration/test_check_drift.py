@@ -8,6 +8,7 @@ subscription, the check_drift function, and the retrain topic.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -222,7 +223,7 @@ def test_policy_never_and_redelivery(env):
 
 
 def test_large_sample_takes_the_binned_path(env):
-    env["settings"] = service.settings_with(env["settings"], thresholds=methods.Thresholds(ks_max_rows=500))
+    env["settings"] = dataclasses.replace(env["settings"], thresholds=methods.Thresholds(ks_max_rows=500))
     _load(env, 300, 3000, seed=6, jitter=0.1)
     calm = _run(env)
     assert calm["path"] == "binned" and calm["result"]["verdict"] == "no_drift", calm["result"]["reason"]

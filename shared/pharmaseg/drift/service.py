@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -367,11 +367,6 @@ def run(
     else:
         log("INFO", f"drift check: {result.verdict} ({result.reason})", event="drift_check", **fields)
     return doc
-
-
-def settings_with(settings: DriftSettings, **changes: Any) -> DriftSettings:
-    """A copy with some values changed (tests, scripts); thresholds by keyword ``thresholds``."""
-    return replace(settings, **changes)
 
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"

@@ -78,7 +78,7 @@ class GateResult:
 
 
 def _number(value: Any) -> float | None:
-    """JSON-safe float: NaN (e.g. stability without bootstraps) becomes None."""
+    """JSON-safe float: a missing or non-finite metric (e.g. stability without bootstraps) is None."""
     if value is None:
         return None
     value = float(value)

@@ -142,8 +142,6 @@ def train_candidate(request: RetrainRequest, message_id: str, *, storage_client=
                 "promotion": request.promotion,
             },
         )
-    except ConcurrentUpdateError:
-        raise
     except PharmasegError as exc:
         raise TrainingFailedError(f"cannot train on {request.data_uri} window {request.window}: {exc}") from None
 
@@ -169,7 +167,7 @@ def _point_candidate(registry: ModelRegistry, version: str, message_id: str) -> 
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN and infinities (e.g. stability without bootstraps) become null; BigQuery JSON has no NaN."""
+    """Non-finite floats become null: BigQuery's JSON has no NaN (metrics may come from any artifact)."""
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -159,8 +159,3 @@ def start(
 def stop(records: dict[str, dict[str, Any]]) -> dict[str, bool]:
     """Stop each emulator's process group; name -> True if nothing of it is left."""
     return {name: processes.stop(r["pid"], r.get("start_time")) for name, r in records.items()}
-
-
-def ensure_free_or_raise(layout: StackLayout) -> None:
-    """Raise if a component's port is taken (used before starting a fresh stack)."""
-    check_ports(layout, list(layout.all_ports()))
