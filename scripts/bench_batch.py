@@ -23,12 +23,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (100_000, 1_000_000)
+SMALL_BLOCK = 1 << 20
 
 _CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from pharmaseg.artifact import ModelArtifact
-mode, csv_path, model_path, out_dir = sys.argv[1:5]
+mode, csv_path, model_path, out_dir, block_size = sys.argv[1:6]
 artifact = ModelArtifact.from_json(open(model_path, "rb").read())
 start = time.perf_counter()
 if mode == "bound":
@@ -44,7 +45,7 @@ else:
         layout = detect_layout(f.read(65536))
     with open(csv_path, "rb") as src, open(out_dir + "/s.csv", "wb") as s, open(out_dir + "/r.csv", "wb") as r:
         out = _CsvOut(s, r, artifact.k)
-        counts = score_features(src, layout, artifact, "bench", out)
+        counts = score_features(src, layout, artifact, "bench", out, block_size=int(block_size))
         out.close()
     rows = counts.rows_scored
 seconds = time.perf_counter() - start
@@ -96,9 +97,9 @@ def _features_csv(path: Path, rows: int) -> int:
     return path.stat().st_size
 
 
-def _measure(mode: str, csv_path: Path, model_path: Path, out_dir: Path) -> dict:
+def _measure(mode: str, csv_path: Path, model_path: Path, out_dir: Path, block_size: int = 0) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, str(csv_path), str(model_path), str(out_dir)],
+        [sys.executable, "-c", _CHILD, mode, str(csv_path), str(model_path), str(out_dir), str(block_size)],
         capture_output=True,
         text=True,
         check=True,
@@ -106,43 +107,62 @@ def _measure(mode: str, csv_path: Path, model_path: Path, out_dir: Path) -> dict
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _block_sizes() -> tuple[int, ...]:
+    """The block size the function runs with (PHARMASEG_BATCH_BLOCK_BYTES), then 1 MiB for comparison."""
+    from pharmaseg import config
+
+    configured = int(config.setting("PHARMASEG_BATCH_BLOCK_BYTES"))
+    return (configured,) if configured == SMALL_BLOCK else (configured, SMALL_BLOCK)
+
+
 def run() -> str:
     """Measure and return the markdown section."""
     started = time.perf_counter()
     rows_out = []
+    blocks = _block_sizes()
+    peaks: dict[tuple[int, int], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         model_path = tmp_path / "model.json"
         _model(model_path)
-        peaks = {}
         for size in SIZES:
             csv_path = tmp_path / f"f{size}.csv"
             nbytes = _features_csv(csv_path, size)
             bound = _measure("bound", csv_path, model_path, tmp_path)
-            path = _measure("path", csv_path, model_path, tmp_path)
-            assert path["rows"] == bound["rows"] == size, (path, bound)
-            peaks[size] = path["peak_mb"]
-            rows_out.append(
-                f"| {size:,} | {nbytes / 1e6:.0f} MB | {size / path['seconds']:,.0f} | {size / bound['seconds']:,.0f} "
-                f"| {path['seconds'] / bound['seconds']:.2f}x | {path['peak_mb']:.0f} MB | {bound['peak_mb']:.0f} MB |"
-            )
+            for block in blocks:
+                path = _measure("path", csv_path, model_path, tmp_path, block)
+                assert path["rows"] == bound["rows"] == size, (path, bound)
+                peaks[size, block] = path["peak_mb"]
+                rows_out.append(
+                    f"| {size:,} | {nbytes / 1e6:.0f} MB | {block >> 20} MiB | {size / path['seconds']:,.0f} "
+                    f"| {size / bound['seconds']:,.0f} | {path['seconds'] / bound['seconds']:.2f}x "
+                    f"| {path['peak_mb']:.0f} MB | {bound['peak_mb']:.0f} MB |"
+                )
             csv_path.unlink()
-    growth = peaks[SIZES[1]] - peaks[SIZES[0]]
+    small, large = SIZES
+    growth = [
+        f"{block >> 20} MiB blocks{' (configured)' if block == blocks[0] else ''}: "
+        f"{peaks[small, block]:.0f} -> {peaks[large, block]:.0f} MB, "
+        f"{peaks[large, block] - peaks[small, block]:+.0f} MB, ratio {peaks[large, block] / peaks[small, block]:.2f}"
+        for block in blocks
+    ]
     return "\n".join(
         [
             "## Batch scoring (in-function path)",
             "",
-            "`score_features` streams the CSV in 4 MB blocks, validates every row (country code, duplicates, "
+            "`score_features` streams the CSV in blocks, validates every row (country code, duplicates, "
             "9 finite numbers, column count), scores with numpy and writes the scored and rejects CSVs; the bound "
             "parses the same file with `pyarrow.csv.read_csv` and takes the nearest centroid, nothing else. "
             "Each in its own process; peak = ru_maxrss. GCS and BigQuery I/O are not included.",
             "",
-            "| rows | file | path rows/s | bound rows/s | path time / bound time | path peak RSS | bound peak RSS |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| rows | file | block | path rows/s | bound rows/s | path time / bound time | path peak RSS "
+            "| bound peak RSS |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows_out,
             "",
-            f"Peak memory growth of the path from {SIZES[0]:,} to {SIZES[1]:,} rows: {growth:+.0f} MB "
-            f"(the bound holds the whole file). Measured in {time.perf_counter() - started:.0f} s.",
+            f"Peak RSS of the path from {small:,} to {large:,} rows (the bound holds the whole file): "
+            + "; ".join(growth)
+            + f". Measured in {time.perf_counter() - started:.0f} s.",
             "",
         ]
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Protocol
@@ -31,6 +32,7 @@ from pharmaseg.features import FEATURE_NAMES, Window
 
 DEFAULT_BLOCK_SIZE = 4 << 20
 DEFAULT_RAW_LIMIT = 1024
+_SLICE_ROWS = 8192  # rows validated and scored at a time within a parsed block
 _ISO = pa.array(sorted(ISO3166_ALPHA3))
 _KEY_PATTERN = r"^[A-Z]{3}(:[^\x00-\x1f]{1,64})?$"
 
@@ -114,6 +116,77 @@ class _Rows:
         return out
 
 
+class _Paced:
+    """A file wrapper that keeps pyarrow's CSV reader at most ``ahead`` blocks ahead of its consumer.
+
+    ``pcsv.open_csv`` reads its input on a background thread that queues up to 32 blocks
+    (Arrow's ``MakeBackgroundGenerator`` default; not configurable, ARROW-12090): with 4 MiB
+    blocks that is up to 128 MiB of the file in memory, the whole file for anything below that.
+    Here each ``read`` waits until the consumer has taken all but ``ahead`` of the blocks read so
+    far (the reader yields one batch per block, empty ones included, and a row never spans more
+    than two blocks, so ``ahead >= 2`` cannot starve it). Safety valve: if the consumer has been
+    waiting for a batch for ``stall`` seconds while a read is held, one more read is let through,
+    and taken back when the next batch arrives.
+    """
+
+    def __init__(self, raw: IO[bytes], ahead: int = 2, stall: float = 0.25) -> None:
+        self._raw = raw
+        self._ahead = ahead
+        self._stall = stall
+        self._cond = threading.Condition()
+        self._reads = 0
+        self._batches = 0
+        self._extra = 0
+        self._waiting = False
+        self._done = False
+        self.closed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while not self._done and self._reads >= self._batches + self._ahead + self._extra:
+                if not self._cond.wait(self._stall) and self._waiting:
+                    self._extra += 1
+            if self._done:
+                return b""
+            self._reads += 1
+        return self._raw.read(n)
+
+    def batches(self, open_reader: Callable[[IO[bytes]], pcsv.CSVStreamingReader]):
+        """Open a reader on this stream and iterate it, letting one more block be read per batch taken."""
+        try:
+            reader = self._call(lambda: open_reader(self))
+            while True:
+                try:
+                    batch = self._call(reader.read_next_batch)
+                except StopIteration:
+                    return
+                with self._cond:
+                    self._batches += 1
+                    self._extra = max(0, self._extra - 1)
+                    self._cond.notify_all()
+                yield batch
+        finally:
+            self.close()
+
+    def _call(self, fn):
+        with self._cond:
+            self._waiting = True
+        try:
+            return fn()
+        finally:
+            with self._cond:
+                self._waiting = False
+
+    def close(self) -> None:
+        """Release a held read (it returns EOF) so the background thread ends."""
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+
 def _reader(source: IO[bytes], layout: Layout, rows: _Rows, block_size: int) -> pcsv.CSVStreamingReader:
     return pcsv.open_csv(
         source,
@@ -182,36 +255,90 @@ def _add(problems: list[list[str] | None], i: int, reason: str) -> None:
         problems[i].append(reason)
 
 
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, in place: every input bit affects every output bit."""
+    h ^= h >> np.uint64(30)
+    h *= _M2
+    h ^= h >> np.uint64(27)
+    h *= _M3
+    h ^= h >> np.uint64(31)
+    return h
+
+
+def _hash_strings(keys: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each string of a (non-null) string array, read 8 bytes at a time from its buffers."""
+    n = len(keys)
+    if n == 0:
+        return np.empty(0, dtype=np.uint64)
+    _, offsets_buf, data_buf = keys.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[keys.offset : keys.offset + n + 1].astype(np.int64)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    raw = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, dtype=np.uint8)
+    data = np.zeros(int(offsets[-1]) + 8, dtype=np.uint8)  # this array's bytes, padded for 8-byte reads
+    data[: offsets[-1] - offsets[0]] = raw[offsets[0] : offsets[-1]]
+    starts = starts - offsets[0]
+    words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # unaligned 8-byte windows
+    with np.errstate(over="ignore"):
+        h = _mix(lengths.astype(np.uint64) * _M1)
+        for j in range(0, int(lengths.max()), 8):
+            live = np.flatnonzero(lengths > j)
+            word = words[starts[live] + j]
+            rest = lengths[live] - j
+            short = rest < 8
+            word[short] &= (np.uint64(1) << (rest[short].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
+            h[live] = _mix((h[live] ^ word) * _M1)
+    return h
+
+
 class _SeenKeys:
-    """Keys already scored (64-bit hashes, sorted) with the row that scored them."""
+    """Keys already scored: a 64-bit hash and the row number (int32) of each, 12 bytes a key.
 
-    def __init__(self) -> None:
-        self.hashes = np.empty(0, dtype=np.uint64)
-        self.rows = np.empty(0, dtype=np.int64)
+    Kept as a few sorted runs, each written once and never copied or merged: the new keys of each
+    block are sorted into a small pending run; once the pending runs hold ``run_keys`` keys they
+    are concatenated into one run (a copy of at most ``run_keys`` keys, 3 MiB by default). Memory
+    is therefore 12 bytes per scored key plus a bounded amount, and a lookup is one binary search
+    per run (1M keys: 4 runs).
+    """
 
-    def first_rows(self, keys: list[str] | np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    def __init__(self, run_keys: int = 1 << 18) -> None:
+        self.run_keys = run_keys
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pending_keys = 0
+
+    def first_rows(self, keys: pa.Array, numbers: np.ndarray) -> np.ndarray:
         """For each key, the row that first had it (earlier block or earlier in this one), else 0; records new keys."""
-        from pandas.util import hash_array
-
-        hashes = hash_array(np.asarray(keys, dtype=object))
+        hashes = _hash_strings(keys)
         first = np.zeros(len(hashes), dtype=np.int64)
-        if len(self.hashes):
-            at = np.searchsorted(self.hashes, hashes).clip(max=len(self.hashes) - 1)
-            hit = self.hashes[at] == hashes
-            first[hit] = self.rows[at[hit]]
-        unique, index = np.unique(hashes, return_index=True)
-        within = np.ones(len(hashes), dtype=bool)
-        within[index] = False
-        if within.any():
-            first_in_block = dict(zip(unique.tolist(), numbers[index].tolist()))
-            for i in np.flatnonzero(within & (first == 0)):
-                first[i] = first_in_block[int(hashes[i])]
-        new = first[index] == 0
+        if not len(hashes):
+            return first
+        unique, index = np.unique(hashes, return_index=True)  # index: first position of each hash in the block
+        earlier = np.zeros(len(unique), dtype=np.int64)
+        for run_h, run_r in self.runs + self.pending:
+            at = np.searchsorted(run_h, unique).clip(max=len(run_h) - 1)
+            hit = (run_h[at] == unique) & (earlier == 0)
+            earlier[hit] = run_r[at[hit]]
+        owner = np.searchsorted(unique, hashes)
+        first_in_block = numbers[index]
+        first = np.where(earlier[owner] > 0, earlier[owner], first_in_block[owner])
+        first[index[earlier == 0]] = 0  # the first occurrence of a new key is the one scored
+        new = earlier == 0
         if new.any():
-            merged_h = np.concatenate([self.hashes, unique[new]])
-            merged_r = np.concatenate([self.rows, numbers[index][new]])
-            order = np.argsort(merged_h, kind="stable")
-            self.hashes, self.rows = merged_h[order], merged_r[order]
+            rows = numbers[index][new]
+            dtype = np.int32 if rows.max() <= np.iinfo(np.int32).max else np.int64
+            self.pending.append((unique[new], rows.astype(dtype)))
+            self.pending_keys += int(new.sum())
+            if self.pending_keys >= self.run_keys:
+                merged_h = np.concatenate([h for h, _ in self.pending])
+                order = np.argsort(merged_h)
+                merged_r = np.concatenate([r for _, r in self.pending])[order]
+                self.runs.append((merged_h[order], merged_r))
+                self.pending, self.pending_keys = [], 0
         return first
 
 
@@ -260,53 +387,56 @@ def score_features(
     counts = Counts()
     rows = _Rows()
     seen = _SeenKeys()
-    for batch in _reader(source, layout, rows, block_size):
-        n = batch.num_rows
-        numbers = rows.take(n)
-        problems: list[list[str] | None] = [None] * n
-        countries = pc.utf8_trim_whitespace(batch.column(COUNTRY))
-        plain = pc.is_in(countries, value_set=_ISO)
-        if not pc.all(plain).as_py():
-            shaped = pc.match_substring_regex(countries, _KEY_PATTERN)
-            known = pc.is_in(pc.utf8_slice_codeunits(countries, 0, 3), value_set=_ISO)
-            ok = pc.or_(plain, pc.and_(shaped, known)).to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(~ok):
-                _add(problems, int(i), country_problem(batch.column(COUNTRY)[int(i)].as_py()) or "COUNTRY: invalid")
-        values = np.column_stack([_parse_numbers(batch.column(name), name, problems) for name in FEATURE_NAMES])
-        good = np.array([p is None for p in problems], dtype=bool) if n else np.empty(0, dtype=bool)
-        good_index = np.flatnonzero(good)
-        keys = countries.take(pa.array(good_index)).to_numpy(zero_copy_only=False)
-        first = seen.first_rows(keys, numbers[good_index])
-        for i, row in zip(good_index[first > 0], first[first > 0]):
-            _add(problems, int(i), f"COUNTRY: duplicate {keys[np.searchsorted(good_index, i)]!r} (row {row} has it)")
-            good[i] = False
-        good_index = np.flatnonzero(good)
-        out.scored(
-            _scored_table(artifact, run_id, numbers[good_index], countries.take(pa.array(good_index)), values[good])
-        )
-        bad_index = np.flatnonzero(~good)
-        if len(bad_index):
-            fields = [batch.column(c).take(pa.array(bad_index)).to_pylist() for c in layout.columns]
-            out.rejected(
-                pa.table(
-                    {
-                        "run_id": [run_id] * len(bad_index),
-                        "row_number": numbers[bad_index],
-                        "raw_record": [_csv_record(list(rec))[:raw_limit] for rec in zip(*fields)],
-                        "reason": ["; ".join(problems[i]) for i in bad_index],
-                    },
-                    schema=REJECTS_SCHEMA,
-                )
+    paced = _Paced(source)
+    for block in paced.batches(lambda stream: _reader(stream, layout, rows, block_size)):
+        block_numbers = rows.take(block.num_rows)
+        for start in range(0, block.num_rows, _SLICE_ROWS):  # small slices: small temporaries
+            batch = block.slice(start, _SLICE_ROWS)
+            numbers = block_numbers[start : start + _SLICE_ROWS]
+            n = batch.num_rows
+            problems: list[list[str] | None] = [None] * n
+            countries = pc.utf8_trim_whitespace(batch.column(COUNTRY))
+            plain = pc.is_in(countries, value_set=_ISO)
+            if not pc.all(plain).as_py():
+                shaped = pc.match_substring_regex(countries, _KEY_PATTERN)
+                known = pc.is_in(pc.utf8_slice_codeunits(countries, 0, 3), value_set=_ISO)
+                ok = pc.or_(plain, pc.and_(shaped, known)).to_numpy(zero_copy_only=False)
+                for i in np.flatnonzero(~ok):
+                    _add(problems, int(i), country_problem(batch.column(COUNTRY)[int(i)].as_py()) or "COUNTRY: invalid")
+            values = np.column_stack([_parse_numbers(batch.column(name), name, problems) for name in FEATURE_NAMES])
+            good = np.array([p is None for p in problems], dtype=bool) if n else np.empty(0, dtype=bool)
+            good_index = np.flatnonzero(good)
+            first = seen.first_rows(countries.take(pa.array(good_index)), numbers[good_index])
+            for i, row in zip(good_index[first > 0], first[first > 0]):
+                _add(problems, int(i), f"COUNTRY: duplicate {countries[int(i)].as_py()!r} (row {row} has it)")
+                good[i] = False
+            good_index = np.flatnonzero(good)
+            out.scored(
+                _scored_table(artifact, run_id, numbers[good_index], countries.take(pa.array(good_index)), values[good])
             )
+            bad_index = np.flatnonzero(~good)
+            if len(bad_index):
+                fields = [batch.column(c).take(pa.array(bad_index)).to_pylist() for c in layout.columns]
+                out.rejected(
+                    pa.table(
+                        {
+                            "run_id": [run_id] * len(bad_index),
+                            "row_number": numbers[bad_index],
+                            "raw_record": [_csv_record(list(rec))[:raw_limit] for rec in zip(*fields)],
+                            "reason": ["; ".join(problems[i]) for i in bad_index],
+                        },
+                        schema=REJECTS_SCHEMA,
+                    )
+                )
+            counts.rows_read += n
+            counts.rows_scored += len(good_index)
+            counts.predictions += len(good_index)
+            counts.rows_rejected += len(bad_index)
         invalid = _invalid_rejects(rows, layout.width, run_id, raw_limit)
         if invalid is not None:
             out.rejected(invalid)
             counts.rows_read += invalid.num_rows
             counts.rows_rejected += invalid.num_rows
-        counts.rows_read += n
-        counts.rows_scored += len(good_index)
-        counts.predictions += len(good_index)
-        counts.rows_rejected += len(bad_index)
         if on_block:
             on_block(counts)
     invalid = _invalid_rejects(rows, layout.width, run_id, raw_limit)
