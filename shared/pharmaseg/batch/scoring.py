@@ -1,9 +1,10 @@
 """The in-function path: stream a CSV in blocks, validate every row, score the good ones.
 
 Memory is bounded by the block size, not the file: pyarrow's streaming reader parses one block
-(``block_size`` bytes) at a time, each block is validated and scored with numpy and handed to
-``out`` (which writes CSV), and only 16 bytes per scored row (a 64-bit key hash and its row
-number) are kept across blocks, for duplicate detection.
+(``block_size`` bytes) at a time and is kept at most two blocks ahead (``_Paced``), each block is
+validated and scored with numpy in slices and handed to ``out`` (which writes CSV), and only 12
+bytes per scored key (a 64-bit hash and an int32 row number) are kept across blocks, for
+duplicate detection (``_SeenKeys``).
 
 Every data record ends up in exactly one of ``out.scored`` or ``out.rejected``, so
 rows_read = rows_scored + rows_rejected by construction (checked before returning). Row numbers
