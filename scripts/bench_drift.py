@@ -55,7 +55,8 @@ def run(log=print) -> str:
     from google.cloud import bigquery
 
     from pharmaseg import gcp, resources
-    from pharmaseg.drift import methods, queries, service, simulate
+    from pharmaseg.bq import load_ndjson
+    from pharmaseg.drift import methods, service, simulate
     from pharmaseg.registry import ModelRegistry
     from pharmaseg.stack import emulators
     from pharmaseg.stack.layout import StackLayout
@@ -101,7 +102,7 @@ def run(log=print) -> str:
                 times = simulate.timestamps(m, start, end, rng)
                 body = simulate.ndjson(simulate.batch_rows(values, artifact, times, run_id=f"bench{offset}"))
                 generated += time.perf_counter() - g0
-                queries.load_ndjson(bq, table, body, "batch_predictions", timeout=600)
+                load_ndjson(bq, table, body, "batch_predictions", timeout=600)
             load_s = time.perf_counter() - t0 - generated
             t1 = time.perf_counter()
             doc = service.run(settings, {"period_start": start, "period_end": end}, now=end, bq=bq, gcs=storage)

@@ -34,7 +34,8 @@ def _env(status: dict[str, Any]) -> None:
 
 def _send_predictions(status, artifact, values, start, log) -> str:
     from pharmaseg import gcp
-    from pharmaseg.drift import queries, simulate
+    from pharmaseg.bq import load_ndjson
+    from pharmaseg.drift import simulate
 
     url = status["functions"].get("predict")
     if url:
@@ -52,7 +53,7 @@ def _send_predictions(status, artifact, values, start, log) -> str:
     bq = gcp.bigquery_client(status["project"])
     times = simulate.timestamps(len(values), start, datetime.now(UTC), np.random.default_rng(0))
     table = status["tables"]["batch_predictions"]
-    queries.load_ndjson(bq, table, list(simulate.batch_rows(values, artifact, times, "demo")), "batch_predictions")
+    load_ndjson(bq, table, list(simulate.batch_rows(values, artifact, times, "demo")), "batch_predictions")
     log(f"no predict function: loaded {len(values)} shifted rows into {table}")
     return "batch"
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pharmaseg import resources
-from pharmaseg.drift import methods, queries, service, simulate
+from pharmaseg import pubsub, resources
+from pharmaseg.bq import load_ndjson
+from pharmaseg.drift import methods, service, simulate
 from pharmaseg.registry import ModelRegistry
 
 DATA = Path(
@@ -111,7 +112,7 @@ def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD
             values = simulate.sample_features(refs, n, rng, jitter=jitter, shift=shift)
             times = simulate.timestamps(n, *period, rng)
             table = f"{settings.project}.{settings.dataset}.{resources.table_name(role)}"
-            queries.load_ndjson(env["bq"], table, simulate.ndjson(make(values, artifact, times)), role)
+            load_ndjson(env["bq"], table, simulate.ndjson(make(values, artifact, times)), role)
 
 
 def _run(env, message_id=None, **request):
@@ -245,7 +246,7 @@ def test_handle_event_refuses_malformed_messages(env, capsys):
     import base64
 
     data = {"message": {"data": base64.b64encode(b'{"period_days": "x"}').decode(), "messageId": "1"}}
-    assert service.handle_event(service.PUBSUB_EVENT, data) is None
+    assert service.handle_event(pubsub.PUBLISHED, data) is None
     assert "drift_check_rejected" in capsys.readouterr().out
     with pytest.raises(ValueError):
         service.handle_event("google.cloud.storage.object.v1.finalized", data)

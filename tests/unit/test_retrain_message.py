@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
-
 import jsonschema
 import pytest
 
@@ -14,7 +11,6 @@ from pharmaseg.retraining.message import (
     decode_request,
     encode_request,
     parse_request,
-    pubsub_message,
 )
 
 DEFAULTS = {"default_data_uri": "gs://sources/oecd.csv", "default_window": "2011-2020", "default_bootstrap": 50}
@@ -88,31 +84,6 @@ def test_no_data_uri_and_no_default_is_refused():
 def test_undecodable_data_is_refused(data, message):
     with pytest.raises(MalformedRequestError, match=message):
         decode_request(data, **DEFAULTS)
-
-
-def test_pubsub_message_is_unwrapped_from_the_cloudevent_data():
-    data = {"message": {"data": base64.b64encode(b'{"reason": "r"}').decode(), "messageId": "42", "attributes": {}}}
-    message = pubsub_message(data)
-    assert message.message_id == "42"
-    assert json.loads(message.data) == {"reason": "r"}
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ({}, "data.message is missing"),
-        (None, "data.message is missing"),
-        ({"message": {"data": "!!!", "messageId": "1"}}, "not valid base64"),
-        ({"message": {"data": ""}}, "no messageId"),
-    ],
-)
-def test_bad_envelopes_are_refused(data, message):
-    with pytest.raises(MalformedRequestError, match=message):
-        pubsub_message(data)
-
-
-def test_event_id_stands_in_for_a_missing_message_id():
-    assert pubsub_message({"message": {"data": ""}}, "event-1").message_id == "event-1"
 
 
 @pytest.mark.parametrize(

@@ -212,25 +212,3 @@ def binned_from_rows(refs: Sequence[FeatureReference], rows) -> dict[str, Binned
             sample.fine_counts[b] += n
             sample.fine_sums[b] += total
     return out
-
-
-def load_ndjson(client, table_id: str, rows: Sequence[dict[str, Any]] | bytes, role: str, timeout: float = 300) -> Any:
-    """Append rows with a load job of newline-delimited JSON (no streaming buffer, no per-row cost).
-
-    ``load_table_from_file`` rather than ``load_table_from_json``: the latter's multipart
-    content type is refused by the local emulator, and both are the same load job on BigQuery.
-    """
-    import io
-    import json
-
-    from google.cloud import bigquery
-
-    body = rows if isinstance(rows, bytes) else "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
-    config = bigquery.LoadJobConfig(
-        source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-        write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-        schema=[bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)],
-    )
-    data = body if isinstance(body, bytes) else body.encode()
-    job = client.load_table_from_file(io.BytesIO(data), table_id, job_config=config)
-    return job.result(timeout=timeout)

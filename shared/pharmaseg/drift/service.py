@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pharmaseg import config, resources
+from pharmaseg import bq as bq_load
+from pharmaseg import config, pubsub, resources
 from pharmaseg.drift import methods, queries
 from pharmaseg.drift import report as reports
 from pharmaseg.logs import log
@@ -350,7 +351,7 @@ def run(
     doc["timings_s"]["total"] = time.perf_counter() - started
     _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
     _upload(gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
-    queries.load_ndjson(bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
+    bq_load.load_ndjson(bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
     fields = dict(
         report_id=report_id,
         verdict=result.verdict,
@@ -369,30 +370,24 @@ def run(
     return doc
 
 
-PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
-
-
-def handle_event(event_type: str, data: dict[str, Any] | None) -> dict[str, Any] | None:
+def handle_event(event_type: str, data: dict[str, Any] | None, event_id: str | None = None) -> dict[str, Any] | None:
     """A Pub/Sub CloudEvent in, a report out; None when the message was refused (and acknowledged).
 
     Errors that a retry cannot fix (a malformed message, no production model, bad settings) are
     logged as ERROR and swallowed so Pub/Sub does not redeliver forever; anything else (BigQuery
     or GCS unavailable) raises, and the subscription's retry policy tries again.
     """
-    import base64
-    import binascii
-
     from pharmaseg.errors import RegistryError
 
-    if event_type != PUBSUB_EVENT:
-        raise ValueError(f"check_drift expects {PUBSUB_EVENT} events, got {event_type!r}")
-    message = (data or {}).get("message") or {}
-    message_id = message.get("messageId") or message.get("message_id")
+    if event_type != pubsub.PUBLISHED:
+        raise ValueError(f"check_drift expects {pubsub.PUBLISHED} events, got {event_type!r}")
+    message_id = None
     try:
-        raw = base64.b64decode(message.get("data") or b"", validate=True)
-        request = parse_message(raw)
+        message = pubsub.unwrap(data, event_id)
+        message_id = message.message_id
+        request = parse_message(message.data)
         settings = DriftSettings.from_env()
-    except (binascii.Error, methods.DriftError, RuntimeError) as exc:
+    except (pubsub.MalformedMessageError, methods.DriftError, RuntimeError) as exc:
         log("ERROR", f"drift check refused: {exc}", event="drift_check_rejected", message_id=message_id)
         return None
     try:

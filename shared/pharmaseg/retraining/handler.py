@@ -13,10 +13,11 @@ from typing import Any
 
 from pharmaseg import config
 from pharmaseg.logs import log
-from pharmaseg.retraining.message import MalformedRequestError, decode_request, pubsub_message
+from pharmaseg.pubsub import PUBLISHED as EVENT_TYPE
+from pharmaseg.pubsub import MalformedMessageError, unwrap
+from pharmaseg.retraining.message import MalformedRequestError, decode_request
 from pharmaseg.retraining.service import Decision, TrainingFailedError, retrain
 
-EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 DEFAULT_DATA_OBJECT = "oecd_pharma_spending.csv"
 
 
@@ -85,11 +86,11 @@ def handle_event(event_type: str, data: Any, event_id: str | None = None, deps: 
     deps = deps or dependencies()
     message_id = event_id
     try:
-        message = pubsub_message(data, event_id)
+        message = unwrap(data, event_id)
         message_id = request_id(message)
         request = decode_request(message.data, **deps.defaults)
         return handle_request(request, message_id, deps, publish_time=message.publish_time)
-    except MalformedRequestError as exc:
+    except (MalformedMessageError, MalformedRequestError) as exc:
         log(
             "ERROR",
             f"retrain message {message_id} is malformed: {exc}",

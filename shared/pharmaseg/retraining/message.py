@@ -11,8 +11,6 @@ languages; ``parse_request`` is what the function runs, so it needs no schema li
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -151,34 +149,6 @@ def parse_request(doc: Any, *, default_data_uri: str | None, default_window: str
         n_bootstrap=_integer(doc, "n_bootstrap", default_bootstrap),
         promotion=promotion,
         requested_by=requested_by,
-    )
-
-
-@dataclass(frozen=True)
-class PubSubMessage:
-    message_id: str
-    data: bytes
-    attributes: dict[str, str]
-    publish_time: str | None
-
-
-def pubsub_message(event_data: Any, event_id: str | None = None) -> PubSubMessage:
-    """The Pub/Sub message inside a ``messagePublished`` CloudEvent's data."""
-    if not isinstance(event_data, dict) or not isinstance(event_data.get("message"), dict):
-        raise MalformedRequestError("the event carries no Pub/Sub message (data.message is missing)")
-    message = event_data["message"]
-    message_id = message.get("messageId") or message.get("message_id") or event_id
-    if not message_id:
-        raise MalformedRequestError("the Pub/Sub message has no messageId")
-    try:
-        data = base64.b64decode(message.get("data") or "", validate=True)
-    except (binascii.Error, ValueError):
-        raise MalformedRequestError("message.data is not valid base64") from None
-    return PubSubMessage(
-        message_id=str(message_id),
-        data=data,
-        attributes=dict(message.get("attributes") or {}),
-        publish_time=message.get("publishTime") or message.get("publish_time"),
     )
 
 

@@ -89,25 +89,14 @@ class ModelVersionsTable:
 
     def record(self, row: dict[str, Any]) -> None:
         from google.api_core.exceptions import Conflict
-        from google.cloud import bigquery
 
-        from pharmaseg import resources
+        from pharmaseg.bq import load_ndjson
 
         if self.find(row["version"], row["message_id"]) is not None:
             return
-        schema = [bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema("model_versions")]
-        config = bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            schema=schema,
-        )
         key = hashlib.sha256(f"{row['version']}\n{row['message_id']}".encode()).hexdigest()[:32]
-        body = (json.dumps(row, sort_keys=True) + "\n").encode()
         try:
-            job = self.client.load_table_from_file(
-                io.BytesIO(body), self.table_id, job_config=config, job_id=f"model_versions_{key}"
-            )
-            job.result(timeout=60)
+            load_ndjson(self.client, self.table_id, [row], "model_versions", job_id=f"model_versions_{key}", timeout=60)
         except Conflict:
             pass  # BigQuery already ran this very load: the row is there
 
