@@ -168,7 +168,7 @@ variable "batch_scoring" {
     staging_prefix        = optional(string, "staging/")
     sql_threshold_bytes   = optional(number, 104857600)
     max_panel_bytes       = optional(number, 67108864)
-    block_bytes           = optional(number, 4194304)
+    block_bytes           = optional(number, 1048576)
     raw_record_limit      = optional(number, 1024)
     window                = optional(string, "")
     max_event_age_seconds = optional(number, 3600)

@@ -171,8 +171,8 @@ _SETTINGS = [
     ),
     Setting(
         "PHARMASEG_BATCH_BLOCK_BYTES",
-        "4194304",
-        "CSV parse block size: bounds the function's memory.",
+        "1048576",
+        "CSV parse block size: bounds the function's memory (a row must fit in one block).",
         ("score_batch",),
     ),
     Setting(
