@@ -287,3 +287,14 @@ def test_check_drift_function_through_the_running_stack(local_stack_env, artifac
         assert json.loads(messages[0].message.data)["reason"].startswith("drift detected")
     finally:
         subscriber.delete_subscription(subscription=subscription)
+
+
+def test_only_inputs_the_production_version_answered_are_compared(env):
+    production = env["artifact"]
+    other = dataclasses.replace(production, version="9.9.9")  # e.g. a pinned or A/B candidate version
+    _load(dict(env, artifact=other), 300, 0, shift={"USD_CAP_avg": 3.0}, seed=8)
+    doc = _run(env)
+    assert doc["result"]["verdict"] == "insufficient_data" and doc["rows"]["total"] == 0
+    _load(env, 300, 0, shift={"USD_CAP_avg": 3.0}, seed=9)
+    doc = _run(env)
+    assert doc["result"]["verdict"] == "drift" and doc["rows"]["total"] == 300

@@ -2,9 +2,13 @@
 
 The recent inputs are the union of the online prediction log (the Logging sink's table, one
 row per prediction, features under ``jsonPayload.features``) and the batch predictions table
-(flat feature columns), restricted to ``[start, end)``. BigQuery does the work:
+(flat feature columns), restricted to ``[start, end)`` and to the rows the production version
+(``@model_version``) answered: what the production model received, as the drift check compares
+it with that model's training reference. Rows pinned to another version or served by an A/B
+candidate are left out, and right after a promotion the check says ``insufficient_data`` until
+the new version has seen enough. BigQuery does the work:
 
-1. ``counts_sql``: rows per source, and per cluster for the production model's version.
+1. ``counts_sql``: rows per source and per cluster.
 2. ``raw_sql``: the raw feature values, only when the count is at most ``ks_max_rows``.
 3. ``binned_sql``: per feature, COUNT/SUM/MIN/MAX grouped by the reference's decile bin and by
    a fine equal-width bin over the reference's range: ``9 x (10 + 66)`` rows at most, whatever
@@ -71,31 +75,29 @@ def _ident(name: str) -> str:
 
 
 def recent_cte(project: str, dataset: str, features: Sequence[str]) -> str:
-    """``WITH recent AS (...)``: online and batch rows of the period, one shape."""
+    """``WITH recent AS (...)``: the production version's online and batch rows of the period, one shape."""
     log_table = f"`{project}.{dataset}.{resources.table_name('predictions_log')}`"
     batch_table = f"`{project}.{dataset}.{resources.table_name('batch_predictions')}`"
     online_cols = ", ".join(f"jsonPayload.features.{_ident(f)} AS {f}" for f in features)
     batch_cols = ", ".join(_ident(f) for f in features)
     return (
         "WITH recent AS (\n"
-        f"  SELECT 'online' AS source, {online_cols}, jsonPayload.cluster AS cluster,"
-        f" jsonPayload.model_version AS model_version\n"
+        f"  SELECT 'online' AS source, {online_cols}, jsonPayload.cluster AS cluster\n"
         f"  FROM {log_table}\n"
         "  WHERE timestamp >= @start AND timestamp < @end AND jsonPayload.event = 'prediction'\n"
+        "    AND jsonPayload.model_version = @model_version\n"
         "  UNION ALL\n"
-        f"  SELECT 'batch' AS source, {batch_cols}, cluster, model_version\n"
+        f"  SELECT 'batch' AS source, {batch_cols}, cluster\n"
         f"  FROM {batch_table}\n"
-        "  WHERE scored_at >= @start AND scored_at < @end\n"
+        "  WHERE scored_at >= @start AND scored_at < @end AND model_version = @model_version\n"
         ")\n"
     )
 
 
 def counts_sql(project: str, dataset: str, features: Sequence[str]) -> str:
-    """Rows per source and, for the production version (@model_version), per cluster."""
+    """Rows per source and cluster."""
     return recent_cte(project, dataset, features) + (
-        "SELECT source, CASE WHEN model_version = @model_version THEN cluster ELSE -1 END AS cluster,"
-        " COUNT(*) AS n\n"
-        "FROM recent\nGROUP BY 1, 2"
+        "SELECT source, cluster, COUNT(*) AS n\nFROM recent\nGROUP BY 1, 2"
     )
 
 
