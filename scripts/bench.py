@@ -25,24 +25,39 @@ def _load(name: str):
     return module
 
 
+def _merge(previous: str, sections: dict[str, str]) -> str:
+    """Replace the sections that were run, keep the others from the last full run."""
+    kept = {}
+    for name in SECTIONS:
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start in previous and end in previous:
+            kept[name] = previous[previous.index(start) + len(start) : previous.index(end)].strip("\n")
+    kept.update(sections)
+    return "\n".join(f"<!-- {n}:start -->\n{kept[n]}\n<!-- {n}:end -->\n" for n in SECTIONS if n in kept)
+
+
 def main() -> int:
     sys.path.insert(0, str(REPO))
     only = [s for s in sys.argv[1:] if s in SECTIONS] or list(SECTIONS)
-    parts = []
+    sections = {}
     for name in only:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        parts.append(_load(name).run())
+        sections[name] = _load(name).run()
+    target = REPO / "docs" / "benchmarks.md"
     header = [
         "# Benchmarks",
         "",
-        "Produced by `make bench` (`.venv/bin/python scripts/bench.py`), which rewrites this file.",
-        f"Last run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}. Every figure is compared with a baseline measured in the same run.",
+        "Produced by `make bench` (`.venv/bin/python scripts/bench.py [SECTION ...]`), which rewrites the",
+        "sections it runs. Every figure is compared with a baseline measured in the same run; the",
+        "machines are shared and noisy, so only ratios within a run mean something.",
+        f"Sections run last: {', '.join(only)}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
     ]
-    (REPO / "docs" / "benchmarks.md").write_text("\n".join(header) + "\n".join(parts))
-    print("\n".join(parts))
-    print("bench: wrote docs/benchmarks.md", file=sys.stderr)
+    previous = target.read_text() if target.exists() else ""
+    target.write_text("\n".join(header) + "\n" + _merge(previous, sections))
+    print("\n".join(sections.values()))
+    print(f"bench: wrote {target.relative_to(REPO)}", file=sys.stderr)
     return 0
 
 
