@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import urllib.request
 
 import pytest
@@ -15,6 +14,7 @@ from pharmaseg.gcp import bigquery_client
 from pharmaseg.panel import panel_features, read_panel
 from pharmaseg.registry import ModelRegistry
 from pharmaseg.training import TrainingParams, train
+from tests.polling import wait_for
 from tests.unit.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -26,16 +26,6 @@ def post(url, body):
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
-
-
-def wait_for(predicate, timeout=20.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_train_register_promote_predict_and_promote_again_without_restart(local_stack_env):

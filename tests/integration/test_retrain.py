@@ -23,19 +23,10 @@ from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import decode_request, encode_request
 from pharmaseg.retraining.publish import publish_request
 from pharmaseg.retraining.service import ModelVersionsTable, retrain
+from tests.polling import wait_for
 from tests.unit.conftest import DATA
 
 DATA_OBJECT = "oecd_pharma_spending.csv"
-
-
-def wait_for(predicate, timeout=60.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def event(payload, message_id):

@@ -16,6 +16,7 @@ import pytest
 from pharmaseg import resources
 from pharmaseg.stack import lifecycle, processes
 from pharmaseg.stack.logrouter import to_log_entry
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +48,6 @@ def score_batch(cloud_event):
     with open(os.environ["STUB_EVENTS_FILE"], "a") as out:
         out.write(json.dumps({"type": cloud_event["type"], "data": cloud_event.data}) + "\\n")
 """
-
-
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def run_cli(env: dict[str, str], *args: str, console_script: bool = False) -> subprocess.CompletedProcess:
