@@ -80,7 +80,6 @@ locals {
       GOOGLE_CLOUD_PROJECT              = var.project_id
       PHARMASEG_MODELS_BUCKET           = local.bucket_names["models"]
       PHARMASEG_MODEL_ALIAS             = var.model_alias
-      PHARMASEG_ALIAS_TTL_SECONDS       = tostring(var.alias_ttl_seconds)
       PHARMASEG_DATASET                 = local.dataset_id
       PHARMASEG_REPORTS_BUCKET          = local.bucket_names["reports"]
       PHARMASEG_RETRAIN_TOPIC           = local.topic_names["retrain"]

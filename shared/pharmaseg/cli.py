@@ -59,6 +59,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from pharmaseg.sources import read_bytes
     from pharmaseg.training import TrainingParams, sha256_of, train
 
+    if args.promote and not args.register:
+        raise PharmasegError("--promote needs --register: a model is promoted once it is in the registry")
     data = read_bytes(args.data)
     panel = read_panel(io.BytesIO(data), strict=True)
     table = panel_features(panel, Window.parse(args.window))
@@ -153,9 +155,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from pharmaseg.registry import SEMVER
+
     registry = _registry(args)
     version = args.version
-    if not version[0].isdigit():
+    if not SEMVER.fullmatch(version):
         version = registry.resolve(version)
     artifact = registry.load(version)
     summary = {**train_summary(artifact), "metadata": registry.metadata(version), "lineage": artifact.lineage}
@@ -248,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"pharmaseg: error: {exc.filename}: no such file", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("google.", "requests", "urllib3")):
+            raise
+        # Credentials or network: one line, and where to look (the local stack's variables).
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        print(f"pharmaseg: error: Google Cloud call failed ({type(exc).__name__}): {first_line}", file=sys.stderr)
+        print("  against the local stack: export the variables `pharmaseg stack status` prints", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

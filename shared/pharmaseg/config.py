@@ -33,7 +33,7 @@ _SETTINGS = [
         "PHARMASEG_ALIAS_TTL_SECONDS",
         "30",
         "How long a process trusts its cached alias before checking whether it moved (one small GCS read).",
-        ("predict", "score_batch", "check_drift"),
+        ("predict", "score_batch"),
     ),
     Setting("PHARMASEG_CANDIDATE_ALIAS", "candidate", "Alias of the A/B candidate.", ("predict",)),
     Setting(

@@ -25,14 +25,16 @@ class GcsReader:
         if http is None:
             import urllib3
 
+            # Transient GCS answers are retried with backoff, as google-cloud-storage would.
+            retries = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(429, 500, 502, 503, 504))
             if emulator:
-                http = urllib3.PoolManager()
+                http = urllib3.PoolManager(retries=retries)
             else:
                 import google.auth
                 from google.auth.transport.urllib3 import AuthorizedHttp
 
                 credentials, _ = google.auth.default(scopes=[READ_ONLY_SCOPE])
-                http = AuthorizedHttp(credentials)
+                http = AuthorizedHttp(credentials, http=urllib3.PoolManager(retries=retries))
         self._http = http
 
     def _url(self, name: str, media: bool) -> str:

@@ -29,6 +29,7 @@ for _m in MEASURES:
     FEATURE_RANGES[f"{_m}_avg"] = (0.0, _UPPER[_m])
     FEATURE_RANGES[f"{_m}_volatility"] = (0.0, _UPPER[_m])
 COUNTRY_MAX_LENGTH = 64
+MAX_INT_DIGITS = 18  # fits in a float's range; longer JSON integers are parsed as floats
 SINGLE_FIELDS = {"country", "version", "series", *FEATURE_NAMES}
 
 
@@ -76,9 +77,17 @@ def parse_body(body: bytes, content_type: str | None, limits: Limits) -> Any:
             413, "request body too large", [_problem("body", f"must be at most {limits.max_body_bytes} bytes")]
         )
     try:
-        return json.loads(body)
+        # Integers too long for a float (10**400) become inf and are refused by field validation,
+        # instead of overflowing wherever they are first used.
+        return json.loads(body, parse_int=_parse_int)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid JSON", [_problem("body", f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise ApiError(400, "invalid JSON", [_problem("body", "nested too deeply")]) from None
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
 
 
 def _number_problem(name: str, value: Any) -> str | None:
@@ -131,7 +140,7 @@ def _parse_instance(doc: Any, path: str, problems: list[dict[str, str]], *, allo
 
 def version_problem(version: Any) -> str | None:
     """Why a pinned version is malformed (a version is MAJOR.MINOR.PATCH, not an alias name)."""
-    if not isinstance(version, str) or not SEMVER.match(version):
+    if not isinstance(version, str) or not SEMVER.fullmatch(version):
         return f"{version!r} is not a model version such as 1.2.0"
     return None
 

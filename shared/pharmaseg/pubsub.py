@@ -40,11 +40,14 @@ def unwrap(event_data: Any, event_id: str | None = None) -> PubSubMessage:
         raise MalformedMessageError("the Pub/Sub message has no messageId")
     try:
         data = base64.b64decode(message.get("data") or "", validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         raise MalformedMessageError("message.data is not valid base64") from None
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise MalformedMessageError("message.attributes is not an object")
     return PubSubMessage(
         message_id=str(message_id),
         data=data,
-        attributes=dict(message.get("attributes") or {}),
+        attributes={str(k): str(v) for k, v in attributes.items()},
         publish_time=message.get("publishTime") or message.get("publish_time"),
     )

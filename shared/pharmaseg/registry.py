@@ -26,14 +26,15 @@ from typing import Any, Protocol
 
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
+from pharmaseg.logs import log
 
-SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")  # used with fullmatch: no trailing newline
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 HISTORY_LIMIT = 50
 
 
 def parse_version(version: str) -> tuple[int, int, int]:
-    match = SEMVER.match(version or "")
+    match = SEMVER.fullmatch(version or "")
     if not match:
         raise RegistryError(f"{version!r} is not a semantic version MAJOR.MINOR.PATCH")
     return tuple(int(p) for p in match.groups())  # type: ignore[return-value]
@@ -152,7 +153,7 @@ class ModelRegistry:
         names = set()
         for blob in self._client.list_blobs(self.bucket_name, prefix="models/"):
             parts = blob.name.split("/")
-            if len(parts) == 3 and SEMVER.match(parts[1]) and (parts[2] == "metadata.json" or not registered_only):
+            if len(parts) == 3 and SEMVER.fullmatch(parts[1]) and (parts[2] == "metadata.json" or not registered_only):
                 names.add(parts[1])
         return sorted(names, key=parse_version)
 
@@ -371,6 +372,18 @@ class ModelCache:
                 self._versions.pop(next(iter(self._versions)))
         return artifact
 
+    def _check(self, alias: str, cached) -> tuple[int | None, str | None, str | None]:
+        """(generation, version, sha256) of the alias now: one metadata read if it did not move."""
+        name = alias_object(alias)
+        generation = self.source.generation(name) if cached else None
+        if cached and generation is not None and generation == cached[0]:
+            return generation, cached[1], cached[2]
+        found = self.source.read(name)  # first use (one read gives content and generation) or it moved
+        if found is None:
+            return None, None, None
+        doc = json.loads(found[0])
+        return found[1], doc["version"], doc["sha256"]
+
     def alias(self, alias: str = "production") -> ModelArtifact:
         """The model an alias names; an unset alias is remembered for the TTL too."""
         now = self._clock()
@@ -379,16 +392,21 @@ class ModelCache:
         if cached and now - cached[3] < self.ttl_seconds:
             generation, version, sha256 = cached[:3]
         else:
-            name = alias_object(alias)
-            generation = self.source.generation(name) if cached else None
-            if cached and generation is not None and generation == cached[0]:
-                version, sha256 = cached[1], cached[2]
-            else:  # first use (one read gives content and generation) or the alias moved
-                found = self.source.read(name)
-                generation, version, sha256 = None, None, None
-                if found is not None:
-                    doc = json.loads(found[0])
-                    generation, version, sha256 = found[1], doc["version"], doc["sha256"]
+            try:
+                generation, version, sha256 = self._check(alias, cached)
+            except Exception as exc:
+                if not cached or cached[1] is None:
+                    raise
+                # GCS trouble must not take down a process that already serves a model: keep
+                # the cached version and try again after the next TTL.
+                log(
+                    "WARNING",
+                    f"alias {alias} re-check failed, serving cached {cached[1]}: {exc!r}",
+                    event="alias_check_failed",
+                    alias=alias,
+                    version=cached[1],
+                )
+                generation, version, sha256 = cached[:3]
             with self._lock:
                 self._aliases[alias] = (generation, version, sha256, now)
         if version is None:

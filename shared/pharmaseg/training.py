@@ -153,6 +153,11 @@ def train(
     scaled = scaler.transform(table.values)
     model = _fit(scaled, params, seed=params.seed)
     labels = model.labels_
+    if len(np.unique(labels)) < params.k:
+        raise DataValidationError(
+            f"k-means found only {len(np.unique(labels))} distinct segments for k={params.k} in window "
+            f"{table.window}: the countries' features are too alike (duplicated data?)"
+        )
     sizes = np.bincount(labels, minlength=params.k).tolist()
     segments = name_segments(model.cluster_centers_, sizes)
     metrics = {

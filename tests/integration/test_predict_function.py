@@ -264,3 +264,19 @@ def test_malformed_version_is_400_not_503(client, trained):
     response = post(client, good, "/?version=production")
     assert response.status_code == 400 and _fields(response) == {"version"}
     assert post(client, {**good, "version": 3}).status_code == 400
+
+
+def test_huge_integers_and_deep_nesting_are_400_not_500(client, trained, panel):
+    huge = "1" + "0" * 400
+    text = json.dumps({"country": "DEU", **features_of(trained[0], "DEU"), "PC_GDP_avg": 0}).replace(
+        '"PC_GDP_avg": 0', f'"PC_GDP_avg": {huge}'
+    )
+    response = client.post("/", data=text, content_type="application/json")
+    assert response.status_code == 400 and _fields(response) == {"PC_GDP_avg"}
+    series = json.dumps({"country": "DEU", "series": series_of(panel, "DEU")})
+    for needle in ('"year": 2011', '"USD_CAP": ' + json.dumps(series_of(panel, "DEU")[0]["USD_CAP"])):
+        bad = series.replace(needle, needle.split(":")[0] + ": " + huge, 1)
+        assert client.post("/", data=bad, content_type="application/json").status_code == 400
+    deep = client.post("/", data="[" * 100_000, content_type="application/json")
+    assert deep.status_code == 400 and deep.json["details"][0]["problem"] == "nested too deeply"
+    assert client.get("/model?version=1.0.0%0A").status_code == 400

@@ -62,3 +62,20 @@ def test_too_few_countries_for_k(tmp_path, oecd_path):
     result = run("train", "--data", str(oecd_path), "--window", "2022-2023")
     assert result.returncode == 2
     assert "countries with complete data" in result.stderr
+
+
+def test_registry_without_credentials_is_a_clear_error(monkeypatch, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}
+    env["HOME"] = str(tmp_path)  # no gcloud application-default credentials either
+    result = subprocess.run(
+        [*PHARMASEG, "registry", "--bucket", "b", "list"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 3
+    assert result.stderr.startswith("pharmaseg: error: Google Cloud call failed") and "Traceback" not in result.stderr
+
+
+def test_promote_needs_register(oecd_path):
+    result = run("train", "--data", str(oecd_path), "--promote")
+    assert result.returncode == 2 and "--promote needs --register" in result.stderr

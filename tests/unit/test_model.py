@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from pharmaseg.artifact import FORMAT, ModelArtifact
 from pharmaseg.errors import ArtifactError, DataValidationError
 from pharmaseg.segments import DECLINING, HIGH_VALUE, STABLE, name_segments
-from pharmaseg.training import TrainingParams
+from pharmaseg.training import TrainingParams, train
 
 
 def test_original_analysis_is_reproduced(original_model):
@@ -116,3 +116,15 @@ def test_naming_for_other_k_and_profile_misfit():
     assert names == [DECLINING, HIGH_VALUE, f"{STABLE} 1", f"{STABLE} 2", f"{STABLE} 3"]
     with pytest.raises(DataValidationError, match="k must be at least 2"):
         TrainingParams(k=1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_data_with_fewer_distinct_countries_than_k_is_a_validation_error(original_model):
+    from pharmaseg.panel import FeatureTable
+
+    table, _ = original_model
+    clones = FeatureTable(
+        countries=[f"C{i}" for i in range(6)], values=np.repeat(table.values[:2], 3, axis=0), window=table.window
+    )
+    with pytest.raises(DataValidationError, match="only 2 distinct segments"):
+        train(clones, TrainingParams(n_bootstrap=0), source_uri="x", source_sha256="0", rows_read=6)

@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from pharmaseg import pubsub
+
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
-PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+PUBSUB_PUBLISHED = pubsub.PUBLISHED
 EVENT_TYPES = (STORAGE_FINALIZED, PUBSUB_PUBLISHED)
 
 
@@ -50,10 +50,12 @@ class ObjectRef:
 def _from_resource(doc: dict[str, Any]) -> ObjectRef:
     try:
         bucket, name, generation = doc["bucket"], doc["name"], int(doc["generation"])
+        size = int(doc["size"]) if doc.get("size") not in (None, "") else None
     except (KeyError, TypeError, ValueError) as exc:
-        raise EventError(f"object resource lacks bucket, name or generation: {exc!r}") from None
-    size = doc.get("size")
-    return ObjectRef(bucket, name, generation, int(size) if size not in (None, "") else None, doc.get("contentType"))
+        raise EventError(f"object resource lacks a valid bucket, name, generation or size: {exc!r}") from None
+    if not isinstance(bucket, str) or not isinstance(name, str):
+        raise EventError("object resource bucket and name must be strings")
+    return ObjectRef(bucket, name, generation, size, doc.get("contentType"))
 
 
 def parse_event(event_type: str, data: Any) -> ObjectRef | None:
@@ -64,18 +66,19 @@ def parse_event(event_type: str, data: Any) -> ObjectRef | None:
         return _from_resource(data)
     if event_type != PUBSUB_PUBLISHED:
         raise EventError(f"unexpected event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
-    message = data.get("message") if isinstance(data, dict) else None
-    if not isinstance(message, dict):
-        raise EventError("Pub/Sub event without a message")
-    attributes = message.get("attributes") or {}
+    try:
+        message = pubsub.unwrap(data, event_id="unused")  # the run id comes from the object, not the message
+    except pubsub.MalformedMessageError as exc:
+        raise EventError(str(exc)) from None
+    attributes = message.attributes
     if attributes.get("eventType", "OBJECT_FINALIZE") != "OBJECT_FINALIZE":
         return None
     resource: dict[str, Any] = {}
-    if message.get("data"):
+    if message.data:
         try:
-            resource = json.loads(base64.b64decode(message["data"]))
-        except (binascii.Error, ValueError):
-            raise EventError("Pub/Sub message data is not a base64 JSON object resource") from None
+            resource = json.loads(message.data)
+        except ValueError:
+            raise EventError("Pub/Sub message data is not a JSON object resource") from None
         if not isinstance(resource, dict):
             raise EventError("Pub/Sub message data is not a JSON object")
     merged = {

@@ -206,7 +206,8 @@ def decide(
         production = registry.load(state.version) if state else None
         if production is not None and production.version == candidate.version:
             gate = evaluate(candidate, production, thresholds)
-            return PROMOTED, gate, "; ".join([*notes, "already production (an earlier delivery promoted it)"])
+            decision = FORCED if policy == "force" else PROMOTED
+            return decision, gate, "; ".join([*notes, "already production (an earlier delivery promoted it)"])
         gate = evaluate(candidate, production, thresholds)
         failed = ", ".join(gate.failed)
         if policy == "never":
