@@ -216,6 +216,7 @@ class ModelRegistry:
                     "k": artifact.k,
                     "metrics": {m: artifact.metrics.get(m) for m in ("silhouette", "davies_bouldin", "inertia")},
                     "trigger": artifact.lineage.get("trigger"),
+                    "idempotency_key": idempotency_key,
                 },
                 if_generation_match=0,
             )
@@ -246,11 +247,16 @@ class ModelRegistry:
         age = (datetime.now(UTC) - datetime.fromisoformat(doc["claimed_at"])).total_seconds()
         if age < self.claim_lease_seconds:
             raise ConcurrentUpdateError(f"request {key!r} is being registered by another worker")
+        # The holder may have died after registering but before recording the version here.
+        registered = next(
+            (v for v in reversed(self.versions()) if self.metadata(v).get("idempotency_key") == key), None
+        )
+        taken = {"key": key, "version": registered} if registered else claim
         try:
-            self._write_json(key_name, claim, if_generation_match=generation)
+            self._write_json(key_name, taken, if_generation_match=generation)
         except self._precondition_failed():
             raise ConcurrentUpdateError(f"request {key!r} was taken over by another worker") from None
-        return None
+        return registered
 
     def version_for_key(self, idempotency_key: str) -> str | None:
         found = self._read_json(f"keys/{hashlib.sha256(idempotency_key.encode()).hexdigest()}.json")

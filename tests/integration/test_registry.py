@@ -236,3 +236,16 @@ def test_a_stale_claim_is_taken_over_after_the_lease(gcs, model):
     version = impatient.register(copy.deepcopy(model), idempotency_key="message-9")
     assert patient.register(copy.deepcopy(model), idempotency_key="message-9") == version
     assert patient.versions() == [version]
+
+
+def test_a_holder_that_died_after_registering_is_not_registered_twice(gcs, model):
+    client = gcs.client()
+    name = client.create_bucket(f"models-{uuid.uuid4().hex[:12]}").name
+    registry = ModelRegistry(name, client=client, claim_lease_seconds=0)
+    version = registry.register(copy.deepcopy(model), idempotency_key="message-7")
+    key = "keys/" + hashlib.sha256(b"message-7").hexdigest() + ".json"
+    stale = {"key": "message-7", "version": None, "claimed_at": "2026-01-01T00:00:00+00:00"}
+    registry._bucket.blob(key).upload_from_string(json.dumps(stale))  # as if the key write was lost
+    assert registry.register(copy.deepcopy(model), idempotency_key="message-7") == version
+    assert registry.versions() == [version]
+    assert registry.version_for_key("message-7") == version
