@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ def feature_plot(ref: FeatureReference, recent_counts, positions, weights, title
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bars, cdf) = plt.subplots(1, 2, figsize=(9, 2.8))
+    fig, (bars, cdf) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     k = len(ref.counts)
     x = np.arange(k)
     bars.bar(x - 0.2, _shares(ref.counts), 0.4, label="reference (training)", color=COLORS["reference"])
@@ -76,11 +77,11 @@ def segment_plot(names: Sequence[str], training: Sequence[float], recent: Sequen
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 2.6))
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     x = np.arange(len(names))
     ax.bar(x - 0.2, training, 0.4, label="training", color=COLORS["reference"])
     ax.bar(x + 0.2, recent, 0.4, label="recent (production version)", color=COLORS["recent"])
-    ax.set_xticks(x, names, fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(n, 14) for n in names], fontsize=8)
     ax.set_ylabel("share")
     ax.legend(fontsize=7)
     ax.set_title("prediction drift: segment shares", fontsize=10)
