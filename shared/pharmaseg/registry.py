@@ -364,15 +364,27 @@ class ModelCache:
         self._max_versions = max_versions
         self._lock = threading.Lock()
         self._versions: dict[str, ModelArtifact] = {}
+        self._failures: dict[str, tuple[Exception, float]] = {}  # version -> (why it failed, when)
         # alias -> (generation, version, sha256, checked_at); generation None remembers an unset alias
         self._aliases: dict[str, tuple[int | None, str | None, str | None, float]] = {}
 
     def version(self, version: str, sha256: str | None = None) -> ModelArtifact:
+        """A loaded version; one that failed to load is not retried before the TTL (no GCS per request)."""
+        now = self._clock()
         with self._lock:
             if version in self._versions:
                 return self._versions[version]
-        artifact = load_verified(self.source, version, sha256)
+            failed = self._failures.get(version)
+        if failed and now - failed[1] < self.ttl_seconds:
+            raise failed[0]
+        try:
+            artifact = load_verified(self.source, version, sha256)
+        except (ArtifactError, VersionNotFoundError) as exc:
+            with self._lock:
+                self._failures[version] = (exc, now)
+            raise
         with self._lock:
+            self._failures.pop(version, None)
             self._versions[version] = artifact
             while len(self._versions) > self._max_versions:
                 self._versions.pop(next(iter(self._versions)))

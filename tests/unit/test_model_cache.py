@@ -63,3 +63,23 @@ def test_without_a_loaded_model_gcs_trouble_is_an_error(original_model):
     source.failing = False
     with pytest.raises(VersionNotFoundError):
         ModelCache(source).alias()
+
+
+def test_a_version_that_fails_its_checksum_is_not_reloaded_on_every_request(original_model):
+    source, now = MemorySource(), [0.0]
+    cache = ModelCache(source, ttl_seconds=10, clock=lambda: now[0])
+    publish(source, original_model[1], "1.0.0")
+    body, _ = source.objects["models/1.0.0/model.json"]
+    source.put("models/1.0.0/model.json", body.replace(b'"window"', b'"window" '))
+    reads = []
+    source.read = lambda name, read=source.read: reads.append(name) or read(name)
+    from pharmaseg.errors import ArtifactError
+
+    for _ in range(5):
+        with pytest.raises(ArtifactError):
+            cache.version("1.0.0", json.loads(source.objects["aliases/production.json"][0])["sha256"])
+    assert reads.count("models/1.0.0/model.json") == 1
+    now[0] = 11
+    with pytest.raises(ArtifactError):
+        cache.version("1.0.0", "0" * 64)
+    assert reads.count("models/1.0.0/model.json") == 2
