@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import csv
+import io
 import json
 import time
 import uuid
@@ -257,6 +259,14 @@ def test_large_file_sql_path_matches_numpy(env, model):
     # and the in-function path agrees on the same file
     numpy_run = env.run(env.upload("incoming/large-numpy.csv", data))
     assert [p["cluster"] for p in env.rows("batch_predictions", numpy_run.run_id)] == expected.clusters.tolist()
+    # both paths leave a results CSV for people who do not use BigQuery, with the same columns and clusters
+    assert result.results_uri == f"gs://{env.bucket.name}/results/large.csv"
+    sql_csv = list(csv.DictReader(io.StringIO(env.bucket.blob("results/large.csv").download_as_text())))
+    numpy_csv = list(csv.DictReader(io.StringIO(env.bucket.blob("results/large-numpy.csv").download_as_text())))
+    assert list(sql_csv[0]) == list(numpy_csv[0])
+    assert [int(r["cluster"]) for r in sql_csv] == [int(r["cluster"]) for r in numpy_csv] == expected.clusters.tolist()
+    rejects = env.bucket.blob("results/large.rejects.csv").download_as_text().splitlines()
+    assert len(rejects) == 1 + 3
 
 
 def test_pubsub_notification_event_shape(env, model):

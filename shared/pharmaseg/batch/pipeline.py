@@ -315,9 +315,27 @@ def _score_in_bigquery(
     )
     if totals["n"] != rows_read:
         raise RuntimeError(f"SQL scoring produced {totals['n']} rows for {rows_read} loaded")
+    staged_scored = bucket.blob(f"{settings.staging_prefix}{run_id}/scored.csv")
+    staged_rejects = bucket.blob(f"{settings.staging_prefix}{run_id}/rejects.csv")
+    scored_columns = scored_schema(model.k).names
+    _export_csv(
+        sink,
+        f"SELECT {', '.join(scored_columns)} FROM `{scored_table}` WHERE reason IS NULL ORDER BY row_number",
+        staged_scored,
+        scored_columns,
+        settings.io_chunk_bytes,
+    )
+    _export_csv(
+        sink,
+        f"SELECT {', '.join(REJECTS_SCHEMA.names)} FROM `{scored_table}` WHERE reason IS NOT NULL ORDER BY row_number",
+        staged_rejects,
+        REJECTS_SCHEMA.names,
+        settings.io_chunk_bytes,
+    )
     if hook:
         hook("loaded")
-    final = _final(run, "succeeded", counts, started, error=None, results_uri=None)
+    results_uri = f"gs://{ref.bucket}/{result_name(ref, settings)}"
+    final = _final(run, "succeeded", counts, started, error=None, results_uri=results_uri)
     distances = ", ".join(f"distance_{i}" for i in range(model.k))
     from pharmaseg.features import FEATURE_NAMES
 
@@ -337,9 +355,35 @@ def _score_in_bigquery(
     )
     if not committed:
         return RunResult("lost", run_id, error="another attempt committed or took over this run")
+    _publish_results(bucket, staged_scored, staged_rejects, ref, settings, counts)
     return RunResult(
-        "succeeded", run_id, counts.rows_read, counts.rows_scored, counts.rows_rejected, "bigquery", results_uri=None
+        "succeeded",
+        run_id,
+        counts.rows_read,
+        counts.rows_scored,
+        counts.rows_rejected,
+        "bigquery",
+        results_uri=results_uri,
     )
+
+
+EXPORT_PAGE_ROWS = 10_000
+
+
+def _export_csv(sink: BatchSink, sql_text: str, blob, columns: list[str], chunk: int) -> None:
+    """Page a query's rows into a CSV object: the function holds one page, however large the file.
+
+    (In BigQuery an extract job would do this without the function; the local emulator does not
+    run extract jobs, so the same paging code serves both.)
+    """
+    import csv
+
+    rows = with_retries(lambda: sink.client.query(sql_text).result(page_size=EXPORT_PAGE_ROWS), what="bigquery read")
+    with blob.open("w", chunk_size=chunk, content_type="text/csv", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for page in rows.pages:
+            writer.writerows(list(row.values()) for row in page)  # SELECT order = columns
 
 
 def event_too_old(event_time: str | None, max_age_seconds: float, clock: Callable[[], datetime] = now) -> bool:
