@@ -24,7 +24,9 @@ def log(severity: str, message: str, **fields: Any) -> None:
     """
     if severity not in SEVERITIES:
         raise ValueError(f"unknown severity {severity!r}")
-    entry = {"severity": severity, "message": message, "time": datetime.now(UTC).isoformat(), **fields}
+    entry = {"severity": severity, "message": message, **fields}
+    if "time" not in entry:
+        entry["time"] = datetime.now(UTC).isoformat()
     line = json.dumps(entry, default=str, allow_nan=False)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -176,23 +176,23 @@ def parse_request(doc: Any, query_version: str | None, limits: Limits) -> Predic
     return PredictRequest(instances=parsed, batch=batch, version=query_version or version)
 
 
-def features_of(instance: Instance, window: Window, path: str) -> np.ndarray:
+def features_of(instance: Instance, window: Window, path: str) -> list[float]:
     """The 9 features of an instance; a raw series goes through the training code path.
 
     Features derived from a series must fall in the same plausible ranges as features sent
     directly: a series in the wrong unit (e.g. USD per head in cents) is refused, not scored.
     """
     if instance.kind == "features":
-        return np.asarray(instance.features, dtype=float)
+        return instance.features
     where = f"{path}series"
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            values = features_from_series(instance.series, window, where=where)
+            values = features_from_series(instance.series, window, where=where).tolist()
     except DataValidationError as exc:
         raise ApiError(400, "invalid request", [_problem(f, p) for f, p in exc.problems]) from None
     problems = [
         _problem(where, f"derived {name} {problem}")
-        for name, value in zip(FEATURE_NAMES, values.tolist())
+        for name, value in zip(FEATURE_NAMES, values)
         if (problem := _number_problem(name, value))
     ]
     if problems:

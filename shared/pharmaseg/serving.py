@@ -8,31 +8,40 @@ its own columnar shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from pharmaseg.artifact import ModelArtifact, Predictions
+from pharmaseg.artifact import ModelArtifact
+
+SMALL_BATCH = 8  # up to this many rows, plain Python beats numpy under a threaded server
 
 
-def prediction_records(artifact: ModelArtifact, predictions: Predictions) -> list[dict[str, Any]]:
-    """One dict per row: cluster, cluster_name, recommendation, confidence, distances, model_version."""
-    names = [s.name for s in artifact.segments]
-    recommendations = [s.recommendation for s in artifact.segments]
+def _record(artifact: ModelArtifact, cluster: int, distances: list[float], confidence: float) -> dict[str, Any]:
+    segment = artifact.segments[cluster]
+    return {
+        "cluster": cluster,
+        "cluster_name": segment.name,
+        "recommendation": segment.recommendation,
+        "confidence": round(confidence, 6),
+        "distances": {s.name: round(d, 6) for s, d in zip(artifact.segments, distances)},
+        "model_version": artifact.version,
+    }
+
+
+def predict_records(artifact: ModelArtifact, rows: Sequence[Sequence[float]]) -> list[dict[str, Any]]:
+    """One dict per row: cluster, cluster_name, recommendation, confidence, distances, model_version.
+
+    A few rows go through ``ModelArtifact.nearest`` (plain Python), more through the vectorised
+    ``predict``; both give the same answer.
+    """
+    if len(rows) <= SMALL_BATCH:
+        return [_record(artifact, *artifact.nearest(row)) for row in rows]
+    predictions = artifact.predict(np.asarray(rows, dtype=float))
     return [
-        {
-            "cluster": cluster,
-            "cluster_name": names[cluster],
-            "recommendation": recommendations[cluster],
-            "confidence": round(confidence, 6),
-            "distances": {name: round(d, 6) for name, d in zip(names, distances)},
-            "model_version": artifact.version,
-        }
-        for cluster, confidence, distances in zip(
-            predictions.clusters.tolist(), predictions.confidence.tolist(), predictions.distances.tolist()
+        _record(artifact, cluster, distances, confidence)
+        for cluster, distances, confidence in zip(
+            predictions.clusters.tolist(), predictions.distances.tolist(), predictions.confidence.tolist()
         )
     ]
-
-
-def predict_records(artifact: ModelArtifact, values: np.ndarray) -> list[dict[str, Any]]:
-    return prediction_records(artifact, artifact.predict(values))
