@@ -242,14 +242,54 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         )
     if hook:
         hook("loaded")
+    return _commit_and_publish(
+        ref,
+        run_id,
+        token,
+        sink,
+        model,
+        settings,
+        run,
+        started,
+        counts,
+        bucket,
+        staged_scored,
+        staged_rejects,
+        scored_from=f"SELECT * FROM `{scored_table}`",
+        rejects_from=f"SELECT * FROM `{rejects_table}`",
+        path="function",
+        extra={"window": counts.window, "layout": layout.kind},
+    )
+
+
+def _commit_and_publish(
+    ref,
+    run_id,
+    token,
+    sink: BatchSink,
+    model,
+    settings,
+    run,
+    started,
+    counts: Counts,
+    bucket,
+    staged_scored,
+    staged_rejects,
+    *,
+    scored_from: str,
+    rejects_from: str,
+    path: str,
+    extra=None,
+) -> RunResult:
+    """Both paths end alike: one conditional commit of the staged rows, then the results CSVs."""
     results_uri = f"gs://{ref.bucket}/{result_name(ref, settings)}"
     final = _final(run, "succeeded", counts, started, error=None, results_uri=results_uri)
     committed = sink.commit(
         run_id,
         token,
         final,
-        scored_from=f"SELECT * FROM `{scored_table}`",
-        rejects_from=f"SELECT * FROM `{rejects_table}`",
+        scored_from=scored_from,
+        rejects_from=rejects_from,
         source_uri=ref.uri,
         generation=ref.generation,
         model_version=model.version or "",
@@ -264,9 +304,9 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         counts.rows_read,
         counts.rows_scored,
         counts.rows_rejected,
-        "function",
+        path,
         results_uri=results_uri,
-        extra={"window": counts.window, "layout": layout.kind},
+        extra=extra or {},
     )
 
 
@@ -334,36 +374,22 @@ def _score_in_bigquery(
     )
     if hook:
         hook("loaded")
-    results_uri = f"gs://{ref.bucket}/{result_name(ref, settings)}"
-    final = _final(run, "succeeded", counts, started, error=None, results_uri=results_uri)
-    distances = ", ".join(f"distance_{i}" for i in range(model.k))
-    from pharmaseg.features import FEATURE_NAMES
-
-    committed = sink.commit(
+    return _commit_and_publish(
+        ref,
         run_id,
         token,
-        final,
-        scored_from=(
-            f"SELECT run_id, row_number, country, {', '.join(FEATURE_NAMES)}, cluster, segment_name, confidence, "
-            f"{distances} FROM `{scored_table}` WHERE reason IS NULL"
-        ),
-        rejects_from=f"SELECT run_id, row_number, raw_record, reason FROM `{scored_table}` WHERE reason IS NOT NULL",
-        source_uri=ref.uri,
-        generation=ref.generation,
-        model_version=model.version or "",
-        k=model.k,
-    )
-    if not committed:
-        return RunResult("lost", run_id, error="another attempt committed or took over this run")
-    _publish_results(bucket, staged_scored, staged_rejects, ref, settings, counts)
-    return RunResult(
-        "succeeded",
-        run_id,
-        counts.rows_read,
-        counts.rows_scored,
-        counts.rows_rejected,
-        "bigquery",
-        results_uri=results_uri,
+        sink,
+        model,
+        settings,
+        run,
+        started,
+        counts,
+        bucket,
+        staged_scored,
+        staged_rejects,
+        scored_from=f"SELECT {', '.join(scored_columns)} FROM `{scored_table}` WHERE reason IS NULL",
+        rejects_from=f"SELECT {', '.join(REJECTS_SCHEMA.names)} FROM `{scored_table}` WHERE reason IS NOT NULL",
+        path="bigquery",
     )
 
 
