@@ -9,6 +9,12 @@ Prediction = nearest centroid in standardized space, exactly what ``KMeans.predi
 ``1 - d_nearest / d_second``: 1 at a centroid, 0 on the boundary between two segments. It is
 a property of the point's position, not a probability; the original ``1 / (1 + distance)``
 shrank with distance to every centroid alike and said nothing about ambiguity.
+
+Two optional blocks describe the training countries themselves: ``training`` (each country's 9
+features, so a country can be explained from the model alone) and ``markets`` (each country's
+market size, so that promotion weighs a changed segment by what it means for the business).
+Artifacts written before they existed still load: their training rows are rebuilt from the
+reference (which holds the same values in country order), and they count as unweighted.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,38 @@ class Predictions:
     confidence: np.ndarray
 
 
+@dataclass(frozen=True)
+class Markets:
+    """Market size (TOTAL_SPEND, million USD) per training country, and the year it is from.
+
+    Countries without a published TOTAL_SPEND in the window carry no weight; ``without_size``
+    names them so a reader can see how much of the segmentation is unweighted.
+    """
+
+    sizes: dict[str, float]
+    years: dict[str, int]
+    without_size: list[str]
+    unit: str = "million USD"
+    column: str = "TOTAL_SPEND"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "column": self.column,
+            "sizes": {c: {"value": v, "year": self.years[c]} for c, v in sorted(self.sizes.items())},
+            "without_size": sorted(self.without_size),
+            "n_without_size": len(self.without_size),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Markets:
+        sizes = {c: float(s["value"]) for c, s in doc["sizes"].items()}
+        years = {c: int(s["year"]) for c, s in doc["sizes"].items()}
+        return cls(
+            sizes, years, list(doc.get("without_size", [])), doc.get("unit", cls.unit), doc.get("column", cls.column)
+        )
+
+
 @dataclass
 class ModelArtifact:
     feature_names: list[str]
@@ -49,10 +87,17 @@ class ModelArtifact:
     lineage: dict[str, Any]
     assignments: dict[str, int]
     version: str | None = None
+    training_features: dict[str, list[float]] = field(default_factory=dict)
+    markets: Markets | None = None
 
     @property
     def k(self) -> int:
         return len(self.centroids)
+
+    @property
+    def weighted(self) -> bool:
+        """Whether this model knows its countries' market sizes (older artifacts do not)."""
+        return self.markets is not None
 
     def segment(self, cluster: int) -> Segment:
         return self.segments[cluster]
@@ -96,10 +141,17 @@ class ModelArtifact:
     def centroids_original_units(self) -> np.ndarray:
         return self.centroids * self.scaler_scale + self.scaler_mean
 
+    def training_rows(self) -> tuple[list[str], np.ndarray]:
+        """The training countries (sorted) and their features, original units."""
+        countries = sorted(self.training_features)
+        return countries, np.array([self.training_features[c] for c in countries], dtype=float).reshape(
+            len(countries), len(self.feature_names)
+        )
+
     # -- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": FORMAT,
             "version": self.version,
             "feature_names": list(self.feature_names),
@@ -112,6 +164,12 @@ class ModelArtifact:
             "lineage": self.lineage,
             "assignments": self.assignments,
         }
+        if self.training_features:
+            countries = sorted(self.training_features)
+            doc["training"] = {"countries": countries, "features": [self.training_features[c] for c in countries]}
+        if self.markets is not None:
+            doc["markets"] = self.markets.to_dict()
+        return doc
 
     def to_json(self) -> bytes:
         """Canonical bytes (sorted keys), so the same model always has the same sha256."""
@@ -137,6 +195,8 @@ class ModelArtifact:
                 lineage=doc["lineage"],
                 assignments={k: int(v) for k, v in doc["assignments"].items()},
                 version=doc.get("version"),
+                training_features=_training_features(doc),
+                markets=Markets.from_dict(doc["markets"]) if "markets" in doc else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"malformed artifact: {exc!r}") from None
@@ -154,3 +214,17 @@ class ModelArtifact:
         except ValueError as exc:
             raise ArtifactError(f"artifact is not JSON: {exc}") from None
         return cls.from_dict(doc)
+
+
+def _training_features(doc: dict[str, Any]) -> dict[str, list[float]]:
+    """Each training country's features; for artifacts older than the ``training`` block, the
+    reference's per-feature values, which training wrote in the (sorted) order of the countries."""
+    if "training" in doc:
+        block = doc["training"]
+        return {c: [float(v) for v in row] for c, row in zip(block["countries"], block["features"])}
+    features = (doc.get("reference") or {}).get("features") or {}
+    countries = sorted(doc["assignments"])
+    columns = [features.get(name, {}).get("values") for name in doc["feature_names"]]
+    if any(column is None or len(column) != len(countries) for column in columns):
+        return {}
+    return {c: [float(column[i]) for column in columns] for i, c in enumerate(countries)}

@@ -30,7 +30,7 @@ from sklearn.metrics import (
 from sklearn.preprocessing import StandardScaler
 
 import pharmaseg
-from pharmaseg.artifact import ModelArtifact
+from pharmaseg.artifact import Markets, ModelArtifact
 from pharmaseg.errors import DataValidationError
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.panel import FeatureTable
@@ -193,4 +193,10 @@ def train(
         metrics=metrics,
         lineage=lineage,
         assignments={c: int(label) for c, label in zip(table.countries, labels)},
+        training_features={c: row.tolist() for c, row in zip(table.countries, table.values)},
+        markets=Markets(
+            sizes={c: table.market_sizes[c].value for c in table.countries if c in table.market_sizes},
+            years={c: table.market_sizes[c].year for c in table.countries if c in table.market_sizes},
+            without_size=[c for c in table.countries if c not in table.market_sizes],
+        ),
     )
