@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from pharmaseg.changes import compare
 from pharmaseg.errors import PharmasegError
 from pharmaseg.retraining import gate
 from pharmaseg.retraining.gate import NO_PRODUCTION, GateThresholds, evaluate
@@ -66,6 +67,8 @@ def test_identical_candidate_passes_every_check(candidate, production):
         "segment_names",
         "agreement_ari",
         "name_agreement",
+        "market_agreement",
+        "key_market_moves",
     }
     for check in result.checks.values():
         assert set(check) >= {"value", "threshold", "passed"}
@@ -149,17 +152,21 @@ def test_segment_names(candidate, production):
     assert not gate.check_segment_names(candidate, production)["passed"]
 
 
+def agreement(candidate, production):
+    return gate.check_agreement(candidate, production, compare(production, candidate), T)
+
+
 def test_agreement_ari_fails_on_a_reshuffled_segmentation(candidate, production):
-    assert gate.check_agreement(candidate, production, T)["value"] == pytest.approx(1.0)
+    assert agreement(candidate, production)["value"] == pytest.approx(1.0)
     countries = sorted(candidate.assignments)
     candidate.assignments = {c: i % candidate.k for i, c in enumerate(countries)}
-    check = gate.check_agreement(candidate, production, T)
+    check = agreement(candidate, production)
     assert not check["passed"] and check["value"] < 0.75
 
 
 def test_agreement_needs_enough_common_countries(candidate, production):
     candidate.assignments = {c: v for c, v in list(candidate.assignments.items())[:5]}
-    check = gate.check_agreement(candidate, production, T)
+    check = agreement(candidate, production)
     assert not check["passed"] and "only 5 common countries" in check["detail"]
 
 
@@ -169,9 +176,49 @@ def test_name_agreement_catches_swapped_names_that_ari_ignores(candidate, produc
     high, declining = by_name["High-Value Pharma Markets"], by_name["Declining Markets"]
     candidate.segments[high.cluster] = dataclasses.replace(high, name=declining.name)
     candidate.segments[declining.cluster] = dataclasses.replace(declining, name=high.name)
-    assert gate.check_agreement(candidate, production, T)["passed"]
-    check = gate.check_name_agreement(candidate, production, T)
+    assert agreement(candidate, production)["passed"]
+    check = gate.check_name_agreement(compare(production, candidate), T)
     assert not check["passed"] and "DEU: High-Value Pharma Markets -> Declining Markets" in check["detail"]
+
+
+def move(candidate, country, to_name):
+    """The candidate with one country assigned to the segment called ``to_name``."""
+    cluster = next(s.cluster for s in candidate.segments if s.name == to_name)
+    candidate.assignments = {**candidate.assignments, country: cluster}
+    return candidate
+
+
+def test_market_agreement_weighs_a_large_market_more_than_a_small_one(candidate, production):
+    sizes = production.markets.sizes
+    small = min(sizes, key=sizes.get)
+    moved_small = gate.check_market_agreement(
+        compare(production, move(copy.deepcopy(candidate), small, "Declining Markets")), T
+    )
+    assert moved_small["passed"] and moved_small["value"] == pytest.approx(1 - sizes[small] / sum(sizes.values()))
+    moved_usa = gate.check_market_agreement(compare(production, move(candidate, "USA", "Stable Moderate Markets")), T)
+    assert not moved_usa["passed"] and moved_usa["value"] < 0.9
+    assert "TOTAL_SPEND" in moved_usa["detail"]
+
+
+def test_one_country_above_the_key_share_holds_the_candidate(candidate, production):
+    changes = compare(production, move(candidate, "DEU", "Stable Moderate Markets"))
+    share = changes.shares["DEU"]
+    assert share >= 0.05  # Germany: about 8% of the OECD's pharmaceutical spending
+    check = gate.check_key_market_moves(changes, T)
+    assert not check["passed"] and check["value"] == ["DEU"] and f"{share:.1%} of market" in check["detail"]
+    lenient = dataclasses.replace(T, key_market_share=share + 0.01)
+    assert gate.check_key_market_moves(changes, lenient)["passed"]
+
+
+def test_artifacts_without_market_sizes_are_compared_unweighted(candidate, production):
+    old_production, old_candidate = copy.deepcopy(production), move(candidate, "USA", "Stable Moderate Markets")
+    old_production.markets = None
+    old_candidate.markets = None
+    changes = compare(old_production, old_candidate)
+    assert changes.weights == "unweighted"
+    assert changes.market_agreement == pytest.approx(1 - 1 / len(changes.common))
+    check = gate.check_key_market_moves(changes, T)
+    assert check["passed"] and "unweighted" in check["detail"]  # 1 of 36 is below 5%
 
 
 def test_thresholds_from_json():
@@ -188,9 +235,16 @@ def test_thresholds_from_json():
 # -- the real candidates the gate exists for ---------------------------------------------------
 
 
-def test_fresh_window_2012_2021_passes(panel, oecd_path, production):
+def test_fresh_window_2012_2021_is_held_because_the_usa_and_germany_move(panel, oecd_path, production):
+    """Every count-based check passes (2 of 33 countries move), but they hold over half the market."""
     result = evaluate(fit(panel, oecd_path, "2012-2021"), production)
-    assert result.passed, result.checks
+    assert set(result.failed) == {"market_agreement", "key_market_moves"}, result.checks
+    assert result.checks["name_agreement"]["passed"]
+    assert result.checks["market_agreement"]["value"] < 0.5
+    assert set(result.checks["key_market_moves"]["value"]) == {"USA", "DEU"}
+    movers = {m.country: m for m in result.comparison.movers}
+    assert set(movers) == {"USA", "DEU"}
+    assert movers["USA"].market_share > 0.4 and movers["USA"].after == "Stable Moderate Markets"
 
 
 def test_lowest_inertia_solution_is_held_on_silhouette(panel, oecd_path, production):

@@ -9,7 +9,11 @@ Why these checks: on this data k-means has several local optima, and the lowest-
 a *different* segmentation that an earlier model landed in and mislabelled. Inertia therefore
 says nothing about whether to promote; agreement with production on the countries both know,
 silhouette and Davies-Bouldin (not worse beyond a tolerance), bootstrap stability, segment sizes,
-name agreement and profile fit do. Default thresholds and their reasons are in docs/retraining.md.
+name agreement and profile fit do. Every country counting the same is not enough either: two
+moved countries of 33 pass a count-based check, yet if they are the USA and Germany they hold
+half the market. So agreement is also weighed by market size (``market_agreement``), and any
+single large market that changes segment holds the candidate for a person to review
+(``key_market_moves``). Default thresholds and their reasons are in docs/retraining.md.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from pharmaseg.artifact import ModelArtifact
+from pharmaseg.changes import ModelComparison, compare, describe_mover
 from pharmaseg.errors import PharmasegError
 
 NO_PRODUCTION = "no production model"
@@ -35,6 +40,8 @@ class GateThresholds:
     min_name_agreement: float = 0.80  # share of common countries keeping their segment name
     min_common_countries: int = 10  # fewer common countries: agreement cannot be judged
     min_country_ratio: float = 0.90  # candidate countries >= this x production countries
+    min_market_agreement: float = 0.90  # share of the common market value keeping its segment name
+    key_market_share: float = 0.05  # a common country with at least this share may not move unreviewed
 
     @classmethod
     def from_json(cls, text: str | None) -> GateThresholds:
@@ -64,6 +71,7 @@ class GateThresholds:
 class GateResult:
     checks: dict[str, dict[str, Any]]
     production_version: str | None
+    comparison: ModelComparison | None = None  # against production, when there is one
 
     @property
     def passed(self) -> bool:
@@ -98,10 +106,6 @@ def _skip(threshold: Any) -> dict[str, Any]:
 
 def window_end(artifact: ModelArtifact) -> int:
     return int(str(artifact.window).split("-")[1])
-
-
-def names_by_country(artifact: ModelArtifact) -> dict[str, str]:
-    return {country: artifact.segment(cluster).name for country, cluster in artifact.assignments.items()}
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -192,32 +196,49 @@ def check_segment_names(candidate: ModelArtifact, production: ModelArtifact | No
     return _check(value, threshold, value == threshold)
 
 
-def check_agreement(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+def check_agreement(candidate: ModelArtifact, production: ModelArtifact, changes: ModelComparison, t) -> dict:
     """Adjusted Rand index between the two segmentations on the countries both were trained on."""
-    if production is None:
-        return _skip(t.min_ari)
     from sklearn.metrics import adjusted_rand_score
 
-    ours, theirs = names_by_country(candidate), names_by_country(production)
-    common = sorted(set(ours) & set(theirs))
+    from pharmaseg.changes import segment_names
+
+    common = changes.common
     if len(common) < t.min_common_countries:
         return _check(None, t.min_ari, False, f"only {len(common)} common countries (< {t.min_common_countries})")
+    ours, theirs = segment_names(candidate), segment_names(production)
     value = round(float(adjusted_rand_score([theirs[c] for c in common], [ours[c] for c in common])), 6)
     return _check(value, t.min_ari, value >= t.min_ari, f"on {len(common)} common countries")
 
 
-def check_name_agreement(candidate: ModelArtifact, production: ModelArtifact | None, t: GateThresholds) -> dict:
+def check_name_agreement(changes: ModelComparison, t: GateThresholds) -> dict:
     """Share of common countries whose segment *name* is unchanged (ARI ignores names)."""
-    if production is None:
-        return _skip(t.min_name_agreement)
-    ours, theirs = names_by_country(candidate), names_by_country(production)
-    common = sorted(set(ours) & set(theirs))
-    if not common:
+    if not changes.common:
         return _check(None, t.min_name_agreement, False, "no common countries")
-    moved = [f"{c}: {theirs[c]} -> {ours[c]}" for c in common if ours[c] != theirs[c]]
-    value = round(1 - len(moved) / len(common), 6)
-    detail = f"{len(moved)} of {len(common)} changed" + (f" ({'; '.join(moved)})" if moved else "")
+    value = round(changes.name_agreement, 6)
+    moved = [f"{m.country}: {m.before} -> {m.after}" for m in sorted(changes.movers, key=lambda m: m.country)]
+    detail = f"{len(moved)} of {len(changes.common)} changed" + (f" ({'; '.join(moved)})" if moved else "")
     return _check(value, t.min_name_agreement, value >= t.min_name_agreement, detail)
+
+
+def _weighting(changes: ModelComparison) -> str:
+    if changes.weights == "unweighted":
+        return "unweighted: neither model has market sizes, each country counts once"
+    return f"weighted by the {'candidate' if changes.weights == 'after' else 'production'} model's TOTAL_SPEND"
+
+
+def check_market_agreement(changes: ModelComparison, t: GateThresholds) -> dict:
+    """Share of the common countries' market value whose segment name stays the same."""
+    if not changes.common:
+        return _check(None, t.min_market_agreement, False, "no common countries")
+    value = round(changes.market_agreement, 6)
+    return _check(value, t.min_market_agreement, value >= t.min_market_agreement, _weighting(changes))
+
+
+def check_key_market_moves(changes: ModelComparison, t: GateThresholds) -> dict:
+    """No country holding at least ``key_market_share`` of the common market value changes segment."""
+    key = [m for m in changes.movers if m.market_share >= t.key_market_share]
+    detail = "; ".join(describe_mover(m) for m in key) if key else f"no mover holds {t.key_market_share:.0%} or more"
+    return _check([m.country for m in key], t.key_market_share, not key, f"{detail} ({_weighting(changes)})")
 
 
 def evaluate(
@@ -225,6 +246,7 @@ def evaluate(
 ) -> GateResult:
     """Run every check; the gate passes when all pass."""
     t = thresholds
+    changes = compare(production, candidate) if production is not None else None
     checks = {
         "data_rows": check_rows(candidate, production),
         "data_freshness": check_freshness(candidate, production),
@@ -235,7 +257,18 @@ def evaluate(
         "min_segment_size": check_min_segment_size(candidate, t),
         "profile_fit": check_profile_fit(candidate),
         "segment_names": check_segment_names(candidate, production),
-        "agreement_ari": check_agreement(candidate, production, t),
-        "name_agreement": check_name_agreement(candidate, production, t),
     }
-    return GateResult(checks=checks, production_version=production.version if production else None)
+    if changes is None:
+        for name, threshold in (
+            ("agreement_ari", t.min_ari),
+            ("name_agreement", t.min_name_agreement),
+            ("market_agreement", t.min_market_agreement),
+            ("key_market_moves", t.key_market_share),
+        ):
+            checks[name] = _skip(threshold)
+    else:
+        checks["agreement_ari"] = check_agreement(candidate, production, changes, t)
+        checks["name_agreement"] = check_name_agreement(changes, t)
+        checks["market_agreement"] = check_market_agreement(changes, t)
+        checks["key_market_moves"] = check_key_market_moves(changes, t)
+    return GateResult(checks=checks, production_version=production.version if production else None, comparison=changes)
