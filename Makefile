@@ -5,7 +5,7 @@ EMU_VENV := .venv-emulators
 INFRA_VENV := .venv-infra
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: install emulators infra-tools test unit lint tf-check demo bench stack-down clean
+.PHONY: install emulators infra-tools browser test unit lint tf-check demo bench stack-down clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ $(INFRA_VENV)/.installed: requirements/infra-tools.lock
 	$(INFRA_VENV)/bin/pip install $(PIP_FLAGS) -r requirements/infra-tools.lock
 	touch $@
 
+# Debian's Chromium, for the tests that look at pages as a person does (Playwright drives it;
+# it never downloads a browser of its own).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+	@command -v chromium >/dev/null || { echo "chromium is required: apt-get install -y chromium" >&2; exit 1; }
+
 lint: install
 	$(VENV)/bin/ruff check shared functions tests scripts
 	$(VENV)/bin/ruff format --check shared functions tests scripts
@@ -38,7 +44,7 @@ lint: install
 tf-check: install infra-tools
 	PYTHONPATH=scripts $(VENV)/bin/python -m tfcheck terraform
 
-test: install emulators infra-tools lint
+test: install emulators infra-tools browser lint
 	$(VENV)/bin/pytest
 
 unit: install

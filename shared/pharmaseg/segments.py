@@ -88,3 +88,19 @@ def name_segments(centroids: np.ndarray, sizes: list[int], feature_names=FEATURE
             )
         )
     return segments
+
+
+# Okabe-Ito colours (readable with the common colour-vision deficiencies) and one marker per
+# kind of segment, so that a picture never carries the segment by colour alone.
+_STYLES = {DECLINING: ("#d55e00", "v"), HIGH_VALUE: ("#009e73", "^"), STABLE: ("#0072b2", "o")}
+_EXTRA_STABLE_COLOURS = ("#56b4e9", "#cc79a7", "#e69f00", "#999999")
+
+
+def segment_style(name: str) -> tuple[str, str]:
+    """(colour, matplotlib marker) of a segment name, the same in every report and page."""
+    if name in _STYLES:
+        return _STYLES[name]
+    if name.startswith(STABLE):
+        rank = int(name.rsplit(" ", 1)[-1]) if name.rsplit(" ", 1)[-1].isdigit() else 1
+        return (_STYLES[STABLE][0] if rank == 1 else _EXTRA_STABLE_COLOURS[(rank - 2) % 4]), "o"
+    return "#555555", "s"
