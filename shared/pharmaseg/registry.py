@@ -53,6 +53,16 @@ class AliasState:
     document: dict[str, Any]
 
 
+def training_identity(data_sha256: str | None, window: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """What determines a fit: the data's sha256, the window and the training parameters."""
+    return {"data_sha256": data_sha256, "window": str(window), "params": params}
+
+
+def artifact_identity(artifact: ModelArtifact) -> dict[str, Any]:
+    lineage = artifact.lineage
+    return training_identity(lineage.get("data_sha256"), artifact.window, lineage.get("params"))
+
+
 def alias_object(alias: str) -> str:
     if not ALIAS_NAME.match(alias):
         raise RegistryError(f"{alias!r} is not a valid alias name")
@@ -217,6 +227,7 @@ class ModelRegistry:
                     "metrics": {m: artifact.metrics.get(m) for m in ("silhouette", "davies_bouldin", "inertia")},
                     "trigger": artifact.lineage.get("trigger"),
                     "idempotency_key": idempotency_key,
+                    **artifact_identity(artifact),
                 },
                 if_generation_match=0,
             )
@@ -265,6 +276,22 @@ class ModelRegistry:
     def load(self, version: str) -> ModelArtifact:
         """Download a version and verify it is byte-for-byte what was registered."""
         return load_verified(self, version)
+
+    def equivalent(self, identity: dict[str, Any]) -> str | None:
+        """The newest registered version trained on the same data, window and parameters, if any.
+
+        Retraining on exactly what produced an existing version can only register a copy of it,
+        so a retrain request asks this first. ``identity`` is ``training_identity(...)``'s shape;
+        versions registered before their metadata carried it are read from their lineage.
+        """
+        for version in reversed(self.versions()):
+            meta = self.metadata(version)
+            known = {k: meta[k] for k in identity if k in meta}
+            if len(known) < len(identity):
+                known = artifact_identity(self.load(version))
+            if known == identity:
+                return version
+        return None
 
     # -- aliases ---------------------------------------------------------------------------------
 

@@ -7,14 +7,19 @@ from pathlib import Path
 from pharmaseg.errors import PharmasegError
 
 
-def split_gs_uri(uri: str) -> tuple[str, str]:
-    """``gs://bucket/path/to/object`` -> (bucket, path/to/object)."""
+def split_gs_uri(uri: str) -> tuple[str, str, int | None]:
+    """``gs://bucket/path/to/object[#generation]`` -> (bucket, path/to/object, generation or None).
+
+    The ``#generation`` suffix (gsutil's notation) pins one version of an object, so a retrain
+    asked for by a new upload trains on that upload even if the object is replaced meanwhile.
+    """
     if not uri.startswith("gs://"):
         raise PharmasegError(f"{uri!r} is not a gs:// URI")
-    bucket, _, name = uri[len("gs://") :].partition("/")
-    if not bucket or not name:
-        raise PharmasegError(f"{uri!r} must name a bucket and an object: gs://BUCKET/OBJECT")
-    return bucket, name
+    bucket, _, rest = uri[len("gs://") :].partition("/")
+    name, _, generation = rest.partition("#")
+    if not bucket or not name or (generation and not generation.isdigit()):
+        raise PharmasegError(f"{uri!r} must name a bucket and an object: gs://BUCKET/OBJECT[#GENERATION]")
+    return bucket, name, int(generation) if generation else None
 
 
 def read_bytes(uri: str, storage_client=None) -> bytes:
@@ -23,10 +28,10 @@ def read_bytes(uri: str, storage_client=None) -> bytes:
 
         from pharmaseg.gcp import storage_client as default_client
 
-        bucket, name = split_gs_uri(uri)
+        bucket, name, generation = split_gs_uri(uri)
         client = storage_client or default_client()
         try:
-            return client.bucket(bucket).blob(name).download_as_bytes()
+            return client.bucket(bucket).blob(name, generation=generation).download_as_bytes()
         except NotFound:
             raise PharmasegError(f"{uri}: no such object") from None
     path = Path(uri)

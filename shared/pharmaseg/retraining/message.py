@@ -12,6 +12,7 @@ languages; ``parse_request`` is what the function runs, so it needs no schema li
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,14 +42,16 @@ SCHEMA: dict[str, Any] = {
         },
         "data_uri": {
             "type": "string",
-            "pattern": "^gs://[^/]+/.+",
-            "description": "Raw OECD CSV (LOCATION,TIME,PC_HEALTHXP,PC_GDP,USD_CAP). "
+            "pattern": "^gs://[^/#]+/[^#]+(#[0-9]+)?$",
+            "description": "Raw OECD CSV (LOCATION,TIME,PC_HEALTHXP,PC_GDP,USD_CAP[,TOTAL_SPEND]); a #GENERATION "
+            "suffix pins one generation of the object. "
             "Default: PHARMASEG_RETRAIN_DATA_URI, else gs://$PHARMASEG_SOURCES_BUCKET/oecd_pharma_spending.csv.",
         },
         "window": {
             "type": "string",
             "pattern": "^[0-9]{4}-[0-9]{4}$",
-            "description": "Inclusive training years START-END. Default: PHARMASEG_RETRAIN_WINDOW (2011-2020).",
+            "description": "Inclusive training years START-END. Default: PHARMASEG_RETRAIN_WINDOW if set, else the "
+            "data's latest complete window as long as production's (see docs/retraining.md).",
         },
         "k": {"type": "integer", "minimum": 2, "maximum": MAX_K, "default": 3},
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 42},
@@ -77,7 +80,7 @@ class MalformedRequestError(PharmasegError):
 class RetrainRequest:
     reason: str
     data_uri: str
-    window: str
+    window: str | None  # None: the data's latest complete window, chosen when the data is read
     k: int = 3
     seed: int = 42
     n_init: int = 10
@@ -108,7 +111,9 @@ def _string(doc: dict[str, Any], name: str, default: str | None) -> str | None:
     return value.strip()
 
 
-def parse_request(doc: Any, *, default_data_uri: str | None, default_window: str, default_bootstrap: int = 50):
+def parse_request(
+    doc: Any, *, default_data_uri: str | None, default_window: str | None = None, default_bootstrap: int = 50
+):
     """Validate a decoded request against the contract; returns a RetrainRequest with defaults filled."""
     if not isinstance(doc, dict):
         raise MalformedRequestError(f"the request must be a JSON object, got {type(doc).__name__}")
@@ -125,14 +130,14 @@ def parse_request(doc: Any, *, default_data_uri: str | None, default_window: str
     data_uri = _string(doc, "data_uri", default_data_uri)
     if not data_uri:
         raise MalformedRequestError("data_uri is missing and no default is configured (PHARMASEG_RETRAIN_DATA_URI)")
-    bucket, _, name = data_uri.removeprefix("gs://").partition("/")
-    if not data_uri.startswith("gs://") or not bucket or not name:
-        raise MalformedRequestError(f"data_uri {data_uri!r} must be gs://BUCKET/OBJECT")
-    window = _string(doc, "window", default_window)
-    try:
-        Window.parse(window)
-    except DataValidationError as exc:
-        raise MalformedRequestError(str(exc)) from None
+    if not re.fullmatch(SCHEMA["properties"]["data_uri"]["pattern"], data_uri):
+        raise MalformedRequestError(f"data_uri {data_uri!r} must be gs://BUCKET/OBJECT[#GENERATION]")
+    window = _string(doc, "window", default_window) or None
+    if window is not None:
+        try:
+            Window.parse(window)
+        except DataValidationError as exc:
+            raise MalformedRequestError(str(exc)) from None
     promotion = _string(doc, "promotion", "auto")
     if promotion not in POLICIES:
         raise MalformedRequestError(f"promotion must be one of {', '.join(POLICIES)}, got {promotion!r}")

@@ -1,4 +1,9 @@
-"""Retrain on request: read data, train, register a candidate, gate, promote, record, log.
+"""Retrain on request: read data, train, register a candidate, gate, promote, report, record, log.
+
+What is trained: the request's window, else the data's latest complete window as long as
+production's (``pharmaseg.panel.latest_complete_window``). A request whose data (sha256), window
+and parameters are those of an already registered version is recorded ``skipped`` and trains
+nothing: it could only register a copy.
 
 Idempotency and races (details in docs/retraining.md):
 
@@ -29,14 +34,15 @@ from typing import Any, Protocol
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.errors import ConcurrentUpdateError, PharmasegError
 from pharmaseg.logs import log
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.registry import ModelRegistry, training_identity
 from pharmaseg.retraining.gate import GateResult, GateThresholds, evaluate
 from pharmaseg.retraining.message import RetrainRequest
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
 MAX_PROMOTE_ATTEMPTS = 3
-PROMOTED, HELD, FORCED = "promoted", "held", "forced"
+PROMOTED, HELD, FORCED, SKIPPED = "promoted", "held", "forced", "skipped"
+HELD_FOR_REVIEW = "held for review"
 
 
 class TrainingFailedError(PharmasegError):
@@ -47,6 +53,12 @@ class DecisionStore(Protocol):
     def find(self, version: str, message_id: str) -> dict[str, Any] | None: ...
 
     def record(self, row: dict[str, Any]) -> None: ...
+
+
+class ReportPublisher(Protocol):
+    """Writes a version's model report (HTML + JSON) and returns the HTML's gs:// URI."""
+
+    def publish(self, candidate: ModelArtifact, production: ModelArtifact | None, decision: dict[str, Any]) -> str: ...
 
 
 @dataclass
@@ -104,24 +116,58 @@ class ModelVersionsTable:
 # -- orchestration ---------------------------------------------------------------------------------
 
 
-def train_candidate(request: RetrainRequest, message_id: str, *, storage_client=None, publish_time=None):
-    """Read the request's data and train; any data problem is a TrainingFailedError."""
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
+@dataclass(frozen=True)
+class Source:
+    """The training data of one request, read once: its bytes' sha256 and the validated panel."""
+
+    uri: str
+    sha256: str
+    panel: Any  # pharmaseg.panel.Panel
+
+
+def read_source(uri: str, storage_client=None) -> Source:
+    """Read and validate the request's data; any data problem is a TrainingFailedError."""
+    from pharmaseg.panel import read_panel
     from pharmaseg.sources import read_bytes
-    from pharmaseg.training import TrainingParams, sha256_of, train
+    from pharmaseg.training import sha256_of
 
     try:
-        data = read_bytes(request.data_uri, storage_client)
-        panel = read_panel(io.BytesIO(data), strict=True)
-        table = panel_features(panel, Window.parse(request.window))
-        params = TrainingParams(k=request.k, seed=request.seed, n_init=request.n_init, n_bootstrap=request.n_bootstrap)
+        data = read_bytes(uri, storage_client)
+        return Source(uri, sha256_of(data), read_panel(io.BytesIO(data), strict=True))
+    except PharmasegError as exc:
+        raise TrainingFailedError(f"cannot train on {uri}: {exc}") from None
+
+
+def training_window(window: str | None, source: Source, production: ModelArtifact | None, thresholds):
+    """``window`` if given, else the latest complete window of the data as long as production's."""
+    from pharmaseg.features import DEFAULT_WINDOW, Window
+    from pharmaseg.panel import latest_complete_window
+
+    try:
+        if window:
+            return Window.parse(window)
+        years = len(Window.parse(production.window).years) if production is not None else len(DEFAULT_WINDOW.years)
+        return latest_complete_window(source.panel, years, thresholds.min_country_ratio)
+    except PharmasegError as exc:
+        raise TrainingFailedError(f"cannot choose a training window in {source.uri}: {exc}") from None
+
+
+def _params(request: RetrainRequest) -> dict[str, int]:
+    return {"k": request.k, "seed": request.seed, "n_init": request.n_init, "n_bootstrap": request.n_bootstrap}
+
+
+def train_candidate(request: RetrainRequest, source: Source, window, message_id: str, *, publish_time=None):
+    """Train on the request's data and window; data that cannot train is a TrainingFailedError."""
+    from pharmaseg.panel import panel_features
+    from pharmaseg.training import TrainingParams, train
+
+    try:
         return train(
-            table,
-            params,
-            source_uri=request.data_uri,
-            source_sha256=sha256_of(data),
-            rows_read=len(panel.rows),
+            panel_features(source.panel, window),
+            TrainingParams(**_params(request)),
+            source_uri=source.uri,
+            source_sha256=source.sha256,
+            rows_read=len(source.panel.rows),
             trigger={
                 "kind": "pubsub",
                 "message_id": message_id,
@@ -132,7 +178,7 @@ def train_candidate(request: RetrainRequest, message_id: str, *, storage_client=
             },
         )
     except PharmasegError as exc:
-        raise TrainingFailedError(f"cannot train on {request.data_uri} window {request.window}: {exc}") from None
+        raise TrainingFailedError(f"cannot train on {source.uri} window {window}: {exc}") from None
 
 
 def _point_candidate(registry: ModelRegistry, version: str, message_id: str) -> None:
@@ -166,23 +212,66 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _row(request, message_id, candidate: ModelArtifact, decision: str, gate: GateResult | None, detail: str):
+def movers_of(gate: GateResult | None) -> list[dict[str, Any]]:
+    """The change log of a decision: every common country whose segment name changes."""
+    if gate is None or gate.comparison is None:
+        return []
+    return [
+        {
+            "country": m.country,
+            "from_segment": m.before,
+            "to_segment": m.after,
+            "market_share": m.market_share,
+            "confidence_before": m.confidence_before,
+            "confidence_after": m.confidence_after,
+        }
+        for m in gate.comparison.movers
+    ]
+
+
+def decision_row(
+    *,
+    version: str,
+    decision: str,
+    message_id: str,
+    detail: str,
+    production_version: str | None,
+    reason: str | None,
+    policy: str | None,
+    decided_by: str | None,
+    artifact: ModelArtifact | None = None,
+    gate: GateResult | None = None,
+    report_uri: str | None = None,
+) -> dict[str, Any]:
+    """One ``model_versions`` row: every decision about a version (gate, person, skip) has this shape."""
+    lineage = artifact.lineage if artifact is not None else {}
     return {
-        "version": candidate.version,
+        "version": version,
         "evaluated_at": _now(),
         "decision": decision,
-        "reason": request.reason,
-        "policy": request.promotion,
+        "reason": reason,
+        "policy": policy,
         "message_id": message_id,
-        "production_version": gate.production_version if gate else None,
-        "metrics": json.dumps(_json_safe(candidate.metrics), sort_keys=True),
-        "gate": json.dumps(gate.to_dict() if gate else None, sort_keys=True),
-        "profile_fit": bool(candidate.metrics.get("profile_fit")),
-        "data_uri": candidate.lineage.get("data_uri"),
-        "data_sha256": candidate.lineage.get("data_sha256"),
-        "window": candidate.window,
+        "production_version": production_version,
+        "metrics": json.dumps(_json_safe(artifact.metrics), sort_keys=True) if artifact is not None else None,
+        "gate": json.dumps(_json_safe(gate.to_dict()) if gate else None, sort_keys=True),
+        "profile_fit": bool(artifact.metrics.get("profile_fit")) if artifact is not None else None,
+        "data_uri": lineage.get("data_uri"),
+        "data_sha256": lineage.get("data_sha256"),
+        "window": artifact.window if artifact is not None else None,
         "decision_detail": detail,
+        "movers": _json_safe(movers_of(gate)),
+        "decided_by": decided_by,
+        "report_uri": report_uri,
     }
+
+
+def _held_for_review(gate: GateResult) -> str:
+    detail = f"{HELD_FOR_REVIEW}: gate failed: {', '.join(gate.failed)}"
+    if gate.comparison is not None and gate.comparison.movers:
+        moved = ", ".join(f"{m.country} ({m.market_share:.1%} of market)" for m in gate.comparison.movers)
+        detail += f"; moved: {moved}"
+    return detail
 
 
 def decide(
@@ -193,28 +282,30 @@ def decide(
     message_id: str,
     *,
     before_promote: Callable[[], None] | None = None,
-) -> tuple[str, GateResult | None, str]:
+) -> tuple[str, GateResult | None, str, ModelArtifact | None]:
     """Gate the candidate against the current production and promote per ``policy``.
 
-    Returns (decision, gate result of the last evaluation, detail). ``before_promote`` is a test
-    hook run between the gate and the conditional promotion (where races happen).
+    Returns (decision, gate result of the last evaluation, detail, the production it was judged
+    against). ``before_promote`` is a test hook run between the gate and the conditional
+    promotion (where races happen).
     """
     notes: list[str] = []
     gate: GateResult | None = None
+    production: ModelArtifact | None = None
     for attempt in range(1, MAX_PROMOTE_ATTEMPTS + 1):
         state = registry.alias(PRODUCTION)
         production = registry.load(state.version) if state else None
         if production is not None and production.version == candidate.version:
             gate = evaluate(candidate, production, thresholds)
             decision = FORCED if policy == "force" else PROMOTED
-            return decision, gate, "; ".join([*notes, "already production (an earlier delivery promoted it)"])
+            return decision, gate, "; ".join([*notes, "already production (an earlier delivery promoted it)"]), None
         gate = evaluate(candidate, production, thresholds)
         failed = ", ".join(gate.failed)
         if policy == "never":
             detail = "policy never: registered for inspection" + (f"; gate failed: {failed}" if failed else "")
-            return HELD, gate, "; ".join([*notes, detail])
+            return HELD, gate, "; ".join([*notes, detail]), production
         if policy == "auto" and not gate.passed:
-            return HELD, gate, "; ".join([*notes, f"gate failed: {failed}"])
+            return HELD, gate, "; ".join([*notes, _held_for_review(gate)]), production
         if before_promote is not None:
             before_promote()
         reason = f"retrain {message_id}: " + ("forced" if policy == "force" else "gate passed")
@@ -229,10 +320,38 @@ def decide(
             notes.append(f"attempt {attempt}: production moved ({exc}); re-evaluated")
             continue
         if policy == "force":
-            return FORCED, gate, "; ".join([*notes, "forced" + (f" despite failed checks: {failed}" if failed else "")])
-        return PROMOTED, gate, "; ".join([*notes, "gate passed"])
+            forced = "forced" + (f" despite failed checks: {failed}" if failed else "")
+            return FORCED, gate, "; ".join([*notes, forced]), production
+        return PROMOTED, gate, "; ".join([*notes, "gate passed"]), production
     notes.append(f"held after {MAX_PROMOTE_ATTEMPTS} lost promotion races")
-    return HELD, gate, "; ".join(notes)
+    return HELD, gate, "; ".join(notes), production
+
+
+def current_production(registry: ModelRegistry) -> ModelArtifact | None:
+    state = registry.alias(PRODUCTION)
+    return registry.load(state.version) if state else None
+
+
+def _log_decision(decision: Decision, request: RetrainRequest, message_id: str, window, seconds: float) -> None:
+    gate = decision.gate
+    log(
+        "NOTICE" if decision.decision in (PROMOTED, FORCED) else "WARNING" if decision.decision == HELD else "INFO",
+        f"retrain {message_id}: version {decision.version} {decision.decision}"
+        + (f" (production was {decision.production_version})" if decision.production_version else "")
+        + f": {decision.detail}",
+        event="retrain_decision",
+        message_id=message_id,
+        version=decision.version,
+        decision=decision.decision,
+        policy=request.promotion,
+        production_version=decision.production_version,
+        gate_passed=gate.passed if gate else None,
+        failed_checks=gate.failed if gate else [],
+        movers=decision.row.get("movers", []),
+        report_uri=decision.row.get("report_uri"),
+        window=str(window),
+        seconds=round(seconds, 2),
+    )
 
 
 def retrain(
@@ -243,11 +362,13 @@ def retrain(
     store: DecisionStore,
     thresholds: GateThresholds | None = None,
     storage_client=None,
+    reports: ReportPublisher | None = None,
     publish_time: str | None = None,
     before_promote: Callable[[], None] | None = None,
 ) -> Decision:
     """Handle one retrain request end to end; safe to call again with the same message id."""
     t0 = time.monotonic()
+    thresholds = thresholds or GateThresholds()
     known = registry.version_for_key(message_id)
     if known:
         previous = store.find(known, message_id)
@@ -269,37 +390,59 @@ def retrain(
                 previous,
                 True,
             )
-    artifact = train_candidate(request, message_id, storage_client=storage_client, publish_time=publish_time)
+    source = read_source(request.data_uri, storage_client)
+    production = current_production(registry)
+    window = training_window(request.window, source, production, thresholds)
+    if not known:  # a redelivery finishes the version it registered, it is never "no new data"
+        same = registry.equivalent(training_identity(source.sha256, str(window), _params(request)))
+        if same:
+            return _skip(request, message_id, same, production, window, store, time.monotonic() - t0)
+    artifact = train_candidate(request, source, window, message_id, publish_time=publish_time)
     version = registry.register(artifact, idempotency_key=message_id)
     candidate = registry.load(version)  # what the registry holds (the first delivery's, on redelivery)
-    decision, gate, detail = decide(
-        registry,
-        candidate,
-        request.promotion,
-        thresholds or GateThresholds(),
-        message_id,
-        before_promote=before_promote,
+    decision, gate, detail, judged_against = decide(
+        registry, candidate, request.promotion, thresholds, message_id, before_promote=before_promote
     )
     if decision != HELD or (gate is not None and gate.passed):
         # The candidate alias can receive live A/B traffic (PHARMASEG_CANDIDATE_TRAFFIC): only a
         # version that passed the gate (or was forced) may hold it. A held one stays registered.
         _point_candidate(registry, version, message_id)
-    row = _row(request, message_id, candidate, decision, gate, detail)
-    store.record(row)
-    log(
-        "NOTICE" if decision != HELD else "WARNING",
-        f"retrain {message_id}: version {version} {decision}"
-        + (f" (production was {gate.production_version})" if gate else "")
-        + f": {detail}",
-        event="retrain_decision",
-        message_id=message_id,
+    production_version = gate.production_version if gate else None
+    row = decision_row(
         version=version,
         decision=decision,
+        message_id=message_id,
+        detail=detail,
+        production_version=production_version,
+        reason=request.reason,
         policy=request.promotion,
-        production_version=gate.production_version if gate else None,
-        gate_passed=gate.passed if gate else None,
-        failed_checks=gate.failed if gate else [],
-        window=candidate.window,
-        seconds=round(time.monotonic() - t0, 2),
+        decided_by="gate" if request.promotion == "auto" else f"policy {request.promotion}",
+        artifact=candidate,
+        gate=gate,
     )
-    return Decision(version, decision, gate.production_version if gate else None, gate, detail, row)
+    if reports is not None:
+        row["report_uri"] = reports.publish(candidate, judged_against, row)
+    store.record(row)
+    result = Decision(version, decision, production_version, gate, detail, row)
+    _log_decision(result, request, message_id, window, time.monotonic() - t0)
+    return result
+
+
+def _skip(request, message_id, same: str, production, window, store, seconds: float) -> Decision:
+    """Record that a request asked for nothing new, naming the version it would have copied."""
+    detail = f"skipped: no new data: the data, window {window} and parameters of version {same}"
+    row = decision_row(
+        version=same,
+        decision=SKIPPED,
+        message_id=message_id,
+        detail=detail,
+        production_version=production.version if production else None,
+        reason=request.reason,
+        policy=request.promotion,
+        decided_by="retrain",
+    )
+    row["window"] = str(window)
+    store.record(row)
+    result = Decision(same, SKIPPED, row["production_version"], None, detail, row)
+    _log_decision(result, request, message_id, window, seconds)
+    return result
