@@ -64,3 +64,38 @@ resource "google_cloudfunctions2_function" "this" {
     google_project_iam_member.gcs_publishes_events,
   ]
 }
+
+// Extra triggers of resources.json (retrain on a new CSV in the sources bucket): Eventarc
+// triggers delivering to the function's Cloud Run service, as its own event_trigger does.
+resource "google_eventarc_trigger" "extra" {
+  for_each = local.extra_triggers
+
+  project         = var.project_id
+  location        = var.region
+  name            = each.key
+  service_account = google_service_account.trigger.email
+  labels          = merge(local.labels, { function = replace(each.value.function, "_", "-") })
+
+  matching_criteria {
+    attribute = "type"
+    value     = local.event_types[each.value.trigger]
+  }
+
+  matching_criteria {
+    attribute = "bucket"
+    value     = local.bucket_names[each.value.bucket]
+  }
+
+  destination {
+    cloud_run_service {
+      service = google_cloudfunctions2_function.this[each.value.function].service_config[0].service
+      region  = var.region
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.trigger_receives_events,
+    google_project_iam_member.gcs_publishes_events,
+    google_cloud_run_v2_service_iam_member.trigger_invokes,
+  ]
+}

@@ -38,9 +38,11 @@ locals {
   // Functions that read or write the dataset's tables (predict only logs to stdout).
   bigquery_functions = toset(["score_batch", "retrain", "check_drift"])
 
-  // Topics each function publishes to: check_drift asks for a retraining when it finds drift.
+  // Topics each function publishes to: check_drift asks for a retraining when it finds drift,
+  // retrain asks for one when a new file lands in the sources bucket.
   topic_grants = {
     "check_drift/retrain" = { fn = "check_drift", topic = "retrain" }
+    "retrain/retrain"     = { fn = "retrain", topic = "retrain" }
   }
 
   build_roles = toset([
@@ -168,9 +170,9 @@ resource "google_project_iam_member" "eventarc_agent" {
 // ---------------------------------------------------------------------------------------------
 // Notifications and dead letters
 // ---------------------------------------------------------------------------------------------
-resource "google_pubsub_topic_iam_member" "gcs_publishes_inbox_events" {
+resource "google_pubsub_topic_iam_member" "gcs_publishes_storage_events" {
   project = var.project_id
-  topic   = google_pubsub_topic.this["inbox_events"].name
+  topic   = google_pubsub_topic.this["storage_events"].name
   role    = "roles/pubsub.publisher"
   member  = local.gcs_agent
 }
@@ -188,7 +190,7 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" 
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_dead_letters" {
   project      = var.project_id
-  subscription = google_pubsub_subscription.inbox_events.name
+  subscription = google_pubsub_subscription.storage_events.name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }

@@ -15,6 +15,14 @@ locals {
 
   event_functions = { for fn, f in local.functions : fn => f if f.trigger != "http" }
 
+  // Triggers beyond a function's own (a gen2 function has one event_trigger), keyed by the
+  // Eventarc trigger's name: e.g. pharmaseg-retrain-sources.
+  extra_triggers = merge([
+    for fn, f in local.functions : {
+      for t in lookup(f, "extra_triggers", []) : "${local.function_names[fn]}-${t.bucket}" => merge(t, { function = fn })
+    }
+  ]...)
+
   event_types = {
     storage_finalize = "google.cloud.storage.object.v1.finalized"
     pubsub           = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -40,14 +48,15 @@ locals {
   // until it is set here).
   function_env = {
     predict = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
-      PHARMASEG_MODEL_ALIAS       = var.model_alias
-      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
-      PHARMASEG_CANDIDATE_ALIAS   = var.candidate_alias
-      PHARMASEG_CANDIDATE_TRAFFIC = tostring(var.candidate_traffic)
-      PHARMASEG_MAX_INSTANCES     = tostring(var.max_instances_per_request)
-      PHARMASEG_MAX_BODY_BYTES    = tostring(var.max_body_bytes)
+      GOOGLE_CLOUD_PROJECT            = var.project_id
+      PHARMASEG_MODELS_BUCKET         = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS           = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS     = tostring(var.alias_ttl_seconds)
+      PHARMASEG_CANDIDATE_ALIAS       = var.candidate_alias
+      PHARMASEG_CANDIDATE_TRAFFIC     = tostring(var.candidate_traffic)
+      PHARMASEG_MAX_INSTANCES         = tostring(var.max_instances_per_request)
+      PHARMASEG_MAX_BODY_BYTES        = tostring(var.max_body_bytes)
+      PHARMASEG_BORDERLINE_CONFIDENCE = tostring(var.borderline_confidence)
     }
     score_batch = {
       GOOGLE_CLOUD_PROJECT                  = var.project_id
@@ -55,6 +64,8 @@ locals {
       PHARMASEG_MODEL_ALIAS                 = var.model_alias
       PHARMASEG_ALIAS_TTL_SECONDS           = tostring(var.alias_ttl_seconds)
       PHARMASEG_DATASET                     = local.dataset_id
+      PHARMASEG_INBOX_BUCKET                = local.bucket_names["inbox"]
+      PHARMASEG_BORDERLINE_CONFIDENCE       = tostring(var.borderline_confidence)
       PHARMASEG_BATCH_PREFIX                = var.batch_scoring.prefix
       PHARMASEG_BATCH_RESULTS_PREFIX        = var.batch_scoring.results_prefix
       PHARMASEG_BATCH_STAGING_PREFIX        = var.batch_scoring.staging_prefix
@@ -67,14 +78,17 @@ locals {
       PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)
     }
     retrain = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
-      PHARMASEG_DATASET           = local.dataset_id
-      PHARMASEG_SOURCES_BUCKET    = local.bucket_names["sources"]
-      PHARMASEG_RETRAIN_DATA_URI  = coalesce(var.retrain_data_uri, "gs://${local.bucket_names["sources"]}/oecd_pharma_spending.csv")
-      PHARMASEG_RETRAIN_WINDOW    = var.retrain_window
-      PHARMASEG_RETRAIN_BOOTSTRAP = tostring(var.retrain_bootstrap)
-      PHARMASEG_GATE_THRESHOLDS   = jsonencode(var.gate_thresholds)
+      GOOGLE_CLOUD_PROJECT            = var.project_id
+      PHARMASEG_MODELS_BUCKET         = local.bucket_names["models"]
+      PHARMASEG_DATASET               = local.dataset_id
+      PHARMASEG_SOURCES_BUCKET        = local.bucket_names["sources"]
+      PHARMASEG_RETRAIN_DATA_URI      = coalesce(var.retrain_data_uri, "gs://${local.bucket_names["sources"]}/oecd_pharma_spending.csv")
+      PHARMASEG_RETRAIN_WINDOW        = var.retrain_window
+      PHARMASEG_RETRAIN_BOOTSTRAP     = tostring(var.retrain_bootstrap)
+      PHARMASEG_GATE_THRESHOLDS       = jsonencode(var.gate_thresholds)
+      PHARMASEG_REPORTS_BUCKET        = local.bucket_names["reports"]
+      PHARMASEG_RETRAIN_TOPIC         = local.topic_names["retrain"]
+      PHARMASEG_BORDERLINE_CONFIDENCE = tostring(var.borderline_confidence)
     }
     check_drift = {
       GOOGLE_CLOUD_PROJECT              = var.project_id

@@ -1,4 +1,4 @@
-// Pub/Sub: one topic per role of resources.json (retrain, drift, dead_letter, inbox_events).
+// Pub/Sub: one topic per role of resources.json (retrain, drift, dead_letter, storage_events).
 //
 // Delivery and failures:
 // - retrain and check_drift are Eventarc Pub/Sub triggers on the retrain and drift topics, and
@@ -9,9 +9,9 @@
 // - Eventarc creates and owns those subscriptions, so Terraform cannot give them a dead-letter
 //   policy. The local stack, which wires push subscriptions itself, dead-letters to the
 //   dead_letter topic after 5 attempts; here the dead_letter topic receives the undeliverable
-//   messages of the inbox_events subscription, and "<dead_letter>-pull" (same name as locally)
+//   messages of the storage_events subscription, and "<dead_letter>-pull" (same name as locally)
 //   keeps them a week for inspection.
-// - inbox_events receives the inbox bucket's OBJECT_FINALIZE notifications, as the local
+// - storage_events receives the inbox bucket's OBJECT_FINALIZE notifications, as the local
 //   stack's storage emulator publishes them, for replays and ad hoc consumers.
 resource "google_pubsub_topic" "this" {
   #checkov:skip=CKV_GCP_83:CMEK is opt-in through var.kms_key_name (kms_key_name below); Google-managed encryption is the default.
@@ -44,19 +44,19 @@ resource "google_pubsub_subscription" "dead_letter" {
 // Object notifications of the inbox bucket, the same messages the local stack publishes.
 resource "google_storage_notification" "inbox" {
   bucket         = google_storage_bucket.this["inbox"].name
-  topic          = google_pubsub_topic.this["inbox_events"].id
+  topic          = google_pubsub_topic.this["storage_events"].id
   payload_format = "JSON_API_V1"
   event_types    = ["OBJECT_FINALIZE"]
 
-  depends_on = [google_pubsub_topic_iam_member.gcs_publishes_inbox_events]
+  depends_on = [google_pubsub_topic_iam_member.gcs_publishes_storage_events]
 }
 
-// Replay subscription on inbox_events: messages no consumer can handle after 5 attempts move to
+// Replay subscription on storage_events: messages no consumer can handle after 5 attempts move to
 // the dead-letter topic.
-resource "google_pubsub_subscription" "inbox_events" {
+resource "google_pubsub_subscription" "storage_events" {
   project                    = var.project_id
-  name                       = "${local.topic_names["inbox_events"]}-replay"
-  topic                      = google_pubsub_topic.this["inbox_events"].id
+  name                       = "${local.topic_names["storage_events"]}-replay"
+  topic                      = google_pubsub_topic.this["storage_events"].id
   ack_deadline_seconds       = 600
   message_retention_duration = "604800s"
   labels                     = local.labels

@@ -254,14 +254,25 @@ variable "retrain_data_uri" {
   }
 }
 
-variable "retrain_window" {
-  description = "Training window (YYYY-YYYY) of a retrain message that names none (PHARMASEG_RETRAIN_WINDOW)."
-  type        = string
-  default     = "2011-2020"
+variable "borderline_confidence" {
+  description = "Predictions (and model-report countries) with a confidence below this are flagged borderline (PHARMASEG_BORDERLINE_CONFIDENCE)."
+  type        = number
+  default     = 0.1
 
   validation {
-    condition     = can(regex("^[0-9]{4}-[0-9]{4}$", var.retrain_window))
-    error_message = "retrain_window must look like 2011-2020."
+    condition     = var.borderline_confidence >= 0 && var.borderline_confidence < 1
+    error_message = "borderline_confidence must be in [0, 1)."
+  }
+}
+
+variable "retrain_window" {
+  description = "Training window (YYYY-YYYY) of a retrain message that names none (PHARMASEG_RETRAIN_WINDOW); empty: the data's latest complete window as long as production's."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.retrain_window == "" || can(regex("^[0-9]{4}-[0-9]{4}$", var.retrain_window))
+    error_message = "retrain_window must be empty or look like 2011-2020."
   }
 }
 

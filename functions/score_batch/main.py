@@ -8,6 +8,7 @@ from cloudevents.http import CloudEvent
 from pharmaseg import config
 from pharmaseg.batch import BatchSettings, BatchSink, EventError, event_too_old, parse_event, process_object
 from pharmaseg.logs import log
+from pharmaseg.storage_events import skip_reason
 
 _clients: dict = {}
 
@@ -58,6 +59,10 @@ def score_batch(cloud_event: CloudEvent) -> None:
         return
     if ref is None:
         log("INFO", "ignored: not an object-finalize notification", event="batch_ignored")
+        return
+    other_bucket = skip_reason(ref, "", config.required("PHARMASEG_INBOX_BUCKET"))
+    if other_bucket:
+        log("INFO", f"ignored: {other_bucket}", event="batch_ignored", source_uri=ref.uri)
         return
     if event_too_old(cloud_event.get("time"), float(config.setting("PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS"))):
         log(

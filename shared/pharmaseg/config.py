@@ -53,7 +53,8 @@ _SETTINGS = [
     Setting(
         "PHARMASEG_SOURCES_BUCKET",
         None,
-        "Bucket of source data; a retrain message without data_uri reads gs://<this>/oecd_pharma_spending.csv.",
+        "Bucket of source data: a new CSV here triggers a retrain; a retrain message without data_uri reads "
+        "gs://<this>/oecd_pharma_spending.csv.",
         ("retrain",),
     ),
     Setting(
@@ -63,7 +64,11 @@ _SETTINGS = [
         ("retrain",),
     ),
     Setting(
-        "PHARMASEG_RETRAIN_WINDOW", "2011-2020", "Training window of a retrain message that names none.", ("retrain",)
+        "PHARMASEG_RETRAIN_WINDOW",
+        "",
+        "Training window START-END of a retrain message that names none; empty: the data's latest complete "
+        "window as long as production's (docs/retraining.md).",
+        ("retrain",),
     ),
     Setting(
         "PHARMASEG_RETRAIN_BOOTSTRAP",
@@ -77,18 +82,24 @@ _SETTINGS = [
         'JSON object overriding promotion-gate thresholds (see docs/retraining.md), e.g. {"min_ari": 0.8}.',
         ("retrain",),
     ),
+    Setting(
+        "PHARMASEG_BORDERLINE_CONFIDENCE",
+        "0.1",
+        "A prediction (or a training country in a model report) with a confidence below this is borderline.",
+        ("predict", "score_batch", "retrain"),
+    ),
     # -- check_drift (docs/drift.md) --
     Setting(
         "PHARMASEG_REPORTS_BUCKET",
         None,
-        "Required. Bucket the drift reports (JSON + HTML) are written to.",
-        ("check_drift",),
+        "Required. Bucket of the reports people read: drift reports and every model version's report.",
+        ("retrain", "check_drift"),
     ),
     Setting(
         "PHARMASEG_RETRAIN_TOPIC",
         None,
-        "Pub/Sub topic (id) a drift check publishes retrain requests to.",
-        ("check_drift",),
+        "Pub/Sub topic (id) retrain requests are published to (by a drift check, or for a new source file).",
+        ("retrain", "check_drift"),
     ),
     Setting(
         "PHARMASEG_DRIFT_PERIOD_DAYS",
@@ -145,6 +156,12 @@ _SETTINGS = [
         ("check_drift",),
     ),
     # -- score_batch ---------------------------------------------------------------------------
+    Setting(
+        "PHARMASEG_INBOX_BUCKET",
+        None,
+        "Bucket whose incoming/ CSVs are scored; events of other buckets are ignored.",
+        ("score_batch",),
+    ),
     Setting(
         "PHARMASEG_BATCH_PREFIX", "incoming/", "Only objects under this inbox prefix are scored.", ("score_batch",)
     ),

@@ -1,4 +1,7 @@
-"""The two shapes of "an object was finalized in the inbox bucket", reduced to one ObjectRef.
+"""The two shapes of "an object was finalized in a bucket", reduced to one ObjectRef.
+
+Read by score_batch (a CSV dropped into the inbox) and by retrain (a new OECD file in the
+sources bucket).
 
 - Production (Eventarc): type ``google.cloud.storage.object.v1.finalized``, data = the object
   resource (``bucket``, ``name``, ``generation``, ``size``, ``contentType``, ...).
@@ -91,8 +94,15 @@ def parse_event(event_type: str, data: Any) -> ObjectRef | None:
     return _from_resource(merged)
 
 
-def skip_reason(ref: ObjectRef, prefix: str) -> str | None:
-    """Why the function leaves this object alone (logged, no run), or None to score it."""
+def skip_reason(ref: ObjectRef, prefix: str, bucket: str | None = None) -> str | None:
+    """Why a function leaves this object alone (logged, nothing done), or None to act on it.
+
+    ``bucket`` guards against events from other buckets: on the local stack one notification
+    topic carries every bucket's finalizes (fake-gcs-server publishes to a single topic, and the
+    Pub/Sub emulator ignores subscription filters), where Eventarc filters by bucket.
+    """
+    if bucket is not None and ref.bucket != bucket:
+        return f"object gs://{ref.bucket}/{ref.name} is outside the bucket {bucket!r}"
     if not ref.name.startswith(prefix):
         return f"object {ref.name!r} is outside the prefix {prefix!r}"
     if ref.name.endswith("/"):

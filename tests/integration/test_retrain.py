@@ -17,8 +17,10 @@ import uuid
 import pytest
 
 from pharmaseg import resources
+from pharmaseg.model_report import ModelReportWriter
 from pharmaseg.registry import ModelRegistry
 from pharmaseg.retraining import handler
+from pharmaseg.retraining.approval import promote_by_hand
 from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import decode_request, encode_request
 from pharmaseg.retraining.publish import publish_request
@@ -41,8 +43,8 @@ def env(gcs, bigquery):
 
     suffix = uuid.uuid4().hex[:8]
     storage = gcs.client()
-    models, sources = f"models-{suffix}", f"sources-{suffix}"
-    for name in (models, sources):
+    models, sources, reports = f"models-{suffix}", f"sources-{suffix}", f"reports-{suffix}"
+    for name in (models, sources, reports):
         storage.create_bucket(name)
     storage.bucket(sources).blob(DATA_OBJECT).upload_from_filename(str(DATA))
     client = bigquery.client()
@@ -61,8 +63,9 @@ def env(gcs, bigquery):
             "default_window": "2011-2020",
             "default_bootstrap": 10,
         },
+        reports=ModelReportWriter(storage, reports, borderline_below=0.1),
     )
-    deps.sources = sources
+    deps.sources, deps.reports_bucket = sources, reports
     deps.rows = lambda: [dict(r.items()) for r in client.query(f"SELECT * FROM `{table_id}` ORDER BY evaluated_at")]
     return deps
 
@@ -76,28 +79,67 @@ def production(deps):
     return state.version if state else None
 
 
-def test_good_retrain_is_promoted_and_recorded(env):
+def test_fresh_window_is_held_for_review_with_its_movers_and_report_then_promoted_by_hand(env):
     first = send(env, "m-base")
     assert first.decision == "promoted" and production(env) == first.version == "1.0.0"
     fresh = send(env, "m-fresh", window="2012-2021", reason="2021 data published")
-    assert fresh.decision == "promoted" and fresh.production_version == "1.0.0"
-    assert production(env) == fresh.version and env.registry.alias("candidate").version == fresh.version
+    assert fresh.decision == "held" and fresh.production_version == "1.0.0" and production(env) == "1.0.0"
+    assert env.registry.alias("candidate").version == "1.0.0"  # a held version gets no A/B traffic
     rows = env.rows()
     assert [(r["version"], r["decision"], r["message_id"]) for r in rows] == [
         ("1.0.0", "promoted", "m-base"),
-        ("1.1.0", "promoted", "m-fresh"),
+        ("1.1.0", "held", "m-fresh"),
     ]
     row = rows[1]
     assert row["reason"] == "2021 data published" and row["window"] == "2012-2021" and row["profile_fit"] is True
+    assert row["decision_detail"].startswith("held for review: gate failed: market_agreement, key_market_moves")
+    movers = {m["country"]: m for m in row["movers"]}  # a REPEATED RECORD, read back from BigQuery
+    assert set(movers) == {"USA", "DEU"} and movers["USA"]["market_share"] > 0.4
+    assert movers["DEU"]["from_segment"] == "High-Value Pharma Markets"
     gate = json.loads(row["gate"])
-    assert gate["passed"] and gate["checks"]["countries"] == {
+    assert not gate["passed"] and gate["checks"]["countries"] == {
         "value": 34,
         "threshold": 33,
         "passed": True,
         "detail": "0.9 x 36 production countries",
     }
+    assert row["report_uri"] == f"gs://{env.reports_bucket}/models/1.1.0/report.html"
+    bucket = env.storage_client.bucket(env.reports_bucket)
+    page = bucket.blob("models/1.1.0/report.html").download_as_text()
+    assert "held for review" in page and "USA" in page and "<img" in page
+    twin = json.loads(bucket.blob("models/1.1.0/report.json").download_as_bytes())
+    assert twin["decision"]["decision"] == "held" and {m["country"] for m in twin["comparison"]["movers"]} == set(
+        movers
+    )
     lineage = env.registry.load(fresh.version).lineage
     assert lineage["trigger"]["message_id"] == "m-fresh" and lineage["trigger"]["reason"] == "2021 data published"
+
+    # A person reviews the report and promotes the held version; the decision is recorded like the gate's.
+    shown = []
+    decision = promote_by_hand(
+        env.registry,
+        env.store,
+        "1.1.0",
+        reason="reviewed: the US and German moves follow the 2021 data",
+        by="ana",
+        report_uri=row["report_uri"],
+        show=lambda changes, previous: shown.append((previous, [m.country for m in changes.movers])),
+    )
+    assert shown == [("1.0.0", ["USA", "DEU"])] and production(env) == "1.1.0"
+    manual = env.rows()[-1]
+    assert (manual["version"], manual["decision"], manual["decided_by"]) == ("1.1.0", "manual_promotion", "ana")
+    assert manual["production_version"] == "1.0.0" and {m["country"] for m in manual["movers"]} == {"USA", "DEU"}
+    assert decision.state.version == "1.1.0"
+
+
+def test_a_request_for_data_already_trained_is_skipped_and_registers_nothing(env):
+    send(env, "m-base")
+    again = send(env, "m-again", reason="same file, asked again")
+    assert again.decision == "skipped" and again.version == "1.0.0"
+    assert env.registry.versions() == ["1.0.0"]
+    row = env.rows()[-1]
+    assert (row["decision"], row["version"], row["message_id"]) == ("skipped", "1.0.0", "m-again")
+    assert row["decision_detail"].startswith("skipped: no new data")
 
 
 @pytest.mark.parametrize(
@@ -172,6 +214,9 @@ def test_two_racing_retrains_keep_production_consistent_and_both_are_recorded(en
                 message_id,
                 registry=env.registry,
                 store=env.store,
+                # The market-weighted checks hold 2012-2021 (the USA and Germany move); set aside,
+                # both racers pass the gate, which is what a race needs.
+                thresholds=GateThresholds(min_market_agreement=0.0, key_market_share=1.0),
                 storage_client=env.storage_client,
                 before_promote=lambda: meet_once(message_id),
             )
@@ -218,28 +263,102 @@ def _log_lines(status, event_name):
         return [json.loads(x) for x in fh if x.startswith("{") and f'"{event_name}"' in x]
 
 
+def _source_rows(status, bucket, name, generation):
+    return _stack_rows(status, f"source:{bucket}/{name}#{generation}")
+
+
+def _upload_source(status, name, data: bytes):
+    from pharmaseg.gcp import storage_client
+
+    blob = storage_client(status["project"]).bucket(status["buckets"]["sources"]).blob(name)
+    blob.upload_from_string(data, content_type="text/csv")
+    return blob.generation
+
+
 @pytest.fixture
 def stack(local_stack_env):
+    """The running stack with a 2011-2020 production model and the OECD file in the sources bucket.
+
+    Uploading the file is itself a "new source data" event; the fixture waits for the retrain it
+    triggers to be decided, so that no background retrain overlaps the tests.
+    """
     status = local_stack_env
     if "retrain" not in status["functions"] or status["function_errors"].get("retrain"):
         pytest.fail(f"retrain function not running: {status['function_errors']}")
     from pharmaseg.gcp import storage_client
+    from pharmaseg.training import TrainingParams, train
 
+    registry = ModelRegistry(status["buckets"]["models"])
+    state = registry.alias("production")
+    if state is None or registry.load(state.version).window != "2011-2020":
+        from pharmaseg.features import Window
+        from pharmaseg.panel import panel_features, read_panel
+
+        panel = read_panel(DATA)
+        model = train(
+            panel_features(panel, Window(2011, 2020)),
+            TrainingParams(n_bootstrap=0),
+            source_uri=str(DATA),
+            source_sha256="0" * 64,
+            rows_read=len(panel.rows),
+        )
+        registry.promote(registry.register(model), reason="retrain tests: a 2011-2020 production")
     blob = storage_client(status["project"]).bucket(status["buckets"]["sources"]).blob(DATA_OBJECT)
     if not blob.exists():
-        blob.upload_from_filename(str(DATA))
+        generation = _upload_source(status, DATA_OBJECT, DATA.read_bytes())
+        wait_for(lambda: _source_rows(status, status["buckets"]["sources"], DATA_OBJECT, generation), timeout=180)
     return status
 
 
-def test_stack_push_subscription_retrains_and_promotes(stack):
+def test_stack_push_subscription_retrains_and_holds_for_review(stack):
+    registry = ModelRegistry(stack["buckets"]["models"])
+    before = registry.alias("production").version
     message_id = publish_request(
         stack["project"], stack["topics"]["retrain"], reason="integration: push", window="2012-2021", n_bootstrap=10
     )
     rows = wait_for(lambda: _stack_rows(stack, message_id), timeout=120)
-    assert len(rows) == 1 and rows[0]["decision"] == "promoted", rows
-    registry = ModelRegistry(stack["buckets"]["models"])
-    assert registry.alias("production").version == rows[0]["version"]
+    assert len(rows) == 1 and rows[0]["decision"] == "held", rows
+    assert rows[0]["decision_detail"].startswith("held for review") and "USA" in rows[0]["decision_detail"]
+    assert registry.alias("production").version == before
     assert registry.load(rows[0]["version"]).lineage["trigger"]["message_id"] == message_id
+    bucket, name = rows[0]["report_uri"].removeprefix("gs://").split("/", 1)
+    from pharmaseg.gcp import storage_client
+
+    assert "held for review" in storage_client(stack["project"]).bucket(bucket).blob(name).download_as_text()
+
+
+def test_stack_new_source_file_requests_its_latest_window_and_the_same_data_again_is_skipped(stack):
+    """A new OECD file in the sources bucket publishes a retrain request for its latest complete window;
+    the same bytes dropped again train nothing."""
+    from pharmaseg.gcp import subscriber_client
+
+    project, sources = stack["project"], stack["buckets"]["sources"]
+    subscriber = subscriber_client()
+    watch = subscriber.subscription_path(project, f"watch-{uuid.uuid4().hex[:8]}")
+    subscriber.create_subscription(name=watch, topic=f"projects/{project}/topics/{stack['topics']['retrain']}")
+    registry = ModelRegistry(stack["buckets"]["models"])
+    data = DATA.read_bytes().replace(b"\n", b"\r\n")  # other bytes, the same data: a new sha256
+    name = f"oecd-{uuid.uuid4().hex[:8]}.csv"
+    generation = _upload_source(stack, name, data)
+    requests = {}
+
+    def request_seen():
+        for received in subscriber.pull(subscription=watch, max_messages=20, timeout=5).received_messages:
+            requests[received.message.attributes.get("source_object")] = json.loads(received.message.data)
+        return requests.get(f"{sources}/{name}#{generation}")
+
+    request = wait_for(request_seen, timeout=60)
+    assert request["window"] == "2012-2021" and request["data_uri"] == f"gs://{sources}/{name}#{generation}"
+    first = wait_for(lambda: _source_rows(stack, sources, name, generation), timeout=180)[0]
+    assert first["decision"] == "held" and first["window"] == "2012-2021"
+    versions = registry.versions()
+
+    again = _upload_source(stack, f"again-{name}", data)
+    second = wait_for(lambda: _source_rows(stack, sources, f"again-{name}", again), timeout=180)[0]
+    assert second["decision"] == "skipped" and second["version"] == first["version"]
+    assert second["decision_detail"].startswith("skipped: no new data")
+    assert registry.versions() == versions  # nothing registered
+    subscriber.delete_subscription(subscription=watch)
 
 
 def test_stack_acknowledges_a_malformed_message_once(stack):
@@ -257,7 +376,8 @@ def test_stack_acknowledges_a_malformed_message_once(stack):
 def test_stack_redelivery_of_the_same_event_creates_one_version(stack):
     """Deliver the same CloudEvent twice to the function over HTTP, as a redelivery does."""
     message_id = f"redelivery-{uuid.uuid4().hex[:8]}"
-    body = json.dumps(event({"reason": "redelivery", "promotion": "never", "n_bootstrap": 10}, message_id)).encode()
+    fields = {"reason": "redelivery", "promotion": "never", "n_bootstrap": 10, "seed": 5}  # no version has these
+    body = json.dumps(event(fields, message_id)).encode()
     headers = {
         "Content-Type": "application/json",
         "ce-id": message_id,

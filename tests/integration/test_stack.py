@@ -107,7 +107,8 @@ def test_up_reports_status_json(cli_stack):
     assert status["topics"] == {r: resources.topic_name(r) for r in resources.topic_roles()}
     assert status["dataset"] == resources.dataset_name()
     assert status["env"]["BIGQUERY_EMULATOR_HOST"] == layout.url("bigquery")
-    assert status["subscriptions"]["score_batch"]["topic"] == resources.topic_name("inbox_events")
+    pushed = {(s["topic"], s["function"]) for s in status["subscriptions"].values()}
+    assert (resources.topic_name("storage_events"), "score_batch") in pushed
     assert cli_stack["startup_s"] < 60
 
 
@@ -221,30 +222,35 @@ def test_missing_emulators_venv_names_the_fix(tmp_path, stack_layout_factory):
 
 
 def test_gcs_finalize_notification_reaches_pubsub(local_stack):
-    """The stack's fake-gcs-server publishes real GCS notifications for the inbox bucket only."""
+    """The stack's fake-gcs-server publishes a real GCS notification for every bucket's finalizes."""
     from pharmaseg import gcp
 
     project, host = local_stack["project"], local_stack["env"]["PUBSUB_EMULATOR_HOST"]
     subscriber = gcp.subscriber_client(endpoint=host)
     subscription = subscriber.subscription_path(project, f"test-{uuid.uuid4().hex[:8]}")
     subscriber.create_subscription(
-        name=subscription, topic=f"projects/{project}/topics/{local_stack['topics']['inbox_events']}"
+        name=subscription, topic=f"projects/{project}/topics/{local_stack['topics']['storage_events']}"
     )
     storage = gcp.storage_client(project, endpoint=local_stack["emulators"]["storage"])
-    storage.bucket(local_stack["buckets"]["reports"]).blob("ignored.txt").upload_from_string("x")
-    storage.bucket(local_stack["buckets"]["inbox"]).blob("drop/file.csv").upload_from_string("a\n1\n")
+    marker = uuid.uuid4().hex[:8]
+    storage.bucket(local_stack["buckets"]["reports"]).blob(f"{marker}/r.txt").upload_from_string("x")
+    storage.bucket(local_stack["buckets"]["inbox"]).blob(f"drop/{marker}.csv").upload_from_string("a\n1\n")
+    seen: dict[str, object] = {}
 
-    def pulled():
-        response = subscriber.pull(subscription=subscription, max_messages=10, timeout=5)
-        return list(response.received_messages)
+    def both_pulled():
+        response = subscriber.pull(subscription=subscription, max_messages=20, timeout=5)
+        for received in response.received_messages:
+            if marker in received.message.attributes.get("objectId", ""):
+                seen[received.message.attributes["bucketId"]] = received.message
+        return len(seen) == 2
 
-    messages = wait_for(pulled)
-    attributes = messages[0].message.attributes
-    assert len(messages) == 1
-    assert attributes["eventType"] == "OBJECT_FINALIZE"
-    assert attributes["payloadFormat"] == "JSON_API_V1"
-    assert (attributes["bucketId"], attributes["objectId"]) == (local_stack["buckets"]["inbox"], "drop/file.csv")
-    assert json.loads(messages[0].message.data)["name"] == "drop/file.csv"
+    wait_for(both_pulled)
+    inbox = seen[local_stack["buckets"]["inbox"]]
+    assert inbox.attributes["eventType"] == "OBJECT_FINALIZE"
+    assert inbox.attributes["payloadFormat"] == "JSON_API_V1"
+    assert inbox.attributes["objectId"] == f"drop/{marker}.csv"
+    assert json.loads(inbox.data)["name"] == f"drop/{marker}.csv"
+    assert seen[local_stack["buckets"]["reports"]].attributes["objectId"] == f"{marker}/r.txt"
 
 
 def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout):

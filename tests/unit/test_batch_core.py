@@ -11,7 +11,6 @@ import pytest
 
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch.countries import ISO3166_ALPHA3, country_problem
-from pharmaseg.batch.events import EventError, ObjectRef, parse_event, skip_reason
 from pharmaseg.batch.layouts import FEATURES, PANEL, detect_layout
 from pharmaseg.batch.pipeline import event_too_old
 from pharmaseg.batch.scoring import score_features
@@ -19,6 +18,7 @@ from pharmaseg.batch.sql import literal, nearest_centroid_select
 from pharmaseg.errors import DataValidationError
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.segments import Segment
+from pharmaseg.storage_events import EventError, ObjectRef, parse_event, skip_reason
 
 HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
 

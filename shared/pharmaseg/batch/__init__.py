@@ -5,9 +5,9 @@ scores in the function, ``sql`` scores large files in BigQuery, ``sink`` owns th
 and ``pipeline`` ties them together for ``functions/score_batch``.
 """
 
-from pharmaseg.batch.events import EventError, ObjectRef, parse_event, skip_reason
 from pharmaseg.batch.pipeline import BatchSettings, RunBusy, RunResult, event_too_old, process_object
 from pharmaseg.batch.sink import BatchSink
+from pharmaseg.storage_events import EventError, ObjectRef, parse_event, skip_reason
 
 __all__ = [
     "BatchSettings",

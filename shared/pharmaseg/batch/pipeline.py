@@ -19,12 +19,12 @@ import pyarrow.csv as pcsv
 
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch import sql
-from pharmaseg.batch.events import ObjectRef, skip_reason
 from pharmaseg.batch.layouts import FEATURES, Layout, detect_layout
 from pharmaseg.batch.scoring import REJECTS_SCHEMA, Counts, score_features, score_panel, scored_schema
 from pharmaseg.batch.sink import TERMINAL, BatchSink, now, with_retries
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
+from pharmaseg.storage_events import ObjectRef, skip_reason
 
 HEAD_BYTES = 64 * 1024
 _BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT"}

@@ -1,4 +1,11 @@
-"""What the retrain function does with one CloudEvent: decode, validate, retrain, acknowledge.
+"""What the retrain function does with one CloudEvent: a retrain request, or a new source file.
+
+- A retrain request (Pub/Sub ``messagePublished`` on the retrain topic) is decoded, validated
+  and retrained (``service.retrain``).
+- A new OECD file in the sources bucket (Eventarc ``storage.object.v1.finalized``; on the local
+  stack, the storage emulator's notification pushed through Pub/Sub) becomes a retrain request
+  for that generation of the file and its latest complete window, published to the retrain
+  topic, so that every retrain takes the same path and leaves the same record.
 
 A malformed message or data that cannot train is logged (ERROR, with the reason) and
 acknowledged by returning normally: redelivering it cannot help. Anything else (an emulator or
@@ -17,8 +24,10 @@ from pharmaseg.pubsub import PUBLISHED as EVENT_TYPE
 from pharmaseg.pubsub import MalformedMessageError, unwrap
 from pharmaseg.retraining.message import MalformedRequestError, decode_request
 from pharmaseg.retraining.service import Decision, TrainingFailedError, retrain
+from pharmaseg.storage_events import STORAGE_FINALIZED, EventError, ObjectRef, parse_event, skip_reason
 
 DEFAULT_DATA_OBJECT = "oecd_pharma_spending.csv"
+NEW_SOURCE_REQUESTER = "sources bucket"
 
 
 @dataclass
@@ -28,6 +37,11 @@ class Dependencies:
     storage_client: Any
     thresholds: Any
     defaults: dict[str, Any]
+    reports: Any = None  # ModelReportWriter; None: no report (unit tests)
+    project: str | None = None
+    sources_bucket: str | None = None
+    retrain_topic: str | None = None
+    publisher: Any = None
 
 
 _deps: Dependencies | None = None
@@ -47,6 +61,7 @@ def dependencies() -> Dependencies:
     global _deps
     if _deps is None:
         from pharmaseg import gcp, resources
+        from pharmaseg.model_report import ModelReportWriter
         from pharmaseg.registry import ModelRegistry
         from pharmaseg.retraining.gate import GateThresholds
         from pharmaseg.retraining.service import ModelVersionsTable
@@ -61,28 +76,50 @@ def dependencies() -> Dependencies:
             thresholds=GateThresholds.from_json(config.setting("PHARMASEG_GATE_THRESHOLDS")),
             defaults={
                 "default_data_uri": default_data_uri(),
-                "default_window": config.setting("PHARMASEG_RETRAIN_WINDOW"),
+                "default_window": config.setting("PHARMASEG_RETRAIN_WINDOW") or None,
                 "default_bootstrap": int(config.setting("PHARMASEG_RETRAIN_BOOTSTRAP")),
             },
+            reports=ModelReportWriter(
+                storage,
+                config.required("PHARMASEG_REPORTS_BUCKET"),
+                borderline_below=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
+            ),
+            project=project,
+            sources_bucket=config.setting("PHARMASEG_SOURCES_BUCKET"),
+            retrain_topic=config.setting("PHARMASEG_RETRAIN_TOPIC"),
         )
     return _deps
 
 
 def request_id(message) -> str:
-    """The identity of a request: its message id, or the drift report that asked for it.
+    """The identity of a request: its message id, or what asked for it.
 
     The drift check publishes before it records its report, so a redelivered check can publish
     the same request twice under two message ids; keyed on the report, both map to one version
-    and one decision.
+    and one decision. A request for a new source file is keyed on that object generation, for
+    the same reason (the storage event itself may be delivered twice).
     """
     report = message.attributes.get("drift_report_id")
-    return f"drift-report:{report}" if report else message.message_id
+    if report:
+        return f"drift-report:{report}"
+    source = message.attributes.get("source_object")
+    return f"source:{source}" if source else message.message_id
+
+
+def _is_storage_notification(data: Any) -> bool:
+    """The local stack's form of a storage event: a GCS notification inside a Pub/Sub message."""
+    message = data.get("message") if isinstance(data, dict) else None
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    return isinstance(attributes, dict) and "eventType" in attributes and "bucketId" in attributes
 
 
 def handle_event(event_type: str, data: Any, event_id: str | None = None, deps: Dependencies | None = None):
-    """Handle one ``messagePublished`` event; returns the Decision, or None when acknowledged unprocessed."""
+    """Handle one event; returns the Decision, the published message id (new source file), or None
+    when the event was acknowledged without effect."""
+    if event_type == STORAGE_FINALIZED or (event_type == EVENT_TYPE and _is_storage_notification(data)):
+        return _handle_storage_event(event_type, data, deps or dependencies())
     if event_type != EVENT_TYPE:
-        raise ValueError(f"expected a {EVENT_TYPE} event, got {event_type!r}")
+        raise ValueError(f"expected a {EVENT_TYPE} or {STORAGE_FINALIZED} event, got {event_type!r}")
     deps = deps or dependencies()
     message_id = event_id
     try:
@@ -117,5 +154,56 @@ def handle_request(request, message_id: str, deps: Dependencies, **kwargs: Any) 
         store=deps.store,
         thresholds=deps.thresholds,
         storage_client=deps.storage_client,
+        reports=deps.reports,
         **kwargs,
     )
+
+
+def _handle_storage_event(event_type: str, data: Any, deps: Dependencies) -> str | None:
+    try:
+        ref = parse_event(event_type, data)
+    except EventError as exc:
+        log("ERROR", f"malformed storage event: {exc}", event="retrain_bad_event")
+        return None
+    if ref is None:  # a delete or metadata notification
+        return None
+    why = skip_reason(ref, "", deps.sources_bucket) if deps.sources_bucket else "no sources bucket configured"
+    if why:
+        log("INFO", f"ignored: {why}", event="retrain_source_ignored", source_uri=ref.uri)
+        return None
+    return request_for_new_source(ref, deps)
+
+
+def request_for_new_source(ref: ObjectRef, deps: Dependencies) -> str | None:
+    """Publish a retrain request for this generation of a new source file and its latest complete window."""
+    from pharmaseg.retraining.publish import publish_request
+    from pharmaseg.retraining.service import current_production, read_source, training_window
+
+    uri = f"gs://{ref.bucket}/{ref.name}#{ref.generation}"
+    try:
+        source = read_source(uri, deps.storage_client)
+        window = training_window(None, source, current_production(deps.registry), deps.thresholds)
+    except TrainingFailedError as exc:
+        log("ERROR", f"new source file cannot train: {exc}", event="retrain_failed", source_uri=uri, error=str(exc))
+        return None
+    if not deps.retrain_topic or not deps.project:
+        raise RuntimeError("PHARMASEG_RETRAIN_TOPIC must be set for new source files to trigger retraining")
+    message_id = publish_request(
+        deps.project,
+        deps.retrain_topic,
+        publisher=deps.publisher,
+        attributes={"origin": "sources_bucket", "source_object": f"{ref.bucket}/{ref.name}#{ref.generation}"},
+        reason=f"new source data: {uri}",
+        data_uri=uri,
+        window=str(window),
+        requested_by=NEW_SOURCE_REQUESTER,
+    )
+    log(
+        "NOTICE",
+        f"new source file {uri}: retrain requested for its latest complete window {window}",
+        event="retrain_requested",
+        source_uri=uri,
+        window=str(window),
+        message_id=message_id,
+    )
+    return message_id

@@ -104,7 +104,7 @@ def _print_status(state: dict[str, Any], *, as_json: bool) -> None:
     print("\nbuckets   " + ", ".join(f"{r}={b}" for r, b in state["buckets"].items()))
     print("topics    " + ", ".join(f"{r}={t}" for r, t in state["topics"].items()))
     if state["subscriptions"]:
-        print("push      " + ", ".join(f"{s['topic']} -> {f}" for f, s in state["subscriptions"].items()))
+        print("push      " + ", ".join(f"{s['topic']} -> {s['function']}" for s in state["subscriptions"].values()))
     print(f"dataset   {state['dataset']} ({len(state['tables'])} tables)")
     print("\nexport " + " ".join(f"{k}={v}" for k, v in state["env"].items()))
 

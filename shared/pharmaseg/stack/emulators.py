@@ -14,7 +14,12 @@ EMULATORS = ("storage", "pubsub", "bigquery")
 
 
 def storage_command(layout: StackLayout, *, events: bool) -> list[str]:
-    """fake-gcs-server on the filesystem backend; with ``events``, inbox finalizes go to Pub/Sub."""
+    """fake-gcs-server on the filesystem backend; with ``events``, every bucket's finalizes go to Pub/Sub.
+
+    Every bucket, because the server takes one bucket filter and two buckets trigger functions
+    (inbox and sources); each storage-triggered function ignores the buckets it does not watch,
+    where Eventarc filters by bucket in production.
+    """
     cmd = [
         str(layout.fake_gcs_binary()),
         "-scheme",
@@ -37,9 +42,7 @@ def storage_command(layout: StackLayout, *, events: bool) -> list[str]:
             "-event.pubsub-project-id",
             layout.project,
             "-event.pubsub-topic",
-            resources.topic_name("inbox_events"),
-            "-event.bucket",
-            resources.bucket_name("inbox", layout.project),
+            resources.topic_name("storage_events"),
             "-event.list",
             "finalize",
         ]

@@ -33,6 +33,14 @@ def emulator_env(layout: StackLayout) -> dict[str, str]:
     }
 
 
+def client_env(layout: StackLayout) -> dict[str, str]:
+    """What a person's shell needs for the CLI against this stack: the emulators and the buckets."""
+    env = emulator_env(layout)
+    for role in resources.bucket_roles():
+        env[f"PHARMASEG_{role.upper()}_BUCKET"] = resources.bucket_name(role, layout.project)
+    return env
+
+
 def settings_env(layout: StackLayout, name: str, environ: dict[str, str] | None = None) -> dict[str, str]:
     """Every config setting the function reads: stack-owned names forced, tunables passed through.
 

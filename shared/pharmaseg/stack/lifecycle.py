@@ -182,7 +182,7 @@ def status(layout: StackLayout) -> dict[str, Any]:
         "state_dir": str(layout.state_dir),
         "port_base": state.get("port_base", layout.port_base),
         "emulators": {n: layout.url(n) for n in emulators.EMULATORS},
-        "env": functions.emulator_env(layout),
+        "env": functions.client_env(layout),
         "functions": {n: r["url"] for n, r in funcs.items()},
         "function_errors": state.get("function_errors", {}),
         "buckets": state.get("buckets") or {r: resources.bucket_name(r, project) for r in resources.bucket_roles()},

@@ -52,22 +52,29 @@ def create_topics(layout: StackLayout) -> dict[str, str]:
     return names
 
 
-def event_topic(function: str) -> str | None:
-    """The topic role whose messages trigger ``function`` (None for HTTP functions)."""
+def event_topics(function: str) -> list[str]:
+    """The topic roles whose messages trigger ``function`` (none for HTTP functions).
+
+    Storage triggers listen on ``storage_events``, where fake-gcs-server publishes the finalize
+    notifications (Eventarc's storage triggers in production).
+    """
     spec = resources.functions()[function]
-    if spec["trigger"] == "storage_finalize":
-        return "inbox_events"  # fake-gcs-server publishes the bucket's finalize notifications here
-    if spec["trigger"] == "pubsub":
-        return spec["topic"]
-    return None
+    roles = []
+    for trigger in [spec, *spec.get("extra_triggers", [])]:
+        if trigger["trigger"] == "storage_finalize":
+            roles.append("storage_events")
+        elif trigger["trigger"] == "pubsub":
+            roles.append(trigger["topic"])
+    return roles
 
 
-def subscription_name(function: str) -> str:
-    return f"{resources.topic_name(event_topic(function))}-{function}-push"
+def subscription_name(function: str, role: str) -> str:
+    return f"{resources.topic_name(role)}-{function}-push"
 
 
 def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """A push subscription per running event-driven function, delivering to its URL as Eventarc does.
+    """A push subscription per trigger of each running event-driven function, delivering to its URL
+    as Eventarc does; keyed by subscription name.
 
     The dead-letter policy forwards a message after DEAD_LETTER_ATTEMPTS failed deliveries; if the
     emulator refuses the policy the subscription is created without it (reported as such).
@@ -80,46 +87,45 @@ def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]
     dead_topic = publisher.topic_path(layout.project, resources.topic_name("dead_letter"))
     created = {}
     for function, url in function_urls.items():
-        role = event_topic(function)
-        if role is None:
-            continue
-        path = subscriber.subscription_path(layout.project, subscription_name(function))
-        topic = publisher.topic_path(layout.project, resources.topic_name(role))
-        push = types.PushConfig(push_endpoint=url.rstrip("/") + "/")
-        try:
-            current = subscriber.get_subscription(subscription=path)
-        except exceptions.NotFound:
-            current = None
-        if current is not None and current.push_config.push_endpoint != push.push_endpoint:
-            subscriber.delete_subscription(subscription=path)
-            current = None
-        dead_letter = True
-        if current is None:
-            request = {
-                "name": path,
-                "topic": topic,
-                "push_config": push,
-                "ack_deadline_seconds": ACK_DEADLINE_S,
-                "dead_letter_policy": types.DeadLetterPolicy(
-                    dead_letter_topic=dead_topic, max_delivery_attempts=DEAD_LETTER_ATTEMPTS
-                ),
-                "retry_policy": types.RetryPolicy(minimum_backoff={"seconds": 1}, maximum_backoff={"seconds": 10}),
-            }
+        for role in event_topics(function):
+            name = subscription_name(function, role)
+            path = subscriber.subscription_path(layout.project, name)
+            topic = publisher.topic_path(layout.project, resources.topic_name(role))
+            push = types.PushConfig(push_endpoint=url.rstrip("/") + "/")
             try:
-                subscriber.create_subscription(request=request)
-            except exceptions.GoogleAPICallError:
-                dead_letter = False
-                request.pop("dead_letter_policy")
-                request.pop("retry_policy")
-                subscriber.create_subscription(request=request)
-        else:
-            dead_letter = bool(current.dead_letter_policy.dead_letter_topic)
-        created[function] = {
-            "subscription": subscription_name(function),
-            "topic": resources.topic_name(role),
-            "push_endpoint": push.push_endpoint,
-            "dead_letter": dead_letter,
-        }
+                current = subscriber.get_subscription(subscription=path)
+            except exceptions.NotFound:
+                current = None
+            if current is not None and current.push_config.push_endpoint != push.push_endpoint:
+                subscriber.delete_subscription(subscription=path)
+                current = None
+            dead_letter = True
+            if current is None:
+                request = {
+                    "name": path,
+                    "topic": topic,
+                    "push_config": push,
+                    "ack_deadline_seconds": ACK_DEADLINE_S,
+                    "dead_letter_policy": types.DeadLetterPolicy(
+                        dead_letter_topic=dead_topic, max_delivery_attempts=DEAD_LETTER_ATTEMPTS
+                    ),
+                    "retry_policy": types.RetryPolicy(minimum_backoff={"seconds": 1}, maximum_backoff={"seconds": 10}),
+                }
+                try:
+                    subscriber.create_subscription(request=request)
+                except exceptions.GoogleAPICallError:
+                    dead_letter = False
+                    request.pop("dead_letter_policy")
+                    request.pop("retry_policy")
+                    subscriber.create_subscription(request=request)
+            else:
+                dead_letter = bool(current.dead_letter_policy.dead_letter_topic)
+            created[name] = {
+                "function": function,
+                "topic": resources.topic_name(role),
+                "push_endpoint": push.push_endpoint,
+                "dead_letter": dead_letter,
+            }
     return created
 
 
@@ -129,14 +135,13 @@ def delete_push_subscriptions(layout: StackLayout, functions: list[str]) -> None
 
     subscriber = gcp.subscriber_client(endpoint=layout.pubsub_host)
     for function in functions:
-        if event_topic(function) is None:
-            continue
-        try:
-            subscriber.delete_subscription(
-                subscription=subscriber.subscription_path(layout.project, subscription_name(function))
-            )
-        except exceptions.NotFound:
-            pass
+        for role in event_topics(function):
+            try:
+                subscriber.delete_subscription(
+                    subscription=subscriber.subscription_path(layout.project, subscription_name(function, role))
+                )
+            except exceptions.NotFound:
+                pass
 
 
 def create_tables(layout: StackLayout) -> dict[str, Any]:
