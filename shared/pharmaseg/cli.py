@@ -73,11 +73,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         rows_read=len(panel.rows),
         trigger={"kind": "cli", "user": os.environ.get("USER", "unknown")},
     )
+    report = None
     if args.register:
         registry = _registry(args)
         artifact.version = registry.register(artifact)
+        report = _publish_report(args, registry, artifact)
         if args.promote:
-            registry.promote(artifact.version, "production", reason="pharmaseg train --promote")
+            _promote(args, registry, artifact.version, reason="pharmaseg train --promote", report=report)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"artifact: {Path(args.out) / 'model.json'}")
     if artifact.version:
         print(f"registered as version {artifact.version}" + (" and promoted to production" if args.promote else ""))
+    if report:
+        print(f"model report: {report}")
     return 0
 
 
@@ -115,15 +119,102 @@ def _registry(args: argparse.Namespace):
     return ModelRegistry(bucket)
 
 
+def _reports_bucket(args: argparse.Namespace) -> str | None:
+    return getattr(args, "reports_bucket", None) or os.environ.get("PHARMASEG_REPORTS_BUCKET")
+
+
+def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
+    """Every registered version gets its report; the CLI writes it when it knows the reports bucket."""
+    from pharmaseg import config
+    from pharmaseg.model_report import ModelReportWriter
+
+    bucket = _reports_bucket(args)
+    if not bucket:
+        print("note: no reports bucket (--reports-bucket or PHARMASEG_REPORTS_BUCKET): no model report written")
+        return None
+    state = registry.alias("production")
+    production = registry.load(state.version) if state and state.version != artifact.version else None
+    from pharmaseg.gcp import storage_client
+
+    writer = ModelReportWriter(
+        storage_client(), bucket, borderline_below=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE"))
+    )
+    return writer.publish(artifact, production)
+
+
+def _report_of(args: argparse.Namespace, version: str) -> str | None:
+    """The gs:// URI of a version's model report, if it was written."""
+    from pharmaseg.gcp import storage_client
+    from pharmaseg.model_report import object_names
+
+    bucket = _reports_bucket(args)
+    if not bucket:
+        return None
+    name = object_names(version)[0]
+    return f"gs://{bucket}/{name}" if storage_client().bucket(bucket).blob(name).exists() else None
+
+
+def _decisions(args: argparse.Namespace):
+    """The model_versions table, where a person's promotions and rollbacks are recorded."""
+    from pharmaseg import config, gcp, resources
+    from pharmaseg.retraining.service import ModelVersionsTable
+
+    project = getattr(args, "project", None) or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        raise PharmasegError(
+            "no project for the model_versions record: pass --project or set GOOGLE_CLOUD_PROJECT "
+            "(every promotion and rollback is recorded)"
+        )
+    dataset = config.setting("PHARMASEG_DATASET")
+    return ModelVersionsTable(
+        gcp.bigquery_client(project), f"{project}.{dataset}.{resources.table_name('model_versions')}"
+    )
+
+
+def _show_changes(changes, previous: str | None, target: str) -> None:
+    from pharmaseg.changes import describe_mover
+
+    if changes is None:
+        print(f"no version serves yet: {target} becomes the first")
+        return
+    agreement = changes.market_agreement
+    print(
+        f"{previous} -> {target}: {len(changes.movers)} of {len(changes.common)} common countries change segment, "
+        f"market agreement {agreement:.1%}" + (" (unweighted)" if changes.weights == "unweighted" else "")
+    )
+    for mover in changes.movers:
+        print(f"  {describe_mover(mover)}")
+
+
+def _promote(args: argparse.Namespace, registry, version: str, *, reason: str, report: str | None = None):
+    from pharmaseg.retraining.approval import promote_by_hand
+
+    decision = promote_by_hand(
+        registry,
+        _decisions(args),
+        version,
+        reason=reason,
+        by=getattr(args, "by", None) or os.environ.get("USER", "unknown"),
+        alias=getattr(args, "alias", "production"),
+        report_uri=report or _report_of(args, version),
+        show=lambda changes, previous: _show_changes(changes, previous, version),
+    )
+    return decision
+
+
 def _cmd_register(args: argparse.Namespace) -> int:
     from pharmaseg.artifact import ModelArtifact
 
     registry = _registry(args)
     artifact = ModelArtifact.from_json(Path(args.artifact).read_bytes())
     version = registry.register(artifact, version=args.version)
+    report = _publish_report(args, registry, registry.load(version))
     if args.promote:
-        registry.promote(version, "production", reason=args.reason or "pharmaseg registry register --promote")
-    _print_json({"version": version, "promoted": bool(args.promote)}) if args.json else print(version)
+        _promote(args, registry, version, reason=args.reason or "pharmaseg registry register --promote", report=report)
+    if args.json:
+        _print_json({"version": version, "promoted": bool(args.promote), "report": report})
+    else:
+        print(version)
     return 0
 
 
@@ -162,20 +253,59 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if not SEMVER.fullmatch(version):
         version = registry.resolve(version)
     artifact = registry.load(version)
-    summary = {**train_summary(artifact), "metadata": registry.metadata(version), "lineage": artifact.lineage}
+    summary = {
+        **train_summary(artifact),
+        "report": _report_of(args, version),
+        "metadata": registry.metadata(version),
+        "lineage": artifact.lineage,
+    }
     _print_json(summary)
     return 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from pharmaseg.changes import compare
+
+    registry = _registry(args)
+    before, after = registry.load(args.before), registry.load(args.after)
+    changes = compare(before, after)
+    if args.json:
+        _print_json(changes.to_dict())
+        return 0
+    _show_changes(changes, args.before, args.after)
+    weights = {"after": f"{args.after}'s", "before": f"{args.before}'s"}.get(changes.weights)
+    print(f"  (market shares of the {len(changes.common)} common countries from {weights or 'no'} TOTAL_SPEND)")
+    print("centroid shift per segment, original units (" + args.after + " minus " + args.before + "):")
+    names = list(changes.centroid_shifts)
+    print(f"  {'feature':<22}" + "".join(f"{n[:26]:>28}" for n in names))
+    for feature in after.feature_names:
+        print(f"  {feature:<22}" + "".join(f"{changes.centroid_shifts[n][feature]:>+28.4g}" for n in names))
+    return 0
+
+
 def _cmd_promote(args: argparse.Namespace) -> int:
-    state = _registry(args).promote(args.version, args.alias, reason=args.reason or "manual promotion")
-    print(f"{state.alias} -> {state.version}")
+    registry = _registry(args)
+    decision = _promote(args, registry, args.version, reason=args.reason)
+    by = decision.row["decided_by"]
+    print(f"{decision.state.alias} -> {decision.state.version} (recorded as manual_promotion by {by})")
     return 0
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    state = _registry(args).rollback(args.alias, reason=args.reason or "manual rollback")
-    print(f"{state.alias} -> {state.version}")
+    from pharmaseg.retraining.approval import rollback_by_hand
+
+    registry = _registry(args)
+    current = registry.alias(args.alias)
+    decision = rollback_by_hand(
+        registry,
+        _decisions(args),
+        reason=args.reason,
+        by=args.by or os.environ.get("USER", "unknown"),
+        alias=args.alias,
+        report_uri=lambda version: _report_of(args, version),
+        show=lambda changes, previous: _show_changes(changes, previous, "the previous version"),
+    )
+    print(f"{decision.state.alias} -> {decision.state.version} (was {current.version}; recorded as rollback)")
     return 0
 
 
@@ -206,11 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--register", action="store_true", help="register the model in the registry bucket")
     train.add_argument("--promote", action="store_true", help="with --register: promote it to production")
     train.add_argument("--bucket", help="models bucket (default: $PHARMASEG_MODELS_BUCKET)")
+    train.add_argument("--reports-bucket", help="where the model report goes (default: $PHARMASEG_REPORTS_BUCKET)")
+    train.add_argument("--project", help="project of the model_versions table (default: $GOOGLE_CLOUD_PROJECT)")
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(handler=_cmd_train)
 
     registry = commands.add_parser("registry", help="model versions and aliases in GCS")
     registry.add_argument("--bucket", help="models bucket (default: $PHARMASEG_MODELS_BUCKET)")
+    registry.add_argument("--reports-bucket", help="reports bucket (default: $PHARMASEG_REPORTS_BUCKET)")
+    registry.add_argument("--project", help="project of the model_versions table (default: $GOOGLE_CLOUD_PROJECT)")
     ops = registry.add_subparsers(dest="operation", required=True)
     register = ops.add_parser("register", help="register an artifact file as a new version")
     register.add_argument("artifact", help="path to model.json")
@@ -225,14 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
     show = ops.add_parser("show", help="show a version (or alias) in full")
     show.add_argument("version", help="version or alias name")
     show.set_defaults(handler=_cmd_show)
-    promote = ops.add_parser("promote", help="point an alias at a version")
+    diff = ops.add_parser("diff", help="what moving from version A to version B changes, from their artifacts")
+    diff.add_argument("before", metavar="A")
+    diff.add_argument("after", metavar="B")
+    diff.add_argument("--json", action="store_true")
+    diff.set_defaults(handler=_cmd_diff)
+    promote = ops.add_parser("promote", help="point an alias at a version (prints the movers; recorded)")
     promote.add_argument("version")
     promote.add_argument("--alias", default="production")
-    promote.add_argument("--reason", default="")
+    promote.add_argument("--reason", required=True, help="why (kept in model_versions and the alias history)")
+    promote.add_argument("--by", help="who decides (default: $USER)")
     promote.set_defaults(handler=_cmd_promote)
-    rollback = ops.add_parser("rollback", help="point an alias back at its previous version")
+    rollback = ops.add_parser("rollback", help="point an alias back at its previous version (recorded)")
     rollback.add_argument("--alias", default="production")
-    rollback.add_argument("--reason", default="")
+    rollback.add_argument("--reason", required=True, help="why (kept in model_versions and the alias history)")
+    rollback.add_argument("--by", help="who decides (default: $USER)")
     rollback.set_defaults(handler=_cmd_rollback)
 
     config = commands.add_parser("config", help="print every environment variable the functions read")

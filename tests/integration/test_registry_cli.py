@@ -1,0 +1,100 @@
+"""A person reviewing and promoting by hand with the CLI, against fake-gcs-server and bqemulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pharmaseg import resources
+from tests.unit.conftest import DATA
+
+PHARMASEG = str(Path(sys.executable).parent / "pharmaseg")
+
+
+@pytest.fixture
+def cli(gcs, bigquery):
+    """Run ``pharmaseg`` with the emulators, a models and a reports bucket, and a model_versions table."""
+    from google.cloud import bigquery as bq
+
+    suffix = uuid.uuid4().hex[:8]
+    storage = gcs.client()
+    models, reports = f"models-{suffix}", f"reports-{suffix}"
+    for name in (models, reports):
+        storage.create_bucket(name)
+    client = bigquery.client()
+    dataset = f"cli_{suffix}"
+    client.create_dataset(dataset)
+    table_id = f"{bigquery.project}.{dataset}.{resources.table_name('model_versions')}"
+    schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("model_versions")]
+    client.create_table(bq.Table(table_id, schema=schema))
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": gcs.url,
+        "BIGQUERY_EMULATOR_HOST": bigquery.url,
+        "GOOGLE_CLOUD_PROJECT": bigquery.project,
+        "PHARMASEG_DATASET": dataset,
+        "PHARMASEG_MODELS_BUCKET": models,
+        "PHARMASEG_REPORTS_BUCKET": reports,
+        "USER": "ci",
+    }
+
+    def run(*args, check=True):
+        result = subprocess.run([PHARMASEG, *args], env=env, capture_output=True, text=True, timeout=180)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    run.rows = lambda: [dict(r.items()) for r in client.query(f"SELECT * FROM `{table_id}` ORDER BY evaluated_at")]
+    run.storage, run.reports = storage, reports
+    return run
+
+
+def test_review_diff_promote_by_hand_and_roll_back(cli):
+    first = cli("train", "--data", str(DATA), "--bootstrap", "0", "--register", "--promote")
+    assert "registered as version 1.0.0 and promoted to production" in first.stdout
+    assert f"model report: gs://{cli.reports}/models/1.0.0/report.html" in first.stdout
+    second = cli("train", "--data", str(DATA), "--window", "2012-2021", "--bootstrap", "0", "--register")
+    assert "registered as version 1.1.0" in second.stdout and "promoted" not in second.stdout
+
+    diff = cli("registry", "diff", "1.0.0", "1.1.0")
+    lines = diff.stdout.splitlines()
+    assert lines[0].startswith("1.0.0 -> 1.1.0: 2 of 33 common countries change segment, market agreement")
+    assert lines[1].lstrip().startswith("USA (") and lines[2].lstrip().startswith("DEU (")
+    assert "High-Value Pharma Markets -> Stable Moderate Markets" in lines[1]
+    assert any(line.lstrip().startswith("USD_CAP_avg") for line in lines)  # the centroid shift table
+    doc = json.loads(cli("registry", "diff", "1.0.0", "1.1.0", "--json").stdout)
+    assert [m["country"] for m in doc["movers"]] == ["USA", "DEU"] and doc["weights"] == "after"
+    assert set(doc["centroid_shifts"]) == {"Declining Markets", "Stable Moderate Markets", "High-Value Pharma Markets"}
+
+    refused = cli("registry", "promote", "1.1.0", check=False)
+    assert refused.returncode == 2 and "--reason" in refused.stderr
+
+    promoted = cli("registry", "promote", "1.1.0", "--reason", "reviewed the 2021 data", "--by", "ana")
+    out = promoted.stdout.splitlines()
+    assert out[0].startswith("1.0.0 -> 1.1.0") and out[1].lstrip().startswith("USA (")  # movers before the move
+    assert out[-1] == "production -> 1.1.0 (recorded as manual_promotion by ana)"
+    rolled = cli("registry", "rollback", "--reason", "back to the original", "--by", "ana")
+    assert rolled.stdout.splitlines()[-1] == "production -> 1.0.0 (was 1.1.0; recorded as rollback)"
+
+    rows = cli.rows()
+    assert [(r["version"], r["decision"], r["decided_by"]) for r in rows] == [
+        ("1.0.0", "manual_promotion", "ci"),
+        ("1.1.0", "manual_promotion", "ana"),
+        ("1.0.0", "rollback", "ana"),
+    ]
+    manual = rows[1]
+    assert manual["reason"] == "reviewed the 2021 data" and manual["production_version"] == "1.0.0"
+    assert {m["country"] for m in manual["movers"]} == {"USA", "DEU"}
+    assert manual["report_uri"] == f"gs://{cli.reports}/models/1.1.0/report.html"
+    assert rows[2]["production_version"] == "1.1.0" and {m["country"] for m in rows[2]["movers"]} == {"USA", "DEU"}
+
+    shown = json.loads(cli("registry", "show", "1.1.0").stdout)
+    assert shown["report"] == f"gs://{cli.reports}/models/1.1.0/report.html"
+    page = cli.storage.bucket(cli.reports).blob("models/1.1.0/report.html").download_as_text()
+    assert "Changes against production" in page and "USA" in page
