@@ -124,7 +124,7 @@ def main() -> int:
         print(f"    ... and {len(answer['details']) - 6} more")
 
     run_optional_step("demo_batch", "4. Batch scoring: CSV files dropped into the inbox bucket", status)
-    run_optional_step("demo_retrain", "5. Retraining on Pub/Sub with the promotion gate", status)
+    run_optional_step("demo_retrain", "5. New data in the sources bucket: retraining, the gate and the model report", status)
     run_optional_step("demo_drift", "6. Drift check", status)
 
     banner("Done")

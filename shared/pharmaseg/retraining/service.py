@@ -254,7 +254,7 @@ def decision_row(
         "message_id": message_id,
         "production_version": production_version,
         "metrics": json.dumps(_json_safe(artifact.metrics), sort_keys=True) if artifact is not None else None,
-        "gate": json.dumps(_json_safe(gate.to_dict()) if gate else None, sort_keys=True),
+        "gate": json.dumps(_json_safe(gate.to_dict()) if gate else None),  # checks in the gate's order
         "profile_fit": bool(artifact.metrics.get("profile_fit")) if artifact is not None else None,
         "data_uri": lineage.get("data_uri"),
         "data_sha256": lineage.get("data_sha256"),
