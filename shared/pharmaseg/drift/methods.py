@@ -165,20 +165,6 @@ class BinnedSample:
 # -- statistics ----------------------------------------------------------------------------------
 
 
-def wasserstein(u: np.ndarray, v: np.ndarray, u_weights=None, v_weights=None) -> float:
-    """Earth mover's distance between two weighted 1-D samples: the area between their CDFs."""
-    u, v = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
-    uw = np.ones(len(u)) if u_weights is None else np.asarray(u_weights, dtype=float)
-    vw = np.ones(len(v)) if v_weights is None else np.asarray(v_weights, dtype=float)
-    points = np.concatenate([u, v])
-    order = np.argsort(points, kind="mergesort")
-    points = points[order]
-    du = np.concatenate([uw / uw.sum(), np.zeros(len(v))])[order]
-    dv = np.concatenate([np.zeros(len(u)), vw / vw.sum()])[order]
-    cdf_gap = np.abs(np.cumsum(du) - np.cumsum(dv))[:-1]
-    return float(np.sum(cdf_gap * np.diff(points)))
-
-
 def _shares(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=float)
     total = counts.sum(axis=-1, keepdims=True)
@@ -186,16 +172,16 @@ def _shares(counts: np.ndarray) -> np.ndarray:
 
 
 def jensen_shannon(p_counts: np.ndarray, q_counts: np.ndarray) -> np.ndarray | float:
-    """Jensen-Shannon distance (base 2, in [0, 1]) between histograms; works row-wise on 2-D input."""
-    p, q = _shares(p_counts), _shares(q_counts)
-    m = (p + q) / 2
+    """Jensen-Shannon distance (base 2, in [0, 1]) between histograms; row-wise on 2-D input.
 
-    def kl(a: np.ndarray) -> np.ndarray:
-        ratio = np.divide(a, m, out=np.ones_like(a), where=(a > 0) & (m > 0))
-        return np.sum(a * np.log2(ratio), axis=-1)
+    scipy's distance, with NaN read as 0: for two nearly identical histograms rounding makes the
+    divergence a hair below zero and scipy returns the square root of it (NaN, about half the
+    time), which would silently drop bootstrap resamples from the null.
+    """
+    from scipy.spatial.distance import jensenshannon
 
-    divergence = np.clip((kl(p) + kl(q)) / 2, 0.0, 1.0)
-    out = np.sqrt(divergence)
+    with np.errstate(invalid="ignore"):
+        out = np.nan_to_num(jensenshannon(np.asarray(p_counts, float), np.asarray(q_counts, float), base=2, axis=-1))
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -285,6 +271,8 @@ def compare_raw(ref: FeatureReference, values: np.ndarray) -> FeatureResult:
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return FeatureResult(ref.name, "ks", 0, None, None)
+    from scipy.stats import wasserstein_distance
+
     d, p = ks_test(ref.values, values)
     counts = np.bincount(decile_bin(values, ref.edges), minlength=len(ref.edges) + 1)
     return FeatureResult(
@@ -293,7 +281,7 @@ def compare_raw(ref: FeatureReference, values: np.ndarray) -> FeatureResult:
         len(values),
         d,
         p,
-        wasserstein=wasserstein(ref.values, values) / ref.std,
+        wasserstein=wasserstein_distance(ref.values, values) / ref.std,
         jensen_shannon=jensen_shannon(ref.counts, counts),
         psi=psi(ref.counts, counts),
         details={"recent_decile_counts": counts.tolist(), "recent_mean": float(values.mean())},
@@ -304,10 +292,12 @@ def compare_binned(
     ref: FeatureReference, sample: BinnedSample, *, resamples: int, seed: int, null: dict | None = None
 ) -> FeatureResult:
     """Large-sample path: bootstrap p-values of normalised Wasserstein and JS, Bonferroni-combined."""
+    from scipy.stats import wasserstein_distance
+
     if sample.n == 0:
         return FeatureResult(ref.name, "wasserstein+js", 0, None, None)
     positions, weights = sample.support()
-    w = wasserstein(ref.values, positions, None, weights) / ref.std
+    w = wasserstein_distance(ref.values, positions, None, weights) / ref.std
     js = jensen_shannon(ref.counts, sample.decile_counts)
     null = null or null_distribution(ref, sample.n, resamples, seed)
     p_w = bootstrap_p(w, null["wasserstein"])
@@ -373,6 +363,8 @@ def prediction_drift(ref_shares: Sequence[float], n_ref: int, recent_counts: Seq
 def adjust(p_values: Sequence[float | None], method: str = "holm") -> list[float | None]:
     """Adjusted p-values (compare with alpha): Holm, Bonferroni, Benjamini-Hochberg or none.
 
+    Benjamini-Hochberg is scipy's; Holm's step-down is written out because scipy has no
+    family-wise correction (statsmodels has one, but is not worth a dependency for six lines).
     None entries (no data for that test) are left out of the family and stay None.
     """
     if method not in CORRECTIONS:
@@ -393,11 +385,9 @@ def adjust(p_values: Sequence[float | None], method: str = "holm") -> list[float
         adjusted = np.empty(m)
         adjusted[order] = np.minimum(stepped, 1.0)
     else:  # bh
-        order = np.argsort(p)[::-1]
-        ranks = m - np.arange(m)
-        stepped = np.minimum.accumulate(p[order] * m / ranks)
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
+        from scipy.stats import false_discovery_control
+
+        adjusted = false_discovery_control(p, method="bh")
     for i, value in zip(idx, adjusted):
         out[i] = float(value)
     return out
