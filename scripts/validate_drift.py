@@ -78,7 +78,7 @@ def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
     refs = methods.references(artifact.reference, artifact.feature_names)
     stds = np.array([r.std for r in refs])
     j_shift = artifact.feature_names.index(SHIFTED)
-    thresholds = methods.Thresholds(min_rows=2)
+    policy = methods.DriftPolicy(min_rows=2)
     scenarios = {
         "H0 bootstrap": lambda n, rng: train_values[rng.integers(0, len(train_values), size=n)],
         "H0 smoothed": lambda n, rng: _smoothed(train_values, n, rng, stds),
@@ -92,8 +92,7 @@ def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
         nulls = None
         if path == "bins":
             nulls = {
-                r.name: methods.null_distribution(r, n, thresholds.bootstrap, thresholds.seed + i)
-                for i, r in enumerate(refs)
+                r.name: methods.null_distribution(r, n, policy.bootstrap, policy.seed + i) for i, r in enumerate(refs)
             }
         for name, draw in scenarios.items():
             rng = np.random.default_rng([seed, n, hash(name) % 10_000])
@@ -105,10 +104,10 @@ def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
                 kwargs = dict(n=n, segment_shares=shares, n_ref=artifact.reference["n"], cluster_counts=counts)
                 if path == "KS":
                     raw = {r.name: values[:, j] for j, r in enumerate(refs)}
-                    result = methods.evaluate(refs, raw=raw, thresholds=thresholds, **kwargs)
+                    result = methods.evaluate(refs, raw=raw, policy=policy, **kwargs)
                 else:
                     binned = {r.name: methods.BinnedSample.from_values(values[:, j], r) for j, r in enumerate(refs)}
-                    result = methods.evaluate(refs, binned=binned, thresholds=thresholds, nulls=nulls, **kwargs)
+                    result = methods.evaluate(refs, binned=binned, policy=policy, nulls=nulls, **kwargs)
                 alarms += result.verdict == "drift"
                 feature_alarms += bool(result.drifted_features)
                 shifted_flagged += SHIFTED in result.drifted_features

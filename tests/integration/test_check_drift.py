@@ -83,7 +83,7 @@ def env(gcs, pubsub, bigquery, artifact):
         models_bucket=models,
         reports_bucket=reports,
         retrain_topic=f"retrain-{tag}",
-        thresholds=methods.Thresholds(bootstrap=500),
+        policy=methods.DriftPolicy(bootstrap=500),
     )
     yield {
         "settings": settings,
@@ -224,7 +224,7 @@ def test_policy_never_and_redelivery(env):
 
 
 def test_large_sample_takes_the_binned_path(env):
-    env["settings"] = dataclasses.replace(env["settings"], thresholds=methods.Thresholds(ks_max_rows=500))
+    env["settings"] = dataclasses.replace(env["settings"], policy=methods.DriftPolicy(ks_max_rows=500))
     _load(env, 300, 3000, seed=6, jitter=0.1)
     calm = _run(env)
     assert calm["path"] == "binned" and calm["result"]["verdict"] == "no_drift", calm["result"]["reason"]

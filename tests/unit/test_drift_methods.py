@@ -119,10 +119,10 @@ def test_prediction_drift_homogeneity():
     assert empty["p_value"] is None
 
 
-def test_thresholds_are_validated():
+def test_policy_is_validated():
     with pytest.raises(m.DriftError):
-        m.Thresholds(alpha=0)
+        m.DriftPolicy(alpha=0)
     with pytest.raises(m.DriftError):
-        m.Thresholds(correction="sidak")
+        m.DriftPolicy(correction="sidak")
     with pytest.raises(m.DriftError):
-        m.Thresholds(min_rows=100, ks_max_rows=50)
+        m.DriftPolicy(min_rows=100, ks_max_rows=50)

@@ -79,8 +79,8 @@ def test_settings_from_env(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     settings = service.DriftSettings.from_env()
-    assert settings.thresholds.alpha == 0.01 and settings.thresholds.correction == "bh"
-    assert settings.thresholds.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
+    assert settings.policy.alpha == 0.01 and settings.policy.correction == "bh"
+    assert settings.policy.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
     monkeypatch.setenv("PHARMASEG_DRIFT_RETRAIN", "sometimes")
     with pytest.raises(methods.DriftError):
         service.DriftSettings.from_env()

@@ -39,12 +39,14 @@ PSI_EPSILON = 1e-4
 
 
 class DriftError(PharmasegError):
-    """A drift check cannot run: bad thresholds, a reference without bins, a failed query."""
+    """A drift check cannot run: a bad policy, a reference without bins, a failed query."""
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Decision parameters; the defaults are documented and measured in docs/drift.md."""
+class DriftPolicy:
+    """How one check decides: the family-wise alpha and its correction, which test path a sample
+    size takes, how many resamples calibrate the bootstrap tests, and their seed. The defaults
+    are documented and measured in docs/drift.md."""
 
     alpha: float = 0.05
     correction: str = "holm"
@@ -399,7 +401,7 @@ class DriftResult:
     n: int
     features: list[FeatureResult]
     prediction: dict[str, Any]
-    thresholds: Thresholds
+    policy: DriftPolicy
     reason: str = ""
 
     @property
@@ -414,7 +416,7 @@ class DriftResult:
                 "reason": self.reason,
                 "drifted_features": self.drifted_features,
                 "prediction_drift": self.prediction,
-                "thresholds": asdict(self.thresholds),
+                "policy": asdict(self.policy),
                 "features": [f.to_dict() for f in self.features],
             }
         )
@@ -429,19 +431,19 @@ def evaluate(
     segment_shares: Sequence[float] = (),
     n_ref: int = 0,
     cluster_counts: Sequence[float] = (),
-    thresholds: Thresholds = Thresholds(),
+    policy: DriftPolicy = DriftPolicy(),
     nulls: Mapping[str, dict] | None = None,
 ) -> DriftResult:
     """The verdict for one period: ``raw`` values (small samples) or ``binned`` counts (large ones).
 
-    ``n`` is the number of recent rows; below ``thresholds.min_rows`` the verdict is
+    ``n`` is the number of recent rows; below ``policy.min_rows`` the verdict is
     insufficient_data and nothing is tested. The family of feature tests plus the segment-share
-    test is corrected with ``thresholds.correction`` at ``thresholds.alpha``.
+    test is corrected with ``policy.correction`` at ``policy.alpha``.
     """
     prediction: dict[str, Any] = {}
-    if n < thresholds.min_rows:
-        reason = f"{n} recent rows, fewer than the {thresholds.min_rows} needed for a verdict"
-        return DriftResult("insufficient_data", n, [], prediction, thresholds, reason)
+    if n < policy.min_rows:
+        reason = f"{n} recent rows, fewer than the {policy.min_rows} needed for a verdict"
+        return DriftResult("insufficient_data", n, [], prediction, policy, reason)
     results = []
     for i, ref in enumerate(refs):
         if raw is not None:
@@ -449,23 +451,21 @@ def evaluate(
         elif binned is not None:
             null = nulls.get(ref.name) if nulls else None
             results.append(
-                compare_binned(
-                    ref, binned[ref.name], resamples=thresholds.bootstrap, seed=thresholds.seed + i, null=null
-                )
+                compare_binned(ref, binned[ref.name], resamples=policy.bootstrap, seed=policy.seed + i, null=null)
             )
         else:
             raise DriftError("evaluate needs raw values or binned counts")
     if len(segment_shares):
         prediction = prediction_drift(segment_shares, n_ref, cluster_counts)
     family = [r.p_value for r in results] + [prediction.get("p_value")]
-    adjusted = adjust(family, thresholds.correction)
+    adjusted = adjust(family, policy.correction)
     for r, p in zip(results, adjusted):
         r.p_adjusted = p
-        r.drift = p is not None and p < thresholds.alpha
+        r.drift = p is not None and p < policy.alpha
     if prediction:
         prediction["p_adjusted"] = adjusted[-1]
-        prediction["drift"] = adjusted[-1] is not None and adjusted[-1] < thresholds.alpha
+        prediction["drift"] = adjusted[-1] is not None and adjusted[-1] < policy.alpha
     drifted = [r.feature for r in results if r.drift] + (["segment shares"] if prediction.get("drift") else [])
     if drifted:
-        return DriftResult("drift", n, results, prediction, thresholds, "drift in " + ", ".join(drifted))
-    return DriftResult("no_drift", n, results, prediction, thresholds, "no test rejected at the family-wise alpha")
+        return DriftResult("drift", n, results, prediction, policy, "drift in " + ", ".join(drifted))
+    return DriftResult("no_drift", n, results, prediction, policy, "no test rejected at the family-wise alpha")

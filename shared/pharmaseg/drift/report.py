@@ -126,7 +126,7 @@ def to_html(
         ("rows (online / batch)", f"{doc['rows']['online']} / {doc['rows']['batch']}"),
         ("reason", result["reason"]),
         ("retraining", doc.get("retrain", {}).get("decision", "-")),
-        ("thresholds", ", ".join(f"{k}={v}" for k, v in result["thresholds"].items())),
+        ("policy", ", ".join(f"{k}={v}" for k, v in result["policy"].items())),
     ]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",

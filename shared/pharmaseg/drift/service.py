@@ -41,7 +41,7 @@ class DriftSettings:
     retrain_topic: str | None
     alias: str = "production"
     period_days: float = 7.0
-    thresholds: methods.Thresholds = methods.Thresholds()
+    policy: methods.DriftPolicy = methods.DriftPolicy()
     retrain: str = "auto"
     promotion: str = "auto"
     cooldown_hours: float = 168.0
@@ -51,7 +51,7 @@ class DriftSettings:
         """Every value from its documented setting (pharmaseg.config)."""
         s = config.setting
         try:
-            thresholds = methods.Thresholds(
+            policy = methods.DriftPolicy(
                 alpha=float(s("PHARMASEG_DRIFT_ALPHA")),
                 correction=s("PHARMASEG_DRIFT_CORRECTION"),
                 min_rows=int(s("PHARMASEG_DRIFT_MIN_ROWS")),
@@ -66,7 +66,7 @@ class DriftSettings:
                 retrain_topic=s("PHARMASEG_RETRAIN_TOPIC"),
                 alias=s("PHARMASEG_MODEL_ALIAS"),
                 period_days=float(s("PHARMASEG_DRIFT_PERIOD_DAYS")),
-                thresholds=thresholds,
+                policy=policy,
                 retrain=s("PHARMASEG_DRIFT_RETRAIN"),
                 promotion=s("PHARMASEG_DRIFT_RETRAIN_PROMOTION"),
                 cooldown_hours=float(s("PHARMASEG_DRIFT_COOLDOWN_HOURS")),
@@ -275,7 +275,7 @@ def run(
     registry = registry or ModelRegistry(settings.models_bucket, client=gcs)
     artifact = registry.load(registry.resolve(settings.alias))
     refs = methods.references(artifact.reference, artifact.feature_names)
-    thresholds = settings.thresholds
+    policy = settings.policy
     recent = queries.fetch_recent(
         bq,
         settings.project,
@@ -283,8 +283,8 @@ def run(
         refs,
         period,
         model_version=artifact.version,
-        ks_max_rows=thresholds.ks_max_rows,
-        min_rows=thresholds.min_rows,
+        ks_max_rows=policy.ks_max_rows,
+        min_rows=policy.min_rows,
     )
     t0 = time.perf_counter()
     result = methods.evaluate(
@@ -295,7 +295,7 @@ def run(
         segment_shares=artifact.reference.get("segment_shares", []),
         n_ref=int(artifact.reference.get("n", 0)),
         cluster_counts=[recent.cluster_counts.get(i, 0) for i in range(artifact.k)],
-        thresholds=thresholds,
+        policy=policy,
     )
     compute_seconds = time.perf_counter() - t0
     day = f"{now:%Y/%m/%d}"
