@@ -126,3 +126,5 @@ def test_policy_is_validated():
         m.DriftPolicy(correction="sidak")
     with pytest.raises(m.DriftError):
         m.DriftPolicy(min_rows=100, ks_max_rows=50)
+    with pytest.raises(m.DriftError, match="joint_max_rows"):
+        m.DriftPolicy(min_rows=100, joint_max_rows=50)

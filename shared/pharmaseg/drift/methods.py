@@ -17,8 +17,9 @@ distance of about 0.2 from the 36-point histogram. A fixed 0.1 would alarm on ev
 bootstrap sets the threshold where the reference's noise ends, for the recent sample's size.
 
 PSI is reported for people used to it (0.1 / 0.25 rules of thumb) but never decides.
-Every feature (and the segment shares, see ``prediction_drift``) yields a p-value; the family
-of ten is corrected (Holm by default) so that the run's false-alarm rate is ``alpha``.
+Every feature, the segment shares (``prediction_drift``) and the joint structure of the
+features (``pharmaseg.drift.joint``) yield a p-value; the family of eleven is corrected (Holm by
+default) so that the run's false-alarm rate is ``alpha``.
 """
 
 from __future__ import annotations
@@ -26,16 +27,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pharmaseg.errors import PharmasegError
 
+if TYPE_CHECKING:
+    from pharmaseg.drift.joint import JointResult
+
 FINE_BINS = 64
 CORRECTIONS = ("holm", "bonferroni", "bh", "none")
 VERDICTS = ("drift", "no_drift", "insufficient_data")
 PSI_EPSILON = 1e-4
+JOINT_LABEL = "joint structure"  # how the verdict names the joint test (pharmaseg.drift.joint)
 
 
 class DriftError(PharmasegError):
@@ -45,13 +50,15 @@ class DriftError(PharmasegError):
 @dataclass(frozen=True)
 class DriftPolicy:
     """How one check decides: the family-wise alpha and its correction, which test path a sample
-    size takes, how many resamples calibrate the bootstrap tests, and their seed. The defaults
-    are documented and measured in docs/drift.md."""
+    size takes, how many rows the joint test samples from a large period, how many resamples
+    calibrate the bootstrap tests, and their seed. The defaults are documented and measured in
+    docs/drift.md."""
 
     alpha: float = 0.05
     correction: str = "holm"
     min_rows: int = 30
     ks_max_rows: int = 20000
+    joint_max_rows: int = 5000
     bootstrap: int = 2000
     seed: int = 0
 
@@ -64,6 +71,8 @@ class DriftPolicy:
             raise DriftError(f"min_rows must be at least 2, got {self.min_rows}")
         if self.ks_max_rows < self.min_rows:
             raise DriftError(f"ks_max_rows ({self.ks_max_rows}) must be at least min_rows ({self.min_rows})")
+        if self.joint_max_rows < self.min_rows:
+            raise DriftError(f"joint_max_rows ({self.joint_max_rows}) must be at least min_rows ({self.min_rows})")
         if self.bootstrap < 100:
             raise DriftError(f"bootstrap must be at least 100 resamples, got {self.bootstrap}")
 
@@ -247,17 +256,17 @@ class FeatureResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return json_safe(asdict(self))
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to None."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_clean(v) for v in value.tolist()]
+        return [json_safe(v) for v in value.tolist()]
     if isinstance(value, (np.floating, float)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -403,19 +412,25 @@ class DriftResult:
     prediction: dict[str, Any]
     policy: DriftPolicy
     reason: str = ""
+    joint: JointResult | None = None
 
     @property
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drift]
 
+    @property
+    def joint_drift(self) -> bool:
+        return bool(self.joint and self.joint.drift)
+
     def to_dict(self) -> dict[str, Any]:
-        return _clean(
+        return json_safe(
             {
                 "verdict": self.verdict,
                 "n": self.n,
                 "reason": self.reason,
                 "drifted_features": self.drifted_features,
                 "prediction_drift": self.prediction,
+                "joint": self.joint.to_dict() if self.joint else None,
                 "policy": asdict(self.policy),
                 "features": [f.to_dict() for f in self.features],
             }
@@ -431,14 +446,16 @@ def evaluate(
     segment_shares: Sequence[float] = (),
     n_ref: int = 0,
     cluster_counts: Sequence[float] = (),
+    joint: JointResult | None = None,
     policy: DriftPolicy = DriftPolicy(),
     nulls: Mapping[str, dict] | None = None,
 ) -> DriftResult:
     """The verdict for one period: ``raw`` values (small samples) or ``binned`` counts (large ones).
 
     ``n`` is the number of recent rows; below ``policy.min_rows`` the verdict is
-    insufficient_data and nothing is tested. The family of feature tests plus the segment-share
-    test is corrected with ``policy.correction`` at ``policy.alpha``.
+    insufficient_data and nothing is tested. The family of feature tests, the segment-share test
+    and the joint test (``pharmaseg.drift.joint.compare``'s result, when given) is corrected with
+    ``policy.correction`` at ``policy.alpha``.
     """
     prediction: dict[str, Any] = {}
     if n < policy.min_rows:
@@ -457,15 +474,21 @@ def evaluate(
             raise DriftError("evaluate needs raw values or binned counts")
     if len(segment_shares):
         prediction = prediction_drift(segment_shares, n_ref, cluster_counts)
-    family = [r.p_value for r in results] + [prediction.get("p_value")]
+    family = [r.p_value for r in results] + [prediction.get("p_value"), joint.p_value if joint else None]
     adjusted = adjust(family, policy.correction)
     for r, p in zip(results, adjusted):
         r.p_adjusted = p
         r.drift = p is not None and p < policy.alpha
+    p_prediction, p_joint = adjusted[-2:]
     if prediction:
-        prediction["p_adjusted"] = adjusted[-1]
-        prediction["drift"] = adjusted[-1] is not None and adjusted[-1] < policy.alpha
-    drifted = [r.feature for r in results if r.drift] + (["segment shares"] if prediction.get("drift") else [])
+        prediction["p_adjusted"] = p_prediction
+        prediction["drift"] = p_prediction is not None and p_prediction < policy.alpha
+    if joint:
+        joint.p_adjusted = p_joint
+        joint.drift = p_joint is not None and p_joint < policy.alpha
+    drifted = [r.feature for r in results if r.drift]
+    drifted += ["segment shares"] if prediction.get("drift") else []
+    drifted += [JOINT_LABEL] if joint and joint.drift else []
     if drifted:
-        return DriftResult("drift", n, results, prediction, policy, "drift in " + ", ".join(drifted))
-    return DriftResult("no_drift", n, results, prediction, policy, "no test rejected at the family-wise alpha")
+        return DriftResult("drift", n, results, prediction, policy, "drift in " + ", ".join(drifted), joint)
+    return DriftResult("no_drift", n, results, prediction, policy, "no test rejected at the family-wise alpha", joint)
