@@ -76,10 +76,12 @@ def test_settings_from_env(monkeypatch):
         "PHARMASEG_REPORTS_BUCKET": "r",
         "PHARMASEG_DRIFT_ALPHA": "0.01",
         "PHARMASEG_DRIFT_CORRECTION": "bh",
+        "PHARMASEG_DRIFT_JOINT_MAX_ROWS": "800",
     }.items():
         monkeypatch.setenv(name, value)
     settings = service.DriftSettings.from_env()
     assert settings.policy.alpha == 0.01 and settings.policy.correction == "bh"
+    assert settings.policy.joint_max_rows == 800
     assert settings.policy.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
     monkeypatch.setenv("PHARMASEG_DRIFT_RETRAIN", "sometimes")
     with pytest.raises(methods.DriftError):
@@ -119,6 +121,32 @@ def test_drift_row_matches_the_table_schema():
     assert set(row) == {f["name"] for f in schema}
     feature_fields = {f["name"] for f in next(f for f in schema if f["name"] == "features")["fields"]}
     assert set(row["features"][0]) == feature_fields
+
+
+def _joint_doc():
+    return {
+        "test": "joint structure",
+        "method": "pca_reconstruction",
+        "n": 5000,
+        "components": 5,
+        "statistic": 0.9,
+        "p_value": 1e-6,
+        "p_adjusted": 1e-5,
+        "drift": True,
+        "details": {"sampled_from": 120000, "recent_error_mean": 1.65, "reference_error_mean": 0.75},
+    }
+
+
+def test_the_joint_record_matches_its_schema_and_is_null_when_not_tested():
+    from pharmaseg import resources
+
+    doc = _doc()
+    doc["result"]["joint"] = _joint_doc()
+    row = service.drift_row(doc)
+    schema = next(f for f in resources.table_schema("drift_reports") if f["name"] == "joint")
+    assert schema["mode"] == "NULLABLE" and set(row["joint"]) == {f["name"] for f in schema["fields"]}
+    assert row["joint"]["sampled_from"] == 120000 and row["joint"]["drift"] is True
+    assert service.drift_row(_doc())["joint"] is None
 
 
 def test_retrain_message_follows_the_retrain_contract():

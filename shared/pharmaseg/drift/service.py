@@ -1,8 +1,9 @@
 """One drift check, end to end: what ``functions/check_drift/main.py`` calls.
 
 1. resolve the production model (its training reference is the baseline);
-2. count, then bin (or, for small samples, fetch) the period's inputs in BigQuery;
-3. compute the statistics and the verdict (drift / no_drift / insufficient_data);
+2. count, then bin and sample (or, for small samples, fetch) the period's inputs in BigQuery;
+3. compute the statistics (per feature, segment shares, joint structure) and the verdict
+   (drift / no_drift / insufficient_data);
 4. on drift, and when the policy allows, publish a retrain request - unless one was published
    less than ``cooldown_hours`` ago (the last ``retrain_requested`` row of drift_reports);
 5. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
@@ -24,7 +25,7 @@ from typing import Any
 
 from pharmaseg import bq as bq_load
 from pharmaseg import config, pubsub, resources
-from pharmaseg.drift import methods, queries
+from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
 from pharmaseg.logs import log
 
@@ -56,6 +57,7 @@ class DriftSettings:
                 correction=s("PHARMASEG_DRIFT_CORRECTION"),
                 min_rows=int(s("PHARMASEG_DRIFT_MIN_ROWS")),
                 ks_max_rows=int(s("PHARMASEG_DRIFT_KS_MAX_ROWS")),
+                joint_max_rows=int(s("PHARMASEG_DRIFT_JOINT_MAX_ROWS")),
                 bootstrap=int(s("PHARMASEG_DRIFT_BOOTSTRAP")),
             )
             settings = cls(
@@ -209,8 +211,27 @@ def drift_row(doc: dict[str, Any]) -> dict[str, Any]:
             for f in result["features"]
         ],
         "prediction_drift": json.dumps(result["prediction_drift"], sort_keys=True),
+        "joint": _joint_row(result.get("joint")),
         "retrain_requested": doc["retrain"]["requested"],
         "report_uri": doc["report_uri"],
+    }
+
+
+def _joint_row(joint_doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not joint_doc:
+        return None
+    details = joint_doc["details"]
+    return {
+        "method": joint_doc["method"],
+        "n": joint_doc["n"],
+        "sampled_from": details.get("sampled_from"),
+        "components": joint_doc["components"],
+        "recent_error": details.get("recent_error_mean"),
+        "reference_error": details.get("reference_error_mean"),
+        "statistic": joint_doc["statistic"],
+        "p_value": joint_doc["p_value"],
+        "p_adjusted": joint_doc["p_adjusted"],
+        "drift": joint_doc["drift"],
     }
 
 
@@ -284,9 +305,14 @@ def run(
         period,
         model_version=artifact.version,
         ks_max_rows=policy.ks_max_rows,
+        joint_max_rows=policy.joint_max_rows,
         min_rows=policy.min_rows,
     )
     t0 = time.perf_counter()
+    joint_ref = joint.JointReference.from_artifact(artifact)
+    joint_result = None
+    if recent.n >= policy.min_rows:
+        joint_result = joint.compare(joint_ref, recent.rows, min_rows=policy.min_rows, sampled_from=recent.sampled_from)
     result = methods.evaluate(
         refs,
         n=recent.n,
@@ -295,6 +321,7 @@ def run(
         segment_shares=artifact.reference.get("segment_shares", []),
         n_ref=int(artifact.reference.get("n", 0)),
         cluster_counts=[recent.cluster_counts.get(i, 0) for i in range(artifact.k)],
+        joint=joint_result,
         policy=policy,
     )
     compute_seconds = time.perf_counter() - t0
@@ -347,7 +374,8 @@ def run(
         elif recent.binned is not None:
             supports[ref.name] = recent.binned[ref.name].support()
     names = [s.name for s in artifact.segments]
-    page = reports.to_html(doc, refs, supports, names)
+    recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_result else None
+    page = reports.to_html(doc, refs, supports, names, recent_errors)
     doc["timings_s"]["total"] = time.perf_counter() - started
     _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
     _upload(gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
@@ -359,6 +387,7 @@ def run(
         rows=recent.n,
         drifted_features=result.drifted_features,
         prediction_drift=bool(result.prediction.get("drift")),
+        joint_drift=result.joint_drift,
         retrain_requested=decision["requested"],
         retrain_decision=decision["decision"],
         report_uri=doc["report_uri"],
