@@ -120,6 +120,11 @@ def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD
             load_ndjson(env["bq"], table, simulate.ndjson(make(values, artifact, times)), role)
 
 
+def _latest(env) -> dict:
+    blob = env["gcs"].bucket(env["settings"].reports_bucket).blob(service.LATEST_OBJECT)
+    return json.loads(blob.download_as_bytes())
+
+
 def _object(env, uri: str) -> bytes:
     bucket, name = uri.removeprefix("gs://").split("/", 1)
     return env["gcs"].bucket(bucket).blob(name).download_as_bytes()
@@ -177,6 +182,11 @@ def test_no_drift_period_writes_row_and_reports_and_requests_nothing(env, capsys
     assert joint["n"] == 350 and joint["drift"] is False and joint["p_adjusted"] >= joint["p_value"]
     assert rows[0]["joint"]["n"] == 350 and rows[0]["joint"]["sampled_from"] is None
     assert rows[0]["joint"]["components"] == 5 and rows[0]["joint"]["drift"] is False
+    latest = _latest(env)
+    assert latest["report_id"] == doc["report_id"] and latest["verdict"] == "no_drift"
+    assert latest["drifted_features"] == [] and latest["period"] == doc["period"]
+    assert _object(env, f"gs://{bucket}/{latest['html_object']}").decode() == page
+    assert json.loads(_object(env, latest["json_uri"]))["report_id"] == doc["report_id"]
     assert _pull(env, timeout=1.5) == []
     assert '"event": "drift_check"' in capsys.readouterr().out
 
@@ -209,6 +219,7 @@ def test_insufficient_data_gives_no_verdict_and_no_request(env):
     assert doc["result"]["joint"] is None
     row = _rows(env)[0]
     assert row["verdict"] == "insufficient_data" and row["joint"] is None
+    assert _latest(env)["verdict"] == "insufficient_data"
 
 
 def test_a_correlation_change_with_unchanged_marginals_is_joint_drift(env, capsys):
@@ -223,10 +234,36 @@ def test_a_correlation_change_with_unchanged_marginals_is_joint_drift(env, capsy
     assert row["verdict"] == "drift" and row["joint"]["drift"] is True and row["joint"]["n"] == 300
     assert row["joint"]["recent_error"] > row["joint"]["reference_error"]
     assert not any(f["drift"] for f in row["features"])
+    latest = _latest(env)
+    assert latest["verdict"] == "drift" and "joint structure" in latest["drifted_features"]
+    assert "joint structure" in latest["reason"]
     page = _object(env, doc["report_uri"]).decode()
     assert "<img alt='joint structure'" in page and "<table class='meta drift'>" in page
     warning = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "drift_detected" in line]
     assert warning and warning[0]["joint_drift"] is True
+
+
+def test_latest_pointer_keeps_the_newest_check(env):
+    _load(env, 100, 0, seed=11)
+    newer = _run(env)
+    older = service.run(
+        env["settings"],
+        {"period_start": PERIOD[0], "period_end": PERIOD[1]},
+        message_id=uuid.uuid4().hex,
+        now=PERIOD[1] - timedelta(hours=1),
+        bq=env["bq"],
+        gcs=env["gcs"],
+        publisher=env["publisher"],
+    )
+    assert older["run_at"] < newer["run_at"] and _latest(env)["report_id"] == newer["report_id"]
+    again = _run(env, message_id=newer["report_id"].removeprefix("msg-"))
+    assert again["duplicate"] is True and _latest(env)["report_id"] == newer["report_id"]
+    pointer = service.latest_pointer(older, env["settings"].reports_bucket)
+    assert service.write_latest(env["gcs"], env["settings"].reports_bucket, pointer) is False
+    blob = env["gcs"].bucket(env["settings"].reports_bucket).get_blob(service.LATEST_OBJECT)
+    blob.upload_from_string(b"not json")  # an unreadable pointer is replaced, not an error
+    assert service.write_latest(env["gcs"], env["settings"].reports_bucket, pointer) is True
+    assert _latest(env)["report_id"] == older["report_id"]
 
 
 def test_cooldown_stops_a_second_request_until_it_expires(env):
@@ -337,6 +374,30 @@ def test_only_inputs_the_production_version_answered_are_compared(env):
     _load(env, 300, 0, shift={"USD_CAP_avg": 3.0}, seed=9)
     doc = _run(env)
     assert doc["result"]["verdict"] == "drift" and doc["rows"]["total"] == 300
+
+
+def test_latest_pointer_loses_to_a_concurrent_newer_writer(env, monkeypatch):
+    """Another check writes a newer pointer between our read and our write: the generation
+    precondition (honoured by the storage emulator) makes us re-read and step back."""
+    from google.cloud.storage.blob import Blob
+
+    bucket = env["settings"].reports_bucket
+    base = {"report_id": "a", "run_at": "2030-01-08T00:00:00+00:00"}
+    env["gcs"].bucket(bucket).blob(service.LATEST_OBJECT).upload_from_string(json.dumps(base))
+    original = Blob.upload_from_string
+    raced = []
+
+    def race_then_upload(self, *args, **kwargs):
+        if self.name == service.LATEST_OBJECT and not raced:
+            raced.append(True)  # the other check's write lands after our read, before ours
+            newer = {"report_id": "c", "run_at": "2030-01-08T02:00:00+00:00"}
+            original(env["gcs"].bucket(bucket).blob(service.LATEST_OBJECT), json.dumps(newer))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Blob, "upload_from_string", race_then_upload)
+    ours = {"report_id": "b", "run_at": "2030-01-08T01:00:00+00:00"}
+    assert service.write_latest(env["gcs"], bucket, ours) is False
+    assert raced and _latest(env)["report_id"] == "c"
 
 
 def test_the_sample_query_draws_uniformly_from_the_whole_period(env):

@@ -149,6 +149,22 @@ def test_the_joint_record_matches_its_schema_and_is_null_when_not_tested():
     assert service.drift_row(_doc())["joint"] is None
 
 
+def test_latest_pointer_names_the_joint_test_and_objects_relative_to_the_bucket():
+    doc = _doc()
+    doc["result"]["drifted_features"] = ["USD_CAP_avg"]
+    doc["result"]["joint"] = _joint_doc()
+    doc["report_uri"], doc["json_uri"] = "gs://r/drift/2030/01/08/msg-1.html", "gs://r/drift/2030/01/08/msg-1.json"
+    pointer = service.latest_pointer(doc, "r")
+    assert pointer["drifted_features"] == ["USD_CAP_avg", "joint structure"]
+    assert pointer["html_object"] == "drift/2030/01/08/msg-1.html" and pointer["json_object"].endswith("msg-1.json")
+    assert set(pointer) == {
+        "report_id", "run_at", "verdict", "reason", "drifted_features", "model_version", "period",
+        "report_uri", "json_uri", "html_object", "json_object",
+    }  # fmt: skip
+    doc["result"]["joint"]["drift"] = False
+    assert service.latest_pointer(doc, "r")["drifted_features"] == ["USD_CAP_avg"]
+
+
 def test_retrain_message_follows_the_retrain_contract():
     from pharmaseg.retraining.message import parse_request
 

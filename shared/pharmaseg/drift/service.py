@@ -8,7 +8,8 @@
    less than ``cooldown_hours`` ago (the last ``retrain_requested`` row of drift_reports);
 5. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
    (load job);
-6. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
+6. point ``drift/latest.json`` in the reports bucket at this report (what the strategy page shows);
+7. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
 
 A check triggered by a Pub/Sub message uses the message id as its report id, so a redelivered
 message finds its own row and does nothing twice.
@@ -31,6 +32,7 @@ from pharmaseg.logs import log
 
 RETRAIN_POLICIES = ("auto", "never")
 MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reason"}
+LATEST_OBJECT = "drift/latest.json"
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,62 @@ def _joint_row(joint_doc: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def latest_pointer(doc: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """``drift/latest.json``: the newest check in a few fields, for pages that show the latest verdict."""
+    result = doc["result"]
+    drifted = list(result.get("drifted_features") or [])
+    if (result.get("joint") or {}).get("drift"):
+        drifted.append(methods.JOINT_LABEL)
+    prefix = f"gs://{bucket}/"
+    return {
+        "report_id": doc["report_id"],
+        "run_at": doc["run_at"],
+        "verdict": result["verdict"],
+        "reason": result["reason"],
+        "drifted_features": drifted,
+        "model_version": doc["model_version"],
+        "period": doc["period"],
+        "report_uri": doc["report_uri"],
+        "json_uri": doc["json_uri"],
+        "html_object": doc["report_uri"].removeprefix(prefix),
+        "json_object": doc["json_uri"].removeprefix(prefix),
+    }
+
+
+def write_latest(gcs, bucket: str, pointer: dict[str, Any], attempts: int = 3) -> bool:
+    """Point ``drift/latest.json`` at this check unless a later check already holds it.
+
+    Two checks can finish out of order (a retried message, a manual run next to the scheduled
+    one); the pointer keeps the newest ``run_at``. Reads and the write are conditional on the
+    generation seen, so a concurrent writer makes this one read and decide again. Returns
+    whether the pointer names this check; after ``attempts`` contended rounds it gives up with a
+    warning (the later writer's pointer stands) rather than fail a check that is already written.
+    """
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    ours = _timestamp(pointer["run_at"], "run_at")
+    body = json.dumps(pointer, indent=1, sort_keys=True)
+    for _ in range(attempts):
+        current = gcs.bucket(bucket).get_blob(LATEST_OBJECT)
+        generation = current.generation if current is not None else 0
+        try:
+            if current is not None:
+                try:
+                    held = json.loads(current.download_as_bytes(if_generation_match=generation))
+                    if _timestamp(held["run_at"], "run_at") > ours:
+                        return False
+                except (ValueError, KeyError, TypeError, methods.DriftError):
+                    pass  # an unreadable pointer is replaced
+            gcs.bucket(bucket).blob(LATEST_OBJECT).upload_from_string(
+                body, content_type="application/json", if_generation_match=generation
+            )
+            return True
+        except (NotFound, PreconditionFailed):
+            continue
+    log("WARNING", f"{LATEST_OBJECT} contended, left to the other writer", event="drift_latest_contended")
+    return False
+
+
 def retrain_message(doc: dict[str, Any], promotion: str) -> dict[str, Any]:
     """The retrain request (schema: pharmaseg.retraining.message), reason naming what drifted."""
     result = doc["result"]
@@ -379,6 +437,8 @@ def run(
     doc["timings_s"]["total"] = time.perf_counter() - started
     _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
     _upload(gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
+    # the pointer before the row: a crash in between leaves no row, so the redelivery redoes both
+    write_latest(gcs, settings.reports_bucket, latest_pointer(doc, settings.reports_bucket))
     bq_load.load_ndjson(bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
     fields = dict(
         report_id=report_id,
