@@ -113,9 +113,11 @@ class JointReference:
         feature_names: Sequence[str],
         scaler_mean: Sequence[float],
         scaler_scale: Sequence[float],
+        variance_kept: float = VARIANCE_KEPT,
     ) -> JointReference:
         """From the artifact's ``reference["features"][name]["values"]`` (rows aligned across
-        features, in training order) and its scaler."""
+        features, in training order) and its scaler; ``variance_kept`` chooses the components
+        (scripts/validate_drift.py compares other values)."""
         features = reference.get("features") or {}
         try:
             columns = [np.asarray(features[name]["values"], dtype=float) for name in feature_names]
@@ -129,7 +131,7 @@ class JointReference:
         rows = (np.column_stack(columns) - mean) / scale
         if len(rows) < 4 or not np.all(np.isfinite(rows)):
             raise DriftError("the joint test needs at least 4 finite training rows")
-        k = n_components(rows)
+        k = n_components(rows, variance_kept)
         center, components = _fit(rows, k)
         eigen = np.linalg.svd(rows - center, compute_uv=False) ** 2
         return cls(
