@@ -128,3 +128,24 @@ def test_policy_is_validated():
         m.DriftPolicy(min_rows=100, ks_max_rows=50)
     with pytest.raises(m.DriftError, match="joint_max_rows"):
         m.DriftPolicy(min_rows=100, joint_max_rows=50)
+
+
+def test_min_p_combines_two_bootstrap_p_values_by_their_correlation():
+    rng = np.random.default_rng(9)
+    shares = m._tail_shares(rng.normal(size=4000))
+    # perfectly correlated statistics: combining changes nothing
+    assert m.min_p((0.01, 0.01), np.minimum(shares, shares)) == pytest.approx(0.01, abs=0.002)
+    # independent ones: 1 - (1 - p)^2, about twice the smaller p, Bonferroni's bound
+    independent = np.minimum(shares, m._tail_shares(rng.normal(size=4000)))
+    assert m.min_p((0.01, 0.3), independent) == pytest.approx(1 - 0.99**2, abs=0.006)
+
+
+def test_binned_path_keeps_its_level_when_reference_and_recent_are_fresh_draws():
+    """Nothing in-sample: 36 reference values and 2,000 recent ones from one population."""
+    rng = np.random.default_rng(10)
+    p = []
+    for _ in range(200):
+        ref = _reference(rng.normal(size=36))
+        sample = m.BinnedSample.from_values(rng.normal(size=2000), ref)
+        p.append(m.compare_binned(ref, sample, resamples=1000, seed=int(rng.integers(1 << 30))).p_value)
+    assert np.mean(np.array(p) < 0.05) <= 0.08
