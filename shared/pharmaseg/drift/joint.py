@@ -16,18 +16,19 @@ null:
    (only a rise is drift).
 
 The reference's errors must be out-of-sample. The PCA is fitted on the very 36 rows, so their
-in-sample errors are optimistic (the plane was chosen to pass near them) and new rows, drifted or
-not, look worse: compared with in-sample errors, new rows from the training population itself
-alarm half the time or more (measured, docs/drift.md). So each reference row's error comes from a
-PCA fitted on the other 35 (leave-one-out): what a new row from the same population gets.
+in-sample errors are optimistic (the subspace was chosen to pass near them) and new rows, drifted
+or not, look worse: compared with in-sample errors, new rows from the training population itself
+alarm 75-96% of the time at a nominal 5% (measured, docs/drift.md). So each reference row's error
+comes from a PCA fitted on the other 35 (leave-one-out): what a new row from the same population
+gets.
 
 The null distribution of the statistic is normal with two variances: the recent sample's (its
 errors' variance over n) and that of the reference's mean error, which is itself uncertain (36
-rows; another sample of countries would give another plane) and dominates for large n. A
+rows; another sample of countries would give another subspace) and dominates for large n. A
 bootstrap of the 36 leave-one-out errors underestimates the latter (they are not independent
-draws: any two share 34 fitting rows) and alarms 7-10% of the time at a nominal 5%; the
+draws: any two share 34 fitting rows) and alarms 10-13% of the time at a nominal 5%; the
 jackknife measures it directly, redoing the leave-one-out without each training row in turn
-(630 small SVDs, ~30 ms), and brings the test to its nominal level (docs/drift.md).
+(630 small SVDs, ~25 ms), and brings the test to its nominal level (docs/drift.md).
 """
 
 from __future__ import annotations

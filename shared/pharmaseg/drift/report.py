@@ -196,7 +196,8 @@ def to_html(
         parts.append(
             "<p>statistic: Kolmogorov-Smirnov D (method ks) or normalised Wasserstein (method wasserstein+js); "
             "wasserstein is divided by the reference's standard deviation; jensen_shannon is the base-2 distance "
-            "on the reference's decile bins; p_adjusted is corrected across the features and the segment shares.</p>"
+            "on the reference's decile bins; p_adjusted is corrected across the features, the segment shares "
+            "and the joint test.</p>"
         )
     prediction = result.get("prediction_drift") or {}
     if prediction.get("n"):
