@@ -266,7 +266,7 @@ def write_latest(gcs, bucket: str, pointer: dict[str, Any], attempts: int = 3) -
     one); the pointer keeps the newest ``run_at``. Reads and the write are conditional on the
     generation seen, so a concurrent writer makes this one read and decide again. Returns
     whether the pointer names this check; after ``attempts`` contended rounds it gives up with a
-    warning (the later writer's pointer stands) rather than fail a check that is already written.
+    warning (the other writer's pointer stands) rather than fail a check whose reports are written.
     """
     from google.api_core.exceptions import NotFound, PreconditionFailed
 
@@ -367,9 +367,9 @@ def run(
         min_rows=policy.min_rows,
     )
     t0 = time.perf_counter()
-    joint_ref = joint.JointReference.from_artifact(artifact)
-    joint_result = None
+    joint_ref = joint_result = None
     if recent.n >= policy.min_rows:
+        joint_ref = joint.JointReference.from_artifact(artifact)
         joint_result = joint.compare(joint_ref, recent.rows, min_rows=policy.min_rows, sampled_from=recent.sampled_from)
     result = methods.evaluate(
         refs,
@@ -432,7 +432,7 @@ def run(
         elif recent.binned is not None:
             supports[ref.name] = recent.binned[ref.name].support()
     names = [s.name for s in artifact.segments]
-    recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_result else None
+    recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_ref else None
     page = reports.to_html(doc, refs, supports, names, recent_errors)
     doc["timings_s"]["total"] = time.perf_counter() - started
     _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
