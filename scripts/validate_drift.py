@@ -114,11 +114,6 @@ def _smoothed(base: np.ndarray, n: int, rng) -> np.ndarray:
     return mean + (rows - mean + noise) / np.sqrt(1 + BANDWIDTH**2)
 
 
-def _decorrelated(base: np.ndarray, n: int, rng) -> np.ndarray:
-    table = np.column_stack([rng.permutation(column) for column in base.T])
-    return table[rng.integers(0, len(table), size=n)]
-
-
 def _growth_decoupled(base: np.ndarray, growth: list[int], n: int, rng) -> np.ndarray:
     table = base.copy()
     table[:, growth] = base[rng.permutation(len(base))][:, growth]
@@ -141,6 +136,7 @@ def _verdict_before(result, policy) -> bool:
 
 def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
     from pharmaseg.drift import joint, methods
+    from pharmaseg.drift import simulate as synthetic
 
     artifact, train_values, later_values = _model_and_windows()
     refs = methods.references(artifact.reference, artifact.feature_names)
@@ -155,7 +151,7 @@ def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
         "2012-2021 window": lambda n, rng: later_values[rng.integers(0, len(later_values), size=n)],
         "shift 0.5 std": lambda n, rng: _smoothed(train_values, n, rng) + np.eye(9)[j_shift] * 0.5 * stds,
         "shift 1 std": lambda n, rng: _smoothed(train_values, n, rng) + np.eye(9)[j_shift] * 1.0 * stds,
-        "correlation change": lambda n, rng: _decorrelated(train_values, n, rng),
+        "correlation change": lambda n, rng: synthetic.decorrelated(refs, n, rng),
         "growth decoupled": lambda n, rng: _growth_decoupled(train_values, growth, n, rng),
     }
     shares = artifact.reference["segment_shares"]
@@ -326,14 +322,16 @@ def mmd_p(reference: np.ndarray, recent: np.ndarray, permutations: int, rng) -> 
 
 def compare_mmd(runs: int, seed: int = 0, sizes=MMD_SIZES, log=print) -> list[dict]:
     """Share of runs flagged at 0.05/11 by the joint test and by an MMD permutation test, same samples."""
-    from pharmaseg.drift import joint
+    from pharmaseg.drift import joint, methods
+    from pharmaseg.drift import simulate as synthetic
 
     artifact, train_values, _ = _model_and_windows()
     ref = joint.JointReference.from_artifact(artifact)
+    refs = methods.references(artifact.reference, artifact.feature_names)
     growth = [j for j, name in enumerate(artifact.feature_names) if name.endswith("_growth")]
     scenarios = {
         "H0 bootstrap": lambda n, rng: train_values[rng.integers(0, len(train_values), size=n)],
-        "correlation change": lambda n, rng: _decorrelated(train_values, n, rng),
+        "correlation change": lambda n, rng: synthetic.decorrelated(refs, n, rng),
         "growth decoupled": lambda n, rng: _growth_decoupled(train_values, growth, n, rng),
     }
     standard = artifact.scale(train_values)
@@ -354,9 +352,11 @@ def compare_mmd(runs: int, seed: int = 0, sizes=MMD_SIZES, log=print) -> list[di
 def compare_components(runs: int, seed: int = 0, kept=VARIANCE_KEPT, n: int = COMPONENTS_N, log=print) -> list[dict]:
     """The joint test with other variance-kept rules: its null's width, its size on fresh draws
     of a Gaussian population, and its power, at n rows (flagged: p < 0.05/11)."""
-    from pharmaseg.drift import joint
+    from pharmaseg.drift import joint, methods
+    from pharmaseg.drift import simulate as synthetic
 
     artifact, train_values, _ = _model_and_windows()
+    refs = methods.references(artifact.reference, artifact.feature_names)
     growth = [j for j, name in enumerate(artifact.feature_names) if name.endswith("_growth")]
     mean, cov = train_values.mean(axis=0), np.cov(train_values.T)
     names, scaler = artifact.feature_names, (artifact.scaler_mean, artifact.scaler_scale)
@@ -368,7 +368,7 @@ def compare_components(runs: int, seed: int = 0, kept=VARIANCE_KEPT, n: int = CO
         size = 0
         for _ in range(runs):
             draws = {
-                "correlation change": _decorrelated(train_values, n, rng),
+                "correlation change": synthetic.decorrelated(refs, n, rng),
                 "growth decoupled": _growth_decoupled(train_values, growth, n, rng),
             }
             for name, values in draws.items():
