@@ -8,8 +8,8 @@
    predictions_log table) - or, without a predict function, loads them into batch_predictions;
 3. publishes a drift-check message for exactly that period to the drift topic (what Cloud
    Scheduler does weekly), waits for the function's drift_reports row;
-4. prints the verdict, the drifted features, the retraining decision, and where the HTML report
-   is: its gs:// URI and its file in the storage emulator's filesystem.
+4. prints the verdict, the drifted features, the joint-structure test, the retraining decision,
+   and where the HTML report is: its gs:// URI and its file in the storage emulator's filesystem.
 """
 
 from __future__ import annotations
@@ -140,6 +140,15 @@ def check(status: dict[str, Any], *, log=print, timeout: float = 180) -> dict[st
     raise TimeoutError(f"no drift_reports row {report_id} after {timeout}s: see {status['logs'].get('check_drift')}")
 
 
+def _joint_line(joint: dict[str, Any] | None) -> str:
+    if not joint:
+        return "not tested"
+    return (
+        f"{'drift' if joint['drift'] else 'no drift'} (mean reconstruction error {joint['recent_error']:.3g} vs "
+        f"{joint['reference_error']:.3g} in training, {joint['n']} rows, p_adj={joint['p_adjusted']:.3g})"
+    )
+
+
 def run(status: dict[str, Any]) -> None:
     """The demo's drift part: print the verdict and where the HTML report is."""
     if "check_drift" not in status.get("functions", {}):
@@ -149,6 +158,7 @@ def run(status: dict[str, Any]) -> None:
     drifted = [f["feature"] for f in row["features"] if f["drift"]]
     print(f"drift check verdict: {row['verdict']}  (rows online {row['rows_online']}, batch {row['rows_batch']})")
     print(f"drifted features: {', '.join(drifted) or '-'}; segment shares: {row['prediction_drift'][:120]}...")
+    print(f"joint structure: {_joint_line(row.get('joint'))}")
     print(f"retraining requested: {row['retrain_requested']}")
     print(f"HTML report: {row['report_uri']}")
     print(f"             {row['report_path']}")

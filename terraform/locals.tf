@@ -106,6 +106,8 @@ locals {
       PHARMASEG_DRIFT_RETRAIN           = var.drift_check.retrain
       PHARMASEG_DRIFT_RETRAIN_PROMOTION = var.drift_check.retrain_promotion
       PHARMASEG_DRIFT_COOLDOWN_HOURS    = tostring(var.drift_check.cooldown_hours)
+      // The code's default, not yet a drift_check input: that needs a field in variables.tf.
+      PHARMASEG_DRIFT_JOINT_MAX_ROWS = "5000"
     }
   }
 

@@ -110,7 +110,7 @@ _SETTINGS = [
     Setting(
         "PHARMASEG_DRIFT_ALPHA",
         "0.05",
-        "Family-wise false-alarm rate of one drift check (9 features + segment shares).",
+        "Family-wise false-alarm rate of one drift check (9 features, segment shares, joint structure).",
         ("check_drift",),
     ),
     Setting(
@@ -153,6 +153,12 @@ _SETTINGS = [
         "PHARMASEG_DRIFT_COOLDOWN_HOURS",
         "168",
         "No new retrain request within this many hours of the last one a drift check published.",
+        ("check_drift",),
+    ),
+    Setting(
+        "PHARMASEG_DRIFT_JOINT_MAX_ROWS",
+        "5000",
+        "Above KS_MAX_ROWS, the joint-structure test runs on a random SQL sample of at most this many rows.",
         ("check_drift",),
     ),
     # -- score_batch ---------------------------------------------------------------------------

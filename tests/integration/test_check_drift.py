@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 import uuid
@@ -22,7 +23,7 @@ import pytest
 
 from pharmaseg import pubsub, resources
 from pharmaseg.bq import load_ndjson
-from pharmaseg.drift import methods, service, simulate
+from pharmaseg.drift import methods, queries, service, simulate
 from pharmaseg.registry import ModelRegistry
 
 DATA = Path(
@@ -83,7 +84,7 @@ def env(gcs, pubsub, bigquery, artifact):
         models_bucket=models,
         reports_bucket=reports,
         retrain_topic=f"retrain-{tag}",
-        thresholds=methods.Thresholds(bootstrap=500),
+        policy=methods.DriftPolicy(bootstrap=500),
     )
     yield {
         "settings": settings,
@@ -100,7 +101,8 @@ def env(gcs, pubsub, bigquery, artifact):
     publisher.delete_topic(topic=topic)
 
 
-def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD, jitter=0.0) -> None:
+def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD, jitter=0.0, draw=None) -> None:
+    """Load simulated rows; ``draw(refs, n, rng)`` replaces the default resampling of the training rows."""
     artifact, settings = env["artifact"], env["settings"]
     refs = methods.references(artifact.reference, artifact.feature_names)
     rng = np.random.default_rng(seed)
@@ -109,10 +111,23 @@ def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD
         ("batch_predictions", n_batch, simulate.batch_rows),
     ):
         if n:
-            values = simulate.sample_features(refs, n, rng, jitter=jitter, shift=shift)
+            if draw is None:
+                values = simulate.sample_features(refs, n, rng, jitter=jitter, shift=shift)
+            else:
+                values = draw(refs, n, rng)
             times = simulate.timestamps(n, *period, rng)
             table = f"{settings.project}.{settings.dataset}.{resources.table_name(role)}"
             load_ndjson(env["bq"], table, simulate.ndjson(make(values, artifact, times)), role)
+
+
+def _latest(env) -> dict:
+    blob = env["gcs"].bucket(env["settings"].reports_bucket).blob(service.LATEST_OBJECT)
+    return json.loads(blob.download_as_bytes())
+
+
+def _object(env, uri: str) -> bytes:
+    bucket, name = uri.removeprefix("gs://").split("/", 1)
+    return env["gcs"].bucket(bucket).blob(name).download_as_bytes()
 
 
 def _run(env, message_id=None, **request):
@@ -159,9 +174,19 @@ def test_no_drift_period_writes_row_and_reports_and_requests_nothing(env, capsys
     assert len(rows[0]["features"]) == 9 and rows[0]["report_uri"] == doc["report_uri"]
     bucket, name = doc["report_uri"].removeprefix("gs://").split("/", 1)
     page = env["gcs"].bucket(bucket).blob(name).download_as_text()
-    assert page.count("data:image/png;base64,") == 10 and "no_drift" in page
+    # 9 features + segment shares + joint structure
+    assert page.count("data:image/png;base64,") == 11 and "no_drift" in page and "Joint structure" in page
     stored = json.loads(env["gcs"].bucket(bucket).blob(name.replace(".html", ".json")).download_as_bytes())
     assert stored["result"]["verdict"] == "no_drift"
+    joint = stored["result"]["joint"]
+    assert joint["n"] == 350 and joint["drift"] is False and joint["p_adjusted"] >= joint["p_value"]
+    assert rows[0]["joint"]["n"] == 350 and rows[0]["joint"]["sampled_from"] is None
+    assert rows[0]["joint"]["components"] == 5 and rows[0]["joint"]["drift"] is False
+    latest = _latest(env)
+    assert latest["report_id"] == doc["report_id"] and latest["verdict"] == "no_drift"
+    assert latest["drifted_features"] == [] and latest["period"] == doc["period"]
+    assert _object(env, f"gs://{bucket}/{latest['html_object']}").decode() == page
+    assert json.loads(_object(env, latest["json_uri"]))["report_id"] == doc["report_id"]
     assert _pull(env, timeout=1.5) == []
     assert '"event": "drift_check"' in capsys.readouterr().out
 
@@ -191,7 +216,54 @@ def test_insufficient_data_gives_no_verdict_and_no_request(env):
     doc = _run(env)
     assert doc["result"]["verdict"] == "insufficient_data" and doc["rows"]["total"] == 9
     assert doc["retrain"]["requested"] is False and _pull(env, timeout=1.0) == []
-    assert _rows(env)[0]["verdict"] == "insufficient_data"
+    assert doc["result"]["joint"] is None
+    row = _rows(env)[0]
+    assert row["verdict"] == "insufficient_data" and row["joint"] is None
+    assert _latest(env)["verdict"] == "insufficient_data"
+
+
+def test_a_correlation_change_with_unchanged_marginals_is_joint_drift(env, capsys):
+    """Each feature's values permuted on their own: no feature moved, how they move together did."""
+    _load(env, 150, 150, seed=10, draw=simulate.decorrelated)
+    doc = _run(env, retrain="never")
+    result = doc["result"]
+    assert result["verdict"] == "drift" and "joint structure" in result["reason"], result["reason"]
+    assert result["drifted_features"] == [], "the marginals are the training ones"
+    assert result["joint"]["drift"] is True and result["joint"]["p_adjusted"] < 0.05
+    row = _rows(env)[0]
+    assert row["verdict"] == "drift" and row["joint"]["drift"] is True and row["joint"]["n"] == 300
+    assert row["joint"]["recent_error"] > row["joint"]["reference_error"]
+    assert not any(f["drift"] for f in row["features"])
+    latest = _latest(env)
+    assert latest["verdict"] == "drift" and "joint structure" in latest["drifted_features"]
+    assert "joint structure" in latest["reason"]
+    page = _object(env, doc["report_uri"]).decode()
+    assert "<img alt='joint structure'" in page and "<table class='meta drift'>" in page
+    warning = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "drift_detected" in line]
+    assert warning and warning[0]["joint_drift"] is True
+
+
+def test_latest_pointer_keeps_the_newest_check(env):
+    _load(env, 100, 0, seed=11)
+    newer = _run(env)
+    older = service.run(
+        env["settings"],
+        {"period_start": PERIOD[0], "period_end": PERIOD[1]},
+        message_id=uuid.uuid4().hex,
+        now=PERIOD[1] - timedelta(hours=1),
+        bq=env["bq"],
+        gcs=env["gcs"],
+        publisher=env["publisher"],
+    )
+    assert older["run_at"] < newer["run_at"] and _latest(env)["report_id"] == newer["report_id"]
+    again = _run(env, message_id=newer["report_id"].removeprefix("msg-"))
+    assert again["duplicate"] is True and _latest(env)["report_id"] == newer["report_id"]
+    pointer = service.latest_pointer(older, env["settings"].reports_bucket)
+    assert service.write_latest(env["gcs"], env["settings"].reports_bucket, pointer) is False
+    blob = env["gcs"].bucket(env["settings"].reports_bucket).get_blob(service.LATEST_OBJECT)
+    blob.upload_from_string(b"not json")  # an unreadable pointer is replaced, not an error
+    assert service.write_latest(env["gcs"], env["settings"].reports_bucket, pointer) is True
+    assert _latest(env)["report_id"] == older["report_id"]
 
 
 def test_cooldown_stops_a_second_request_until_it_expires(env):
@@ -224,11 +296,15 @@ def test_policy_never_and_redelivery(env):
 
 
 def test_large_sample_takes_the_binned_path(env):
-    env["settings"] = dataclasses.replace(env["settings"], thresholds=methods.Thresholds(ks_max_rows=500))
+    policy = methods.DriftPolicy(ks_max_rows=500, joint_max_rows=1000)
+    env["settings"] = dataclasses.replace(env["settings"], policy=policy)
     _load(env, 300, 3000, seed=6, jitter=0.1)
     calm = _run(env)
     assert calm["path"] == "binned" and calm["result"]["verdict"] == "no_drift", calm["result"]["reason"]
     assert calm["result"]["features"][0]["method"] == "wasserstein+js"
+    joint = calm["result"]["joint"]
+    assert joint["n"] == 1000 and joint["details"]["sampled_from"] == 3300 and joint["drift"] is False
+    assert "query_sample" in calm["timings_s"] and _rows(env)[0]["joint"]["sampled_from"] == 3300
     shifted = (PERIOD[1], PERIOD[1] + timedelta(days=7))
     _load(env, 0, 3000, seed=7, shift={"USD_CAP_avg": 1.0}, period=shifted)
     drift = service.run(
@@ -298,3 +374,92 @@ def test_only_inputs_the_production_version_answered_are_compared(env):
     _load(env, 300, 0, shift={"USD_CAP_avg": 3.0}, seed=9)
     doc = _run(env)
     assert doc["result"]["verdict"] == "drift" and doc["rows"]["total"] == 300
+
+
+def test_latest_pointer_loses_to_a_concurrent_newer_writer(env, monkeypatch):
+    """Another check writes a newer pointer between our read and our write: the generation
+    precondition (honoured by the storage emulator) makes us re-read and step back."""
+    from google.cloud.storage.blob import Blob
+
+    bucket = env["settings"].reports_bucket
+    base = {"report_id": "a", "run_at": "2030-01-08T00:00:00+00:00"}
+    env["gcs"].bucket(bucket).blob(service.LATEST_OBJECT).upload_from_string(json.dumps(base))
+    original = Blob.upload_from_string
+    raced = []
+
+    def race_then_upload(self, *args, **kwargs):
+        if self.name == service.LATEST_OBJECT and not raced:
+            raced.append(True)  # the other check's write lands after our read, before ours
+            newer = {"report_id": "c", "run_at": "2030-01-08T02:00:00+00:00"}
+            original(env["gcs"].bucket(bucket).blob(service.LATEST_OBJECT), json.dumps(newer))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Blob, "upload_from_string", race_then_upload)
+    ours = {"report_id": "b", "run_at": "2030-01-08T01:00:00+00:00"}
+    assert service.write_latest(env["gcs"], bucket, ours) is False
+    assert raced and _latest(env)["report_id"] == "c"
+
+
+def test_the_sample_query_draws_uniformly_from_the_whole_period(env):
+    """On the emulator: RAND() < @fraction, ORDER BY RAND(), LIMIT - not the first rows, not twice the same."""
+    artifact, settings = env["artifact"], env["settings"]
+    n = 4000
+    values = np.zeros((n, len(artifact.feature_names)))
+    values[:, 0] = np.arange(n)  # the row's rank in time
+    times = simulate.timestamps(n, *PERIOD, np.random.default_rng(12))
+    table = f"{settings.project}.{settings.dataset}.{resources.table_name('batch_predictions')}"
+    load_ndjson(env["bq"], table, simulate.ndjson(simulate.batch_rows(values, artifact, times)), "batch_predictions")
+    refs = methods.references(artifact.reference, artifact.feature_names)
+    period = queries.Period(*PERIOD)
+    samples = []
+    for _ in range(2):
+        recent = queries.fetch_recent(
+            env["bq"], settings.project, settings.dataset, refs, period,
+            model_version=artifact.version, ks_max_rows=500, joint_max_rows=400,
+        )  # fmt: skip
+        assert recent.sampled_from == n and recent.rows.shape == (400, len(refs))
+        samples.append(recent.rows[:, 0])
+    for ranks in samples:
+        assert len(set(ranks)) == 400  # without replacement
+        se = n / math.sqrt(12 * 400)
+        assert abs(ranks.mean() - (n - 1) / 2) < 4 * se, "the sample leans to one end of the period"
+    assert len(set(samples[0]) & set(samples[1])) < 100  # ~40 expected by chance; a fixed subset gives 400
+
+
+def test_report_renders_in_chromium_with_the_joint_plot_and_escaped_names(env, tmp_path):
+    """What a person sees: the page in headless Chromium, markup in a segment name shown as text."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.fail("chromium is not installed (Debian package chromium)")
+    artifact = env["artifact"]
+    segments = [dataclasses.replace(s, name=s.name) for s in artifact.segments]
+    segments[0] = dataclasses.replace(segments[0], name="<b id='injected'>A & B</b>")
+    hostile = dataclasses.replace(artifact, segments=segments, version=None)
+    registry = ModelRegistry(env["settings"].models_bucket, client=env["gcs"])
+    version = registry.register(hostile)
+    registry.promote(version, reason="escaping test")
+    env = dict(env, artifact=registry.load(version))
+    _load(env, 200, 0, seed=13, draw=simulate.decorrelated)
+    doc = _run(env, retrain="never")
+    page = tmp_path / "report.html"
+    page.write_bytes(_object(env, doc["report_uri"]))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "<b id=" not in dom, "markup from a segment name became an element"
+    assert "&lt;b id='injected'&gt;A &amp; B&lt;/b&gt;" in dom  # shown as text
+    assert dom.count("data:image/png;base64,") == 11 and 'id="joint"' in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1100,3000", page.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    import matplotlib.image
+
+    pixels = (matplotlib.image.imread(shot)[..., :3] * 255).astype(int)
+    recent_colour = np.array([0xDD, 0x84, 0x52])  # the plots' "recent" colour: only images draw it
+    assert (np.abs(pixels - recent_colour).sum(axis=-1) < 30).sum() > 2000

@@ -54,7 +54,7 @@ def _refs():
 
 
 def test_insufficient_data_gives_no_verdict():
-    result = m.evaluate(_refs(), n=5, raw={"a": np.zeros(5), "b": np.zeros(5)}, thresholds=m.Thresholds(min_rows=30))
+    result = m.evaluate(_refs(), n=5, raw={"a": np.zeros(5), "b": np.zeros(5)}, policy=m.DriftPolicy(min_rows=30))
     assert result.verdict == "insufficient_data" and result.features == []
     assert "fewer than the 30" in result.reason
 
@@ -86,5 +86,5 @@ def test_binned_and_raw_paths_agree_on_a_clear_shift():
     values = {r.name: rng.choice(r.values, 5000) + 1.5 * r.std for r in refs}
     binned = {r.name: m.BinnedSample.from_values(values[r.name], r) for r in refs}
     by_raw = m.evaluate(refs, n=5000, raw=values)
-    by_bins = m.evaluate(refs, n=5000, binned=binned, thresholds=m.Thresholds(bootstrap=500))
+    by_bins = m.evaluate(refs, n=5000, binned=binned, policy=m.DriftPolicy(bootstrap=500))
     assert by_raw.verdict == by_bins.verdict == "drift"

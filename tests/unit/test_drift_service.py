@@ -76,11 +76,13 @@ def test_settings_from_env(monkeypatch):
         "PHARMASEG_REPORTS_BUCKET": "r",
         "PHARMASEG_DRIFT_ALPHA": "0.01",
         "PHARMASEG_DRIFT_CORRECTION": "bh",
+        "PHARMASEG_DRIFT_JOINT_MAX_ROWS": "800",
     }.items():
         monkeypatch.setenv(name, value)
     settings = service.DriftSettings.from_env()
-    assert settings.thresholds.alpha == 0.01 and settings.thresholds.correction == "bh"
-    assert settings.thresholds.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
+    assert settings.policy.alpha == 0.01 and settings.policy.correction == "bh"
+    assert settings.policy.joint_max_rows == 800
+    assert settings.policy.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
     monkeypatch.setenv("PHARMASEG_DRIFT_RETRAIN", "sometimes")
     with pytest.raises(methods.DriftError):
         service.DriftSettings.from_env()
@@ -119,6 +121,48 @@ def test_drift_row_matches_the_table_schema():
     assert set(row) == {f["name"] for f in schema}
     feature_fields = {f["name"] for f in next(f for f in schema if f["name"] == "features")["fields"]}
     assert set(row["features"][0]) == feature_fields
+
+
+def _joint_doc():
+    return {
+        "test": "joint structure",
+        "method": "pca_reconstruction",
+        "n": 5000,
+        "components": 5,
+        "statistic": 0.9,
+        "p_value": 1e-6,
+        "p_adjusted": 1e-5,
+        "drift": True,
+        "details": {"sampled_from": 120000, "recent_error_mean": 1.65, "reference_error_mean": 0.75},
+    }
+
+
+def test_the_joint_record_matches_its_schema_and_is_null_when_not_tested():
+    from pharmaseg import resources
+
+    doc = _doc()
+    doc["result"]["joint"] = _joint_doc()
+    row = service.drift_row(doc)
+    schema = next(f for f in resources.table_schema("drift_reports") if f["name"] == "joint")
+    assert schema["mode"] == "NULLABLE" and set(row["joint"]) == {f["name"] for f in schema["fields"]}
+    assert row["joint"]["sampled_from"] == 120000 and row["joint"]["drift"] is True
+    assert service.drift_row(_doc())["joint"] is None
+
+
+def test_latest_pointer_names_the_joint_test_and_objects_relative_to_the_bucket():
+    doc = _doc()
+    doc["result"]["drifted_features"] = ["USD_CAP_avg"]
+    doc["result"]["joint"] = _joint_doc()
+    doc["report_uri"], doc["json_uri"] = "gs://r/drift/2030/01/08/msg-1.html", "gs://r/drift/2030/01/08/msg-1.json"
+    pointer = service.latest_pointer(doc, "r")
+    assert pointer["drifted_features"] == ["USD_CAP_avg", "joint structure"]
+    assert pointer["html_object"] == "drift/2030/01/08/msg-1.html" and pointer["json_object"].endswith("msg-1.json")
+    assert set(pointer) == {
+        "report_id", "run_at", "verdict", "reason", "drifted_features", "model_version", "period",
+        "report_uri", "json_uri", "html_object", "json_object",
+    }  # fmt: skip
+    doc["result"]["joint"]["drift"] = False
+    assert service.latest_pointer(doc, "r")["drifted_features"] == ["USD_CAP_avg"]
 
 
 def test_retrain_message_follows_the_retrain_contract():

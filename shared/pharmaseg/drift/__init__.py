@@ -5,6 +5,6 @@
 alert, retrain request). See docs/drift.md.
 """
 
-from pharmaseg.drift.methods import DriftError, DriftResult, FeatureResult, Thresholds, evaluate
+from pharmaseg.drift.methods import DriftError, DriftPolicy, DriftResult, FeatureResult, evaluate
 
-__all__ = ["DriftError", "DriftResult", "FeatureResult", "Thresholds", "evaluate"]
+__all__ = ["DriftError", "DriftResult", "FeatureResult", "DriftPolicy", "evaluate"]

@@ -8,7 +8,8 @@ Two paths, chosen by how many recent rows there are:
   (earth mover's distance divided by the reference's standard deviation) computed on a fine
   equal-width grid, and the Jensen-Shannon distance on the reference's decile bins. Each gets a
   p-value from a parametric bootstrap of the reference (see ``null_distribution``), and the two
-  are combined with a Bonferroni factor of 2.
+  are combined by the same bootstrap (min-p: how often the smaller of the two null p-values is
+  at least as small), which accounts for their correlation where a Bonferroni factor of 2 did not.
 
 Why a bootstrap instead of the fixed thresholds drift tools ship (JS > 0.1 and the like): the
 reference is the training set, 36 countries. Its own sampling noise is large: a recent sample of
@@ -17,8 +18,9 @@ distance of about 0.2 from the 36-point histogram. A fixed 0.1 would alarm on ev
 bootstrap sets the threshold where the reference's noise ends, for the recent sample's size.
 
 PSI is reported for people used to it (0.1 / 0.25 rules of thumb) but never decides.
-Every feature (and the segment shares, see ``prediction_drift``) yields a p-value; the family
-of ten is corrected (Holm by default) so that the run's false-alarm rate is ``alpha``.
+Every feature, the segment shares (``prediction_drift``) and the joint structure of the
+features (``pharmaseg.drift.joint``) yield a p-value; the family of eleven is corrected (Holm by
+default) so that the run's false-alarm rate is ``alpha``.
 """
 
 from __future__ import annotations
@@ -26,30 +28,38 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pharmaseg.errors import PharmasegError
 
+if TYPE_CHECKING:
+    from pharmaseg.drift.joint import JointResult
+
 FINE_BINS = 64
 CORRECTIONS = ("holm", "bonferroni", "bh", "none")
 VERDICTS = ("drift", "no_drift", "insufficient_data")
 PSI_EPSILON = 1e-4
+JOINT_LABEL = "joint structure"  # how the verdict names the joint test (pharmaseg.drift.joint)
 
 
 class DriftError(PharmasegError):
-    """A drift check cannot run: bad thresholds, a reference without bins, a failed query."""
+    """A drift check cannot run: a bad policy, a reference without bins, a failed query."""
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Decision parameters; the defaults are documented and measured in docs/drift.md."""
+class DriftPolicy:
+    """How one check decides: the family-wise alpha and its correction, which test path a sample
+    size takes, how many rows the joint test samples from a large period, how many resamples
+    calibrate the bootstrap tests, and their seed. The defaults are documented and measured in
+    docs/drift.md."""
 
     alpha: float = 0.05
     correction: str = "holm"
     min_rows: int = 30
     ks_max_rows: int = 20000
+    joint_max_rows: int = 5000
     bootstrap: int = 2000
     seed: int = 0
 
@@ -62,6 +72,8 @@ class Thresholds:
             raise DriftError(f"min_rows must be at least 2, got {self.min_rows}")
         if self.ks_max_rows < self.min_rows:
             raise DriftError(f"ks_max_rows ({self.ks_max_rows}) must be at least min_rows ({self.min_rows})")
+        if self.joint_max_rows < self.min_rows:
+            raise DriftError(f"joint_max_rows ({self.joint_max_rows}) must be at least min_rows ({self.min_rows})")
         if self.bootstrap < 100:
             raise DriftError(f"bootstrap must be at least 100 resamples, got {self.bootstrap}")
 
@@ -165,20 +177,6 @@ class BinnedSample:
 # -- statistics ----------------------------------------------------------------------------------
 
 
-def wasserstein(u: np.ndarray, v: np.ndarray, u_weights=None, v_weights=None) -> float:
-    """Earth mover's distance between two weighted 1-D samples: the area between their CDFs."""
-    u, v = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
-    uw = np.ones(len(u)) if u_weights is None else np.asarray(u_weights, dtype=float)
-    vw = np.ones(len(v)) if v_weights is None else np.asarray(v_weights, dtype=float)
-    points = np.concatenate([u, v])
-    order = np.argsort(points, kind="mergesort")
-    points = points[order]
-    du = np.concatenate([uw / uw.sum(), np.zeros(len(v))])[order]
-    dv = np.concatenate([np.zeros(len(u)), vw / vw.sum()])[order]
-    cdf_gap = np.abs(np.cumsum(du) - np.cumsum(dv))[:-1]
-    return float(np.sum(cdf_gap * np.diff(points)))
-
-
 def _shares(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=float)
     total = counts.sum(axis=-1, keepdims=True)
@@ -186,16 +184,16 @@ def _shares(counts: np.ndarray) -> np.ndarray:
 
 
 def jensen_shannon(p_counts: np.ndarray, q_counts: np.ndarray) -> np.ndarray | float:
-    """Jensen-Shannon distance (base 2, in [0, 1]) between histograms; works row-wise on 2-D input."""
-    p, q = _shares(p_counts), _shares(q_counts)
-    m = (p + q) / 2
+    """Jensen-Shannon distance (base 2, in [0, 1]) between histograms; row-wise on 2-D input.
 
-    def kl(a: np.ndarray) -> np.ndarray:
-        ratio = np.divide(a, m, out=np.ones_like(a), where=(a > 0) & (m > 0))
-        return np.sum(a * np.log2(ratio), axis=-1)
+    scipy's distance, with NaN read as 0: for two nearly identical histograms rounding makes the
+    divergence a hair below zero and scipy returns the square root of it (NaN, about half the
+    time), which would silently drop bootstrap resamples from the null.
+    """
+    from scipy.spatial.distance import jensenshannon
 
-    divergence = np.clip((kl(p) + kl(q)) / 2, 0.0, 1.0)
-    out = np.sqrt(divergence)
+    with np.errstate(invalid="ignore"):
+        out = np.nan_to_num(jensenshannon(np.asarray(p_counts, float), np.asarray(q_counts, float), base=2, axis=-1))
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -232,13 +230,25 @@ def null_distribution(ref: FeatureReference, n_recent: int, resamples: int, seed
     cdf_gap = np.abs(np.cumsum(_shares(ref_w), axis=1) - np.cumsum(_shares(rec_w), axis=1))[:, :-1]
     w = (cdf_gap * gaps).sum(axis=1) / ref.std
     onehot = np.eye(len(ref.edges) + 1)[decile_bin(x, ref.edges)]
-    js = jensen_shannon(ref_w @ onehot, rec_w @ onehot)
-    return {"wasserstein": w, "jensen_shannon": np.asarray(js)}
+    js = np.asarray(jensen_shannon(ref_w @ onehot, rec_w @ onehot))
+    return {"wasserstein": w, "jensen_shannon": js, "min_p": np.minimum(_tail_shares(w), _tail_shares(js))}
+
+
+def _tail_shares(null: np.ndarray) -> np.ndarray:
+    """For each resample, the share of the null at or above it: its own p-value within the null."""
+    return (len(null) - np.searchsorted(np.sort(null), null, side="left")) / len(null)
 
 
 def bootstrap_p(observed: float, null: np.ndarray) -> float:
     """One-sided bootstrap p-value with the +1 correction: never exactly 0."""
     return float((1 + np.sum(null >= observed - 1e-12)) / (len(null) + 1))
+
+
+def min_p(p_values: Sequence[float], null_min_p: np.ndarray) -> float:
+    """Several bootstrap p-values combined into one (single-step min-p, Westfall and Young): the
+    share of resamples whose smallest p-value is at least as small as the observed smallest one.
+    Exact for any correlation between the statistics, where Bonferroni assumes the worst."""
+    return float((1 + np.sum(null_min_p <= min(p_values) + 1e-12)) / (len(null_min_p) + 1))
 
 
 # -- one feature -----------------------------------------------------------------------------------
@@ -259,17 +269,17 @@ class FeatureResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return json_safe(asdict(self))
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to None."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_clean(v) for v in value.tolist()]
+        return [json_safe(v) for v in value.tolist()]
     if isinstance(value, (np.floating, float)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -285,6 +295,8 @@ def compare_raw(ref: FeatureReference, values: np.ndarray) -> FeatureResult:
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return FeatureResult(ref.name, "ks", 0, None, None)
+    from scipy.stats import wasserstein_distance
+
     d, p = ks_test(ref.values, values)
     counts = np.bincount(decile_bin(values, ref.edges), minlength=len(ref.edges) + 1)
     return FeatureResult(
@@ -293,7 +305,7 @@ def compare_raw(ref: FeatureReference, values: np.ndarray) -> FeatureResult:
         len(values),
         d,
         p,
-        wasserstein=wasserstein(ref.values, values) / ref.std,
+        wasserstein=wasserstein_distance(ref.values, values) / ref.std,
         jensen_shannon=jensen_shannon(ref.counts, counts),
         psi=psi(ref.counts, counts),
         details={"recent_decile_counts": counts.tolist(), "recent_mean": float(values.mean())},
@@ -303,11 +315,13 @@ def compare_raw(ref: FeatureReference, values: np.ndarray) -> FeatureResult:
 def compare_binned(
     ref: FeatureReference, sample: BinnedSample, *, resamples: int, seed: int, null: dict | None = None
 ) -> FeatureResult:
-    """Large-sample path: bootstrap p-values of normalised Wasserstein and JS, Bonferroni-combined."""
+    """Large-sample path: bootstrap p-values of normalised Wasserstein and JS, min-p-combined."""
+    from scipy.stats import wasserstein_distance
+
     if sample.n == 0:
         return FeatureResult(ref.name, "wasserstein+js", 0, None, None)
     positions, weights = sample.support()
-    w = wasserstein(ref.values, positions, None, weights) / ref.std
+    w = wasserstein_distance(ref.values, positions, None, weights) / ref.std
     js = jensen_shannon(ref.counts, sample.decile_counts)
     null = null or null_distribution(ref, sample.n, resamples, seed)
     p_w = bootstrap_p(w, null["wasserstein"])
@@ -317,7 +331,7 @@ def compare_binned(
         "wasserstein+js",
         sample.n,
         w,
-        min(1.0, 2 * min(p_w, p_js)),
+        min_p((p_w, p_js), null["min_p"]),
         wasserstein=w,
         jensen_shannon=js,
         psi=psi(ref.counts, sample.decile_counts),
@@ -373,6 +387,8 @@ def prediction_drift(ref_shares: Sequence[float], n_ref: int, recent_counts: Seq
 def adjust(p_values: Sequence[float | None], method: str = "holm") -> list[float | None]:
     """Adjusted p-values (compare with alpha): Holm, Bonferroni, Benjamini-Hochberg or none.
 
+    Benjamini-Hochberg is scipy's; Holm's step-down is written out because scipy has no
+    family-wise correction (statsmodels has one, but is not worth a dependency for six lines).
     None entries (no data for that test) are left out of the family and stay None.
     """
     if method not in CORRECTIONS:
@@ -393,11 +409,9 @@ def adjust(p_values: Sequence[float | None], method: str = "holm") -> list[float
         adjusted = np.empty(m)
         adjusted[order] = np.minimum(stepped, 1.0)
     else:  # bh
-        order = np.argsort(p)[::-1]
-        ranks = m - np.arange(m)
-        stepped = np.minimum.accumulate(p[order] * m / ranks)
-        adjusted = np.empty(m)
-        adjusted[order] = np.minimum(stepped, 1.0)
+        from scipy.stats import false_discovery_control
+
+        adjusted = false_discovery_control(p, method="bh")
     for i, value in zip(idx, adjusted):
         out[i] = float(value)
     return out
@@ -409,22 +423,28 @@ class DriftResult:
     n: int
     features: list[FeatureResult]
     prediction: dict[str, Any]
-    thresholds: Thresholds
+    policy: DriftPolicy
     reason: str = ""
+    joint: JointResult | None = None
 
     @property
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drift]
 
+    @property
+    def joint_drift(self) -> bool:
+        return bool(self.joint and self.joint.drift)
+
     def to_dict(self) -> dict[str, Any]:
-        return _clean(
+        return json_safe(
             {
                 "verdict": self.verdict,
                 "n": self.n,
                 "reason": self.reason,
                 "drifted_features": self.drifted_features,
                 "prediction_drift": self.prediction,
-                "thresholds": asdict(self.thresholds),
+                "joint": self.joint.to_dict() if self.joint else None,
+                "policy": asdict(self.policy),
                 "features": [f.to_dict() for f in self.features],
             }
         )
@@ -439,19 +459,21 @@ def evaluate(
     segment_shares: Sequence[float] = (),
     n_ref: int = 0,
     cluster_counts: Sequence[float] = (),
-    thresholds: Thresholds = Thresholds(),
+    joint: JointResult | None = None,
+    policy: DriftPolicy = DriftPolicy(),
     nulls: Mapping[str, dict] | None = None,
 ) -> DriftResult:
     """The verdict for one period: ``raw`` values (small samples) or ``binned`` counts (large ones).
 
-    ``n`` is the number of recent rows; below ``thresholds.min_rows`` the verdict is
-    insufficient_data and nothing is tested. The family of feature tests plus the segment-share
-    test is corrected with ``thresholds.correction`` at ``thresholds.alpha``.
+    ``n`` is the number of recent rows; below ``policy.min_rows`` the verdict is
+    insufficient_data and nothing is tested. The family of feature tests, the segment-share test
+    and the joint test (``pharmaseg.drift.joint.compare``'s result, when given) is corrected with
+    ``policy.correction`` at ``policy.alpha``.
     """
     prediction: dict[str, Any] = {}
-    if n < thresholds.min_rows:
-        reason = f"{n} recent rows, fewer than the {thresholds.min_rows} needed for a verdict"
-        return DriftResult("insufficient_data", n, [], prediction, thresholds, reason)
+    if n < policy.min_rows:
+        reason = f"{n} recent rows, fewer than the {policy.min_rows} needed for a verdict"
+        return DriftResult("insufficient_data", n, [], prediction, policy, reason)
     results = []
     for i, ref in enumerate(refs):
         if raw is not None:
@@ -459,23 +481,27 @@ def evaluate(
         elif binned is not None:
             null = nulls.get(ref.name) if nulls else None
             results.append(
-                compare_binned(
-                    ref, binned[ref.name], resamples=thresholds.bootstrap, seed=thresholds.seed + i, null=null
-                )
+                compare_binned(ref, binned[ref.name], resamples=policy.bootstrap, seed=policy.seed + i, null=null)
             )
         else:
             raise DriftError("evaluate needs raw values or binned counts")
     if len(segment_shares):
         prediction = prediction_drift(segment_shares, n_ref, cluster_counts)
-    family = [r.p_value for r in results] + [prediction.get("p_value")]
-    adjusted = adjust(family, thresholds.correction)
+    family = [r.p_value for r in results] + [prediction.get("p_value"), joint.p_value if joint else None]
+    adjusted = adjust(family, policy.correction)
     for r, p in zip(results, adjusted):
         r.p_adjusted = p
-        r.drift = p is not None and p < thresholds.alpha
+        r.drift = p is not None and p < policy.alpha
+    p_prediction, p_joint = adjusted[-2:]
     if prediction:
-        prediction["p_adjusted"] = adjusted[-1]
-        prediction["drift"] = adjusted[-1] is not None and adjusted[-1] < thresholds.alpha
-    drifted = [r.feature for r in results if r.drift] + (["segment shares"] if prediction.get("drift") else [])
+        prediction["p_adjusted"] = p_prediction
+        prediction["drift"] = p_prediction is not None and p_prediction < policy.alpha
+    if joint:
+        joint.p_adjusted = p_joint
+        joint.drift = p_joint is not None and p_joint < policy.alpha
+    drifted = [r.feature for r in results if r.drift]
+    drifted += ["segment shares"] if prediction.get("drift") else []
+    drifted += [JOINT_LABEL] if joint and joint.drift else []
     if drifted:
-        return DriftResult("drift", n, results, prediction, thresholds, "drift in " + ", ".join(drifted))
-    return DriftResult("no_drift", n, results, prediction, thresholds, "no test rejected at the family-wise alpha")
+        return DriftResult("drift", n, results, prediction, policy, "drift in " + ", ".join(drifted), joint)
+    return DriftResult("no_drift", n, results, prediction, policy, "no test rejected at the family-wise alpha", joint)

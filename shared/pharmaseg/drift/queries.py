@@ -9,19 +9,25 @@ candidate are left out, and right after a promotion the check says ``insufficien
 the new version has seen enough. BigQuery does the work:
 
 1. ``counts_sql``: rows per source and per cluster.
-2. ``raw_sql``: the raw feature values, only when the count is at most ``ks_max_rows``.
-3. ``binned_sql``: per feature, COUNT/SUM/MIN/MAX grouped by the reference's decile bin and by
-   a fine equal-width bin over the reference's range: ``9 x (10 + 66)`` rows at most, whatever
-   the number of predictions.
+2. ``raw_sql``: the raw feature values, only when the count is at most ``ks_max_rows``; the
+   per-feature tests and the joint test both use them.
+3. ``binned_sql`` (larger periods): per feature, COUNT/SUM/MIN/MAX grouped by the reference's
+   decile bin and by a fine equal-width bin over the reference's range: ``9 x (10 + 66)`` rows
+   at most, whatever the number of predictions;
+   ``sample_sql``: for the joint test, which needs whole rows, a uniform random sample of at most
+   ``joint_max_rows`` complete rows: ``RAND() < @fraction`` keeps a little more than that many
+   (row-level, unlike ``TABLESAMPLE``, which samples storage blocks), and ``ORDER BY RAND()
+   LIMIT`` trims them to the cap without favouring any part of the period.
 
-The SQL sticks to CASE, FLOOR, CAST, LEAST, COUNT, SUM, MIN, MAX, UNION ALL and GROUP BY so that
-the local emulator (DuckDB behind a sqlglot translation) runs exactly what BigQuery runs. Bin
-edges are the artifact's own floats written as literals (never user input); the period is
-passed as query parameters.
+The SQL sticks to CASE, FLOOR, CAST, LEAST, COUNT, SUM, MIN, MAX, RAND, UNION ALL, GROUP BY,
+ORDER BY and LIMIT so that the local emulator (DuckDB behind a sqlglot translation) runs exactly
+what BigQuery runs. Bin edges are the artifact's own floats written as literals (never user
+input); the period and the sampling fraction are passed as query parameters.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +37,10 @@ import numpy as np
 
 from pharmaseg import resources
 from pharmaseg.drift.methods import FINE_BINS, BinnedSample, DriftError, FeatureReference
+
+# Oversampling before the trim: 4 standard deviations of the binomial count above the cap, so a
+# sample falls short of the cap about once in 30,000 checks (and then has a few rows fewer).
+SAMPLE_MARGIN_SD = 4.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class Recent:
     cluster_counts: dict[int, int] = field(default_factory=dict)
     raw: dict[str, np.ndarray] | None = None
     binned: dict[str, BinnedSample] | None = None
+    rows: np.ndarray | None = None  # (rows, features), NaN where missing: the joint test's sample
+    sampled_from: int | None = None  # set when ``rows`` is a random sample of a larger period
     query_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -106,6 +118,20 @@ def raw_sql(project: str, dataset: str, features: Sequence[str], limit: int) -> 
     return recent_cte(project, dataset, features) + f"SELECT {cols}\nFROM recent\nLIMIT {int(limit)}"
 
 
+def sample_fraction(n: int, limit: int) -> float:
+    """Share of the period's rows that ``RAND() < fraction`` keeps: a little over ``limit``."""
+    return min(1.0, (limit + SAMPLE_MARGIN_SD * math.sqrt(limit)) / max(n, 1))
+
+
+def sample_sql(project: str, dataset: str, features: Sequence[str], limit: int) -> str:
+    """At most ``limit`` complete rows, uniformly at random: the joint test's sample of a large period."""
+    cols = ", ".join(_ident(f) for f in features)
+    complete = " AND ".join(f"{_ident(f)} IS NOT NULL" for f in features)
+    return recent_cte(project, dataset, features) + (
+        f"SELECT {cols}\nFROM recent\nWHERE {complete} AND RAND() < @fraction\nORDER BY RAND()\nLIMIT {int(limit)}"
+    )
+
+
 def decile_case(column: str, edges: Sequence[float]) -> str:
     """Bin = number of edges <= value, as numpy's ``searchsorted(side="right")``."""
     whens = " ".join(f"WHEN {column} < {_literal(e)} THEN {i}" for i, e in enumerate(edges))
@@ -133,21 +159,31 @@ def binned_sql(project: str, dataset: str, refs: Sequence[FeatureReference]) -> 
     return recent_cte(project, dataset, [r.name for r in refs]) + "\nUNION ALL\n".join(parts)
 
 
-def _params(period: Period, model_version: str | None) -> list[Any]:
+def _params(period: Period, model_version: str | None, fraction: float | None = None) -> list[Any]:
     from google.cloud import bigquery
 
-    return [
+    params = [
         bigquery.ScalarQueryParameter("start", "TIMESTAMP", period.start),
         bigquery.ScalarQueryParameter("end", "TIMESTAMP", period.end),
         bigquery.ScalarQueryParameter("model_version", "STRING", model_version or ""),
     ]
+    if fraction is not None:
+        params.append(bigquery.ScalarQueryParameter("fraction", "FLOAT64", fraction))
+    return params
 
 
-def _run(client, sql: str, period: Period, model_version: str | None) -> list[Any]:
+def _run(client, sql: str, period: Period, model_version: str | None, fraction: float | None = None) -> list[Any]:
     from google.cloud import bigquery
 
-    config = bigquery.QueryJobConfig(query_parameters=_params(period, model_version))
+    config = bigquery.QueryJobConfig(query_parameters=_params(period, model_version, fraction))
     return list(client.query(sql, job_config=config).result())
+
+
+def _matrix(rows, features: Sequence[str]) -> np.ndarray:
+    """Query rows as a (rows, features) float array, NaN where a value is missing."""
+    return np.array([[np.nan if row[f] is None else row[f] for f in features] for row in rows], dtype=float).reshape(
+        -1, len(features)
+    )
 
 
 def fetch_recent(
@@ -159,9 +195,11 @@ def fetch_recent(
     *,
     model_version: str | None,
     ks_max_rows: int,
+    joint_max_rows: int,
     min_rows: int = 0,
 ) -> Recent:
-    """Count; then fetch raw values (n <= ks_max_rows) or binned counts (larger); nothing below min_rows."""
+    """Count; then fetch raw values (n <= ks_max_rows), or binned counts and a sample of at most
+    joint_max_rows rows (larger); nothing below min_rows."""
     import time
 
     features = [r.name for r in refs]
@@ -182,12 +220,18 @@ def fetch_recent(
     t0 = time.perf_counter()
     if recent.n <= ks_max_rows:
         rows = _run(client, raw_sql(project, dataset, features, ks_max_rows), period, model_version)
-        recent.raw = {f: np.array([row[f] for row in rows if row[f] is not None], dtype=float) for f in features}
+        recent.rows = _matrix(rows, features)
+        recent.raw = {f: column[~np.isnan(column)] for f, column in zip(features, recent.rows.T)}
         recent.query_seconds["raw"] = time.perf_counter() - t0
         return recent
     rows = _run(client, binned_sql(project, dataset, refs), period, model_version)
     recent.query_seconds["binned"] = time.perf_counter() - t0
     recent.binned = binned_from_rows(refs, rows)
+    t0 = time.perf_counter()
+    fraction = sample_fraction(recent.n, joint_max_rows)
+    rows = _run(client, sample_sql(project, dataset, features, joint_max_rows), period, model_version, fraction)
+    recent.rows, recent.sampled_from = _matrix(rows, features), recent.n
+    recent.query_seconds["sample"] = time.perf_counter() - t0
     return recent
 
 

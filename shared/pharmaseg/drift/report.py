@@ -3,7 +3,9 @@
 The HTML page has no external resources: CSS inline and one base64 PNG per feature (left: the
 share of rows in each of the reference's decile bins, reference vs. recent, which is what
 Jensen-Shannon and PSI compare; right: the two cumulative distributions, whose enclosed area is
-the Wasserstein distance), plus one for the segment shares. matplotlib is imported here only.
+the Wasserstein distance), one for the segment shares, and one for the joint test (the recent
+rows' reconstruction errors against the training rows' out-of-sample ones, and the recent mean
+against the band where it falls without drift). matplotlib is imported here only.
 """
 
 from __future__ import annotations
@@ -90,6 +92,47 @@ def segment_plot(names: Sequence[str], training: Sequence[float], recent: Sequen
     return out
 
 
+def joint_plot(reference_errors, recent_errors, details: Mapping[str, Any], title: str) -> str:
+    """Base64 PNG: the per-row error distributions, and the recent mean against the null band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference_errors, recent_errors = np.asarray(reference_errors, float), np.asarray(recent_errors, float)
+    fig, (hist, mean) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained", width_ratios=(3, 2))
+    top = float(np.quantile(np.concatenate([reference_errors, recent_errors]), 0.995))
+    bins = np.linspace(0, max(top, 1e-9), 40)
+    hist.hist(
+        reference_errors,
+        bins,
+        density=True,
+        alpha=0.6,
+        color=COLORS["reference"],
+        label="training rows (out-of-sample)",
+    )
+    hist.hist(recent_errors, bins, density=True, alpha=0.6, color=COLORS["recent"], label="recent rows")
+    hist.set_xlabel("reconstruction error (standardized units)")
+    hist.set_ylabel("density")
+    hist.set_title("per-row errors", fontsize=9)
+    hist.legend(fontsize=7)
+    lo, hi = details["null_band95"]
+    ref_mean, recent_mean = details["reference_error_mean"], details["recent_error_mean"]
+    mean.axvspan(lo, hi, color=COLORS["reference"], alpha=0.25, label="95% band without drift")
+    mean.axvline(ref_mean, color=COLORS["reference"], label=f"training mean {ref_mean:.3g}")
+    mean.axvline(recent_mean, color=COLORS["recent"], linewidth=2.5, label=f"recent mean {recent_mean:.3g}")
+    span = max(hi, recent_mean) - min(lo, recent_mean)
+    mean.set_xlim(min(lo, recent_mean) - 0.3 * span, max(hi, recent_mean) + 0.3 * span)
+    mean.set_yticks([])
+    mean.set_xlabel("mean reconstruction error")
+    mean.set_title("recent mean vs. the reference's null band", fontsize=9)
+    mean.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -114,8 +157,12 @@ def to_html(
     refs: Sequence[FeatureReference],
     supports: Mapping[str, tuple[np.ndarray, np.ndarray]],
     segment_names: Sequence[str],
+    joint_errors: np.ndarray | None = None,
 ) -> str:
-    """The page: verdict, metadata, the statistics table, and a plot per feature."""
+    """The page: verdict, metadata, the statistics table, the joint test, and a plot per feature.
+
+    ``joint_errors``: the recent rows' reconstruction errors (the JSON keeps only their quantiles).
+    """
     result = doc["result"]
     verdict = result["verdict"]
     meta = [
@@ -126,7 +173,7 @@ def to_html(
         ("rows (online / batch)", f"{doc['rows']['online']} / {doc['rows']['batch']}"),
         ("reason", result["reason"]),
         ("retraining", doc.get("retrain", {}).get("decision", "-")),
-        ("thresholds", ", ".join(f"{k}={v}" for k, v in result["thresholds"].items())),
+        ("policy", ", ".join(f"{k}={v}" for k, v in result["policy"].items())),
     ]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -149,7 +196,8 @@ def to_html(
         parts.append(
             "<p>statistic: Kolmogorov-Smirnov D (method ks) or normalised Wasserstein (method wasserstein+js); "
             "wasserstein is divided by the reference's standard deviation; jensen_shannon is the base-2 distance "
-            "on the reference's decile bins; p_adjusted is corrected across the features and the segment shares.</p>"
+            "on the reference's decile bins; p_adjusted is corrected across the features, the segment shares "
+            "and the joint test.</p>"
         )
     prediction = result.get("prediction_drift") or {}
     if prediction.get("n"):
@@ -168,6 +216,9 @@ def to_html(
         )
         png = segment_plot(segment_names, prediction["training_shares"], prediction["recent_shares"])
         parts.append(f"<img alt='segment shares' src='data:image/png;base64,{png}'>")
+    joint = result.get("joint")
+    if joint:
+        parts.extend(_joint_section(joint, joint_errors))
     if features:
         parts.append("<h2>Distributions: reference (training) vs. recent</h2>")
         by_name = {f["feature"]: f for f in features}
@@ -181,3 +232,46 @@ def to_html(
             parts.append(f"<div><img alt='{html.escape(ref.name)}' src='data:image/png;base64,{png}'></div>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _joint_section(joint: Mapping[str, Any], errors: np.ndarray | None) -> list[str]:
+    d = joint["details"]
+    sampled = f" (random sample of {_fmt(d['sampled_from'])} rows)" if d.get("sampled_from") else ""
+    rows = [
+        (
+            "method",
+            f"{joint['method']}: {joint['components']} principal components, "
+            f"{_fmt(d.get('variance_kept'))} of the training variance",
+        ),
+        (
+            "recent rows tested",
+            f"{_fmt(joint['n'])}{sampled}; incomplete rows left out: {_fmt(d.get('incomplete_rows'))}",
+        ),
+        ("recent mean error", d.get("recent_error_mean")),
+        (
+            "training mean error, out-of-sample (in-sample)",
+            f"{_fmt(d.get('reference_error_mean'))} ({_fmt(d.get('reference_in_sample_error_mean'))})",
+        ),
+        ("statistic (recent - training)", joint.get("statistic")),
+        ("p-value / adjusted", f"{_fmt(joint.get('p_value'))} / {_fmt(joint.get('p_adjusted'))}"),
+        ("drift", joint.get("drift")),
+    ]
+    if d.get("not_tested"):
+        rows.append(("not tested", d["not_tested"]))
+    cls = "meta drift" if joint.get("drift") else "meta"
+    parts = [
+        "<h2 id='joint'>Joint structure</h2>",
+        "<p>Whether the features still move together as in training: each row's distance from the "
+        "training rows' principal components (standardized with the model's scaler). The training rows' "
+        "errors are leave-one-out (each from a fit without it), so that they are what a new row gets.</p>",
+        f"<table class='{cls}'>"
+        + "".join(f"<tr><th>{_fmt(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows)
+        + "</table>",
+    ]
+    if errors is not None and len(errors) and d.get("null_band95"):
+        title = (
+            f"joint structure: {'DRIFT' if joint.get('drift') else 'no drift'} (p_adj={_fmt(joint.get('p_adjusted'))})"
+        )
+        png = joint_plot(d["reference_errors"], errors, d, title)
+        parts.append(f"<div><img alt='joint structure' src='data:image/png;base64,{png}'></div>")
+    return parts

@@ -1,13 +1,15 @@
 """One drift check, end to end: what ``functions/check_drift/main.py`` calls.
 
 1. resolve the production model (its training reference is the baseline);
-2. count, then bin (or, for small samples, fetch) the period's inputs in BigQuery;
-3. compute the statistics and the verdict (drift / no_drift / insufficient_data);
+2. count, then bin and sample (or, for small samples, fetch) the period's inputs in BigQuery;
+3. compute the statistics (per feature, segment shares, joint structure) and the verdict
+   (drift / no_drift / insufficient_data);
 4. on drift, and when the policy allows, publish a retrain request - unless one was published
    less than ``cooldown_hours`` ago (the last ``retrain_requested`` row of drift_reports);
 5. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
    (load job);
-6. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
+6. point ``drift/latest.json`` in the reports bucket at this report (what the strategy page shows);
+7. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
 
 A check triggered by a Pub/Sub message uses the message id as its report id, so a redelivered
 message finds its own row and does nothing twice.
@@ -24,12 +26,13 @@ from typing import Any
 
 from pharmaseg import bq as bq_load
 from pharmaseg import config, pubsub, resources
-from pharmaseg.drift import methods, queries
+from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
 from pharmaseg.logs import log
 
 RETRAIN_POLICIES = ("auto", "never")
 MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reason"}
+LATEST_OBJECT = "drift/latest.json"
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class DriftSettings:
     retrain_topic: str | None
     alias: str = "production"
     period_days: float = 7.0
-    thresholds: methods.Thresholds = methods.Thresholds()
+    policy: methods.DriftPolicy = methods.DriftPolicy()
     retrain: str = "auto"
     promotion: str = "auto"
     cooldown_hours: float = 168.0
@@ -51,11 +54,12 @@ class DriftSettings:
         """Every value from its documented setting (pharmaseg.config)."""
         s = config.setting
         try:
-            thresholds = methods.Thresholds(
+            policy = methods.DriftPolicy(
                 alpha=float(s("PHARMASEG_DRIFT_ALPHA")),
                 correction=s("PHARMASEG_DRIFT_CORRECTION"),
                 min_rows=int(s("PHARMASEG_DRIFT_MIN_ROWS")),
                 ks_max_rows=int(s("PHARMASEG_DRIFT_KS_MAX_ROWS")),
+                joint_max_rows=int(s("PHARMASEG_DRIFT_JOINT_MAX_ROWS")),
                 bootstrap=int(s("PHARMASEG_DRIFT_BOOTSTRAP")),
             )
             settings = cls(
@@ -66,7 +70,7 @@ class DriftSettings:
                 retrain_topic=s("PHARMASEG_RETRAIN_TOPIC"),
                 alias=s("PHARMASEG_MODEL_ALIAS"),
                 period_days=float(s("PHARMASEG_DRIFT_PERIOD_DAYS")),
-                thresholds=thresholds,
+                policy=policy,
                 retrain=s("PHARMASEG_DRIFT_RETRAIN"),
                 promotion=s("PHARMASEG_DRIFT_RETRAIN_PROMOTION"),
                 cooldown_hours=float(s("PHARMASEG_DRIFT_COOLDOWN_HOURS")),
@@ -209,9 +213,84 @@ def drift_row(doc: dict[str, Any]) -> dict[str, Any]:
             for f in result["features"]
         ],
         "prediction_drift": json.dumps(result["prediction_drift"], sort_keys=True),
+        "joint": _joint_row(result.get("joint")),
         "retrain_requested": doc["retrain"]["requested"],
         "report_uri": doc["report_uri"],
     }
+
+
+def _joint_row(joint_doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not joint_doc:
+        return None
+    details = joint_doc["details"]
+    return {
+        "method": joint_doc["method"],
+        "n": joint_doc["n"],
+        "sampled_from": details.get("sampled_from"),
+        "components": joint_doc["components"],
+        "recent_error": details.get("recent_error_mean"),
+        "reference_error": details.get("reference_error_mean"),
+        "statistic": joint_doc["statistic"],
+        "p_value": joint_doc["p_value"],
+        "p_adjusted": joint_doc["p_adjusted"],
+        "drift": joint_doc["drift"],
+    }
+
+
+def latest_pointer(doc: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """``drift/latest.json``: the newest check in a few fields, for pages that show the latest verdict."""
+    result = doc["result"]
+    drifted = list(result.get("drifted_features") or [])
+    if (result.get("joint") or {}).get("drift"):
+        drifted.append(methods.JOINT_LABEL)
+    prefix = f"gs://{bucket}/"
+    return {
+        "report_id": doc["report_id"],
+        "run_at": doc["run_at"],
+        "verdict": result["verdict"],
+        "reason": result["reason"],
+        "drifted_features": drifted,
+        "model_version": doc["model_version"],
+        "period": doc["period"],
+        "report_uri": doc["report_uri"],
+        "json_uri": doc["json_uri"],
+        "html_object": doc["report_uri"].removeprefix(prefix),
+        "json_object": doc["json_uri"].removeprefix(prefix),
+    }
+
+
+def write_latest(gcs, bucket: str, pointer: dict[str, Any], attempts: int = 3) -> bool:
+    """Point ``drift/latest.json`` at this check unless a later check already holds it.
+
+    Two checks can finish out of order (a retried message, a manual run next to the scheduled
+    one); the pointer keeps the newest ``run_at``. Reads and the write are conditional on the
+    generation seen, so a concurrent writer makes this one read and decide again. Returns
+    whether the pointer names this check; after ``attempts`` contended rounds it gives up with a
+    warning (the other writer's pointer stands) rather than fail a check whose reports are written.
+    """
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    ours = _timestamp(pointer["run_at"], "run_at")
+    body = json.dumps(pointer, indent=1, sort_keys=True)
+    for _ in range(attempts):
+        current = gcs.bucket(bucket).get_blob(LATEST_OBJECT)
+        generation = current.generation if current is not None else 0
+        try:
+            if current is not None:
+                try:
+                    held = json.loads(current.download_as_bytes(if_generation_match=generation))
+                    if _timestamp(held["run_at"], "run_at") > ours:
+                        return False
+                except (ValueError, KeyError, TypeError, methods.DriftError):
+                    pass  # an unreadable pointer is replaced
+            gcs.bucket(bucket).blob(LATEST_OBJECT).upload_from_string(
+                body, content_type="application/json", if_generation_match=generation
+            )
+            return True
+        except (NotFound, PreconditionFailed):
+            continue
+    log("WARNING", f"{LATEST_OBJECT} contended, left to the other writer", event="drift_latest_contended")
+    return False
 
 
 def retrain_message(doc: dict[str, Any], promotion: str) -> dict[str, Any]:
@@ -275,7 +354,7 @@ def run(
     registry = registry or ModelRegistry(settings.models_bucket, client=gcs)
     artifact = registry.load(registry.resolve(settings.alias))
     refs = methods.references(artifact.reference, artifact.feature_names)
-    thresholds = settings.thresholds
+    policy = settings.policy
     recent = queries.fetch_recent(
         bq,
         settings.project,
@@ -283,10 +362,15 @@ def run(
         refs,
         period,
         model_version=artifact.version,
-        ks_max_rows=thresholds.ks_max_rows,
-        min_rows=thresholds.min_rows,
+        ks_max_rows=policy.ks_max_rows,
+        joint_max_rows=policy.joint_max_rows,
+        min_rows=policy.min_rows,
     )
     t0 = time.perf_counter()
+    joint_ref = joint_result = None
+    if recent.n >= policy.min_rows:
+        joint_ref = joint.JointReference.from_artifact(artifact)
+        joint_result = joint.compare(joint_ref, recent.rows, min_rows=policy.min_rows, sampled_from=recent.sampled_from)
     result = methods.evaluate(
         refs,
         n=recent.n,
@@ -295,7 +379,8 @@ def run(
         segment_shares=artifact.reference.get("segment_shares", []),
         n_ref=int(artifact.reference.get("n", 0)),
         cluster_counts=[recent.cluster_counts.get(i, 0) for i in range(artifact.k)],
-        thresholds=thresholds,
+        joint=joint_result,
+        policy=policy,
     )
     compute_seconds = time.perf_counter() - t0
     day = f"{now:%Y/%m/%d}"
@@ -347,10 +432,13 @@ def run(
         elif recent.binned is not None:
             supports[ref.name] = recent.binned[ref.name].support()
     names = [s.name for s in artifact.segments]
-    page = reports.to_html(doc, refs, supports, names)
+    recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_ref else None
+    page = reports.to_html(doc, refs, supports, names, recent_errors)
     doc["timings_s"]["total"] = time.perf_counter() - started
     _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
     _upload(gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
+    # the pointer before the row: a crash in between leaves no row, so the redelivery redoes both
+    write_latest(gcs, settings.reports_bucket, latest_pointer(doc, settings.reports_bucket))
     bq_load.load_ndjson(bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
     fields = dict(
         report_id=report_id,
@@ -359,6 +447,7 @@ def run(
         rows=recent.n,
         drifted_features=result.drifted_features,
         prediction_drift=bool(result.prediction.get("drift")),
+        joint_drift=result.joint_drift,
         retrain_requested=decision["requested"],
         retrain_decision=decision["decision"],
         report_uri=doc["report_uri"],

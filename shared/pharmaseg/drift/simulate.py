@@ -3,8 +3,10 @@
 ``sample_features`` draws rows from the training reference: a bootstrap of the training values
 (``jitter=0``) or a smoothed version (each drawn value plus Gaussian noise of ``jitter`` times
 the feature's std, a kernel density estimate), optionally shifting chosen features by a number
-of reference standard deviations. ``online_rows`` and ``batch_rows`` wrap them in the two
-tables' shapes, scored by the artifact so that the segment shares are what the model would log.
+of reference standard deviations. ``decorrelated`` breaks how the features move together and
+nothing else: each feature's training values permuted on their own, then rows resampled.
+``online_rows`` and ``batch_rows`` wrap them in the two tables' shapes, scored by the artifact so
+that the segment shares are what the model would log.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def sample_features(
             column = column + rng.normal(0.0, jitter * ref.std, size=n)
         out[:, j] = column + (shift or {}).get(ref.name, 0.0) * ref.std
     return out
+
+
+def decorrelated(refs: Sequence[FeatureReference], n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, features): rows resampled from the training table after permuting each column on its
+    own - every feature's values (its marginal) unchanged, their correlations gone."""
+    table = np.column_stack([rng.permutation(ref.original) for ref in refs])
+    return table[rng.integers(0, len(table), size=n)]
 
 
 def _iso(t: datetime) -> str:
