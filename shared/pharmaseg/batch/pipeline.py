@@ -406,7 +406,7 @@ def _export_csv(sink: BatchSink, sql_text: str, blob, columns: list[str], chunk:
 
     rows = with_retries(lambda: sink.client.query(sql_text).result(page_size=EXPORT_PAGE_ROWS), what="bigquery read")
     with blob.open("w", chunk_size=chunk, content_type="text/csv", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)  # a CR in a cell is quoted too
         writer.writerow(columns)
         for page in rows.pages:
             writer.writerows(list(row.values()) for row in page)  # SELECT order = columns
