@@ -28,6 +28,7 @@ from pharmaseg.logs import log
 from pharmaseg.spreadsheet_safety import safe_cell, safe_table
 
 HEAD_BYTES = 64 * 1024
+PROGRESS_ROWS = 100_000
 _BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT"}
 
 
@@ -97,6 +98,27 @@ class _CsvOut:
         self.rejects_writer.close()
         if self.published_writer is not None:
             self.published_writer.close()
+
+
+def _progress(run_id: str) -> Callable[[Counts], None]:
+    """A ``batch_progress`` log line per PROGRESS_ROWS rows read: a long run is seen advancing, and
+    a run that died shows how far it got."""
+    reported = 0
+
+    def report(counts: Counts) -> None:
+        nonlocal reported
+        if counts.rows_read // PROGRESS_ROWS > reported:
+            reported = counts.rows_read // PROGRESS_ROWS
+            log(
+                "INFO",
+                "batch run progress",
+                event="batch_progress",
+                run_id=run_id,
+                rows_read=counts.rows_read,
+                rows_rejected=counts.rows_rejected,
+            )
+
+    return report
 
 
 def bq_schema(schema: pa.Schema) -> list[tuple[str, str]]:
@@ -230,7 +252,14 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
             if layout.kind == FEATURES:
                 with blob.open("rb", chunk_size=chunk) as source:
                     counts = score_features(
-                        source, layout, model, run_id, out, block_size=settings.block_size, raw_limit=settings.raw_limit
+                        source,
+                        layout,
+                        model,
+                        run_id,
+                        out,
+                        block_size=settings.block_size,
+                        raw_limit=settings.raw_limit,
+                        on_block=_progress(run_id),
                     )
             else:
                 data = blob.download_as_bytes()
