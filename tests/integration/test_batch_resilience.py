@@ -18,13 +18,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from google.cloud import bigquery as bq
 
-from pharmaseg.batch import ObjectRef
+from pharmaseg import resources
+from pharmaseg.batch import BatchSink, ObjectRef, sink
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.gcp import bigquery_client, storage_client
 from pharmaseg.panel import panel_features, read_panel
@@ -285,3 +287,23 @@ def test_fifty_files_at_once_each_get_one_run_and_the_counts_add_up(stack):
     assert sum(n for n, *_ in predictions.values()) + sum(n for n, *_ in rejects.values()) == total
     failed = sum(e.get("event") == "batch_failed" for r in run_ids for e in stack.log_events(r))
     print(f"\n50 files: {total} rows, {failed} attempts failed and were redelivered")
+
+
+def test_a_claim_replayed_after_it_succeeded_still_owns_the_run(bigquery, monkeypatch):
+    """BatchSink.query retries a statement whose answer was lost (a 503, a dropped connection) by
+    running it again: a replayed claim MERGE changes nothing and must still see the run as its own."""
+    client = bigquery.client()
+    dataset = f"claims_{uuid.uuid4().hex[:8]}"
+    client.create_dataset(f"{bigquery.project}.{dataset}")
+    schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("batch_runs")]
+    client.create_table(bq.Table(f"{bigquery.project}.{dataset}.{resources.table_name('batch_runs')}", schema=schema))
+    runs = BatchSink(client, bigquery.project, dataset)
+    instant = sink.now()
+    monkeypatch.setattr(sink, "now", lambda: instant)  # the replay sends the very same statement
+    first = runs.claim("r-replayed", "gs://b/incoming/x.csv", 1)
+    replay = runs.claim("r-replayed", "gs://b/incoming/x.csv", 1)
+    assert first.owned and first.started_at == instant
+    assert replay.owned and replay.started_at == instant
+    monkeypatch.setattr(sink, "now", lambda: instant + timedelta(seconds=1))  # another attempt
+    other = runs.claim("r-replayed", "gs://b/incoming/x.csv", 1)
+    assert not other.owned and other.status == "running" and other.started_at == instant
