@@ -29,7 +29,8 @@ TRIGGERS = "=+-@\t\r\n"
 LEADING = " \t\r\n\x0b\x0c\u00a0\ufeff'\""
 _RISKY = re.compile(f"[{re.escape(LEADING)}]*[{re.escape(TRIGGERS)}]")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_FIRST = pa.array(sorted(set(TRIGGERS + LEADING)))  # a risky cell starts with one of these
+_FIRST = frozenset(TRIGGERS + LEADING)  # a risky cell starts with one of these
+_FIRST_ARRAY = pa.array(sorted(_FIRST))
 
 
 def is_risky(text: str) -> bool:
@@ -39,7 +40,7 @@ def is_risky(text: str) -> bool:
 
 def safe_cell(value):
     """``value`` with a ``'`` in front if it is risky text; anything else unchanged."""
-    if isinstance(value, str) and value and value[0] in LEADING + TRIGGERS and is_risky(value):
+    if isinstance(value, str) and value[:1] in _FIRST and is_risky(value):
         return PREFIX + value
     return value
 
@@ -53,7 +54,7 @@ def safe_table(table: pa.Table) -> pa.Table:
     for index, column in enumerate(table.columns):
         if not pa.types.is_string(column.type) or not len(column):
             continue
-        suspects = pc.is_in(pc.utf8_slice_codeunits(column, 0, 1), value_set=_FIRST)
+        suspects = pc.is_in(pc.utf8_slice_codeunits(column, 0, 1), value_set=_FIRST_ARRAY)
         if not pc.any(suspects).as_py():
             continue
         values = column.to_pylist()
