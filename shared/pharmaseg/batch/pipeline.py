@@ -24,9 +24,11 @@ from pharmaseg.batch.scoring import REJECTS_SCHEMA, Counts, score_features, scor
 from pharmaseg.batch.sink import TERMINAL, BatchSink, now, with_retries
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
+from pharmaseg.spreadsheet_safety import safe_cell, safe_table
 from pharmaseg.storage_events import ObjectRef, skip_reason
 
 HEAD_BYTES = 64 * 1024
+PROGRESS_ROWS = 100_000
 _BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT"}
 
 
@@ -65,23 +67,58 @@ class RunBusy(RuntimeError):
 
 
 class _CsvOut:
-    """Writes scored and rejected blocks as CSV (with a header) to two binary streams."""
+    """Writes scored and rejected blocks as CSV (with a header) to binary streams.
 
-    def __init__(self, scored_stream, rejects_stream, k: int):
+    The scored CSV is both loaded into BigQuery and published: its text cells are the run id, a
+    validated country key (it starts with A-Z) and a segment name, which the spreadsheet rule
+    never changes; it goes through the rule all the same, so that no cell can bypass it. The
+    rejects are written raw for BigQuery (the audit record keeps the record as it came) and, if
+    ``published_rejects`` is given, a second time through the rule for results/<name>.rejects.csv.
+    """
+
+    def __init__(self, scored_stream, rejects_stream, k: int, published_rejects=None):
         self.scored_writer = pcsv.CSVWriter(scored_stream, scored_schema(k))
         self.rejects_writer = pcsv.CSVWriter(rejects_stream, REJECTS_SCHEMA)
+        self.published_writer = (
+            pcsv.CSVWriter(published_rejects, REJECTS_SCHEMA) if published_rejects is not None else None
+        )
 
     def scored(self, table: pa.Table) -> None:
         if table.num_rows:
-            self.scored_writer.write_table(table)
+            self.scored_writer.write_table(safe_table(table))
 
     def rejected(self, table: pa.Table) -> None:
         if table.num_rows:
             self.rejects_writer.write_table(table)
+            if self.published_writer is not None:
+                self.published_writer.write_table(safe_table(table))
 
     def close(self) -> None:
         self.scored_writer.close()
         self.rejects_writer.close()
+        if self.published_writer is not None:
+            self.published_writer.close()
+
+
+def _progress(run_id: str) -> Callable[[Counts], None]:
+    """A ``batch_progress`` log line per PROGRESS_ROWS rows read: a long run is seen advancing, and
+    a run that died shows how far it got."""
+    reported = 0
+
+    def report(counts: Counts) -> None:
+        nonlocal reported
+        if counts.rows_read // PROGRESS_ROWS > reported:
+            reported = counts.rows_read // PROGRESS_ROWS
+            log(
+                "INFO",
+                "batch run progress",
+                event="batch_progress",
+                run_id=run_id,
+                rows_read=counts.rows_read,
+                rows_rejected=counts.rows_rejected,
+            )
+
+    return report
 
 
 def bq_schema(schema: pa.Schema) -> list[tuple[str, str]]:
@@ -202,18 +239,27 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         raise RejectFile(f"a raw panel file may have at most {settings.max_panel_bytes} bytes; this one has {size}")
     staged_scored = bucket.blob(f"{settings.staging_prefix}{run_id}/scored.csv")
     staged_rejects = bucket.blob(f"{settings.staging_prefix}{run_id}/rejects.csv")
+    published_rejects = bucket.blob(f"{settings.staging_prefix}{run_id}/rejects.published.csv")
 
     def write_staged() -> Counts:
         chunk = settings.io_chunk_bytes
         with (
             staged_scored.open("wb", chunk_size=chunk, content_type="text/csv") as s_out,
             staged_rejects.open("wb", chunk_size=chunk, content_type="text/csv") as r_out,
+            published_rejects.open("wb", chunk_size=chunk, content_type="text/csv") as p_out,
         ):
-            out = _CsvOut(s_out, r_out, model.k)
+            out = _CsvOut(s_out, r_out, model.k, p_out)
             if layout.kind == FEATURES:
                 with blob.open("rb", chunk_size=chunk) as source:
                     counts = score_features(
-                        source, layout, model, run_id, out, block_size=settings.block_size, raw_limit=settings.raw_limit
+                        source,
+                        layout,
+                        model,
+                        run_id,
+                        out,
+                        block_size=settings.block_size,
+                        raw_limit=settings.raw_limit,
+                        on_block=_progress(run_id),
                     )
             else:
                 data = blob.download_as_bytes()
@@ -253,8 +299,8 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         started,
         counts,
         bucket,
-        staged_scored,
-        staged_rejects,
+        (staged_scored, published_rejects),
+        [staged_scored, staged_rejects, published_rejects],
         scored_from=f"SELECT * FROM `{scored_table}`",
         rejects_from=f"SELECT * FROM `{rejects_table}`",
         path="function",
@@ -273,15 +319,19 @@ def _commit_and_publish(
     started,
     counts: Counts,
     bucket,
-    staged_scored,
-    staged_rejects,
+    published: tuple[Any, Any],
+    staged: list[Any],
     *,
     scored_from: str,
     rejects_from: str,
     path: str,
     extra=None,
 ) -> RunResult:
-    """Both paths end alike: one conditional commit of the staged rows, then the results CSVs."""
+    """Both paths end alike: one conditional commit of the staged rows, then the results CSVs.
+
+    ``published`` = the staging objects that become results/<name> and <name>.rejects.csv (both
+    already through the spreadsheet rule); ``staged`` = every staging object, removed after.
+    """
     results_uri = f"gs://{ref.bucket}/{result_name(ref, settings)}"
     final = _final(run, "succeeded", counts, started, error=None, results_uri=results_uri)
     committed = sink.commit(
@@ -297,7 +347,7 @@ def _commit_and_publish(
     )
     if not committed:
         return RunResult("lost", run_id, error="another attempt committed or took over this run")
-    _publish_results(bucket, staged_scored, staged_rejects, ref, settings, counts)
+    _publish_results(bucket, published, staged, ref, settings, counts)
     return RunResult(
         "succeeded",
         run_id,
@@ -310,13 +360,14 @@ def _commit_and_publish(
     )
 
 
-def _publish_results(bucket, staged_scored, staged_rejects, ref, settings, counts: Counts) -> None:
+def _publish_results(bucket, published, staged, ref, settings, counts: Counts) -> None:
     """After the commit: results/<name> (and <name>.rejects.csv) for people who do not use BigQuery."""
+    scored, rejects = published
     try:
-        bucket.copy_blob(staged_scored, bucket, result_name(ref, settings))
+        bucket.copy_blob(scored, bucket, result_name(ref, settings))
         if counts.rows_rejected:
-            bucket.copy_blob(staged_rejects, bucket, result_name(ref, settings, ".rejects.csv"))
-        for blob in (staged_scored, staged_rejects):
+            bucket.copy_blob(rejects, bucket, result_name(ref, settings, ".rejects.csv"))
+        for blob in staged:
             blob.delete()
     except Exception as exc:  # the run is committed; BigQuery is the record
         log("WARNING", "could not publish the results CSV", event="batch_results", source_uri=ref.uri, error=repr(exc))
@@ -362,14 +413,14 @@ def _score_in_bigquery(
         sink,
         f"SELECT {', '.join(scored_columns)} FROM `{scored_table}` WHERE reason IS NULL ORDER BY row_number",
         staged_scored,
-        scored_columns,
+        scored_schema(model.k),
         settings.io_chunk_bytes,
     )
     _export_csv(
         sink,
         f"SELECT {', '.join(REJECTS_SCHEMA.names)} FROM `{scored_table}` WHERE reason IS NOT NULL ORDER BY row_number",
         staged_rejects,
-        REJECTS_SCHEMA.names,
+        REJECTS_SCHEMA,
         settings.io_chunk_bytes,
     )
     if hook:
@@ -385,8 +436,8 @@ def _score_in_bigquery(
         started,
         counts,
         bucket,
-        staged_scored,
-        staged_rejects,
+        (staged_scored, staged_rejects),
+        [staged_scored, staged_rejects],
         scored_from=f"SELECT {', '.join(scored_columns)} FROM `{scored_table}` WHERE reason IS NULL",
         rejects_from=f"SELECT {', '.join(REJECTS_SCHEMA.names)} FROM `{scored_table}` WHERE reason IS NOT NULL",
         path="bigquery",
@@ -396,20 +447,26 @@ def _score_in_bigquery(
 EXPORT_PAGE_ROWS = 10_000
 
 
-def _export_csv(sink: BatchSink, sql_text: str, blob, columns: list[str], chunk: int) -> None:
+def _export_csv(sink: BatchSink, sql_text: str, blob, schema: pa.Schema, chunk: int) -> None:
     """Page a query's rows into a CSV object: the function holds one page, however large the file.
 
-    (In BigQuery an extract job would do this without the function; the local emulator does not
-    run extract jobs, so the same paging code serves both.)
+    The object is only ever published (BigQuery keeps the staged rows), so its text cells go
+    through the spreadsheet rule here. (In BigQuery an extract job would do this without the
+    function; the local emulator does not run extract jobs, so the same paging code serves both.)
     """
     import csv
 
     rows = with_retries(lambda: sink.client.query(sql_text).result(page_size=EXPORT_PAGE_ROWS), what="bigquery read")
     with blob.open("w", chunk_size=chunk, content_type="text/csv", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)  # a CR in a cell is quoted too
+        writer.writerow(schema.names)
+        text = [i for i, f in enumerate(schema) if pa.types.is_string(f.type)]
         for page in rows.pages:
-            writer.writerows(list(row.values()) for row in page)  # SELECT order = columns
+            for row in page:
+                values = list(row.values())  # SELECT order = the schema's
+                for i in text:
+                    values[i] = safe_cell(values[i])
+                writer.writerow(values)
 
 
 def event_too_old(event_time: str | None, max_age_seconds: float, clock: Callable[[], datetime] = now) -> bool:

@@ -134,6 +134,10 @@ class BatchSink:
         if job.num_dml_affected_rows == 1:
             return Claim(True, "running", started)
         current = self.status(run_id)
+        if current and current["status"] == "running" and current["started_at"] == started:
+            # Our token: this MERGE was a retry (``query`` runs a statement again when its answer
+            # was lost) whose first try had claimed the run.
+            return Claim(True, "running", started)
         return Claim(False, current["status"] if current else None, current["started_at"] if current else None)
 
     # -- 2. stage --------------------------------------------------------------------------------

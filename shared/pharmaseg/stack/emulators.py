@@ -77,7 +77,11 @@ def bigquery_command(layout: StackLayout) -> list[str]:
         str(layout.port("bigquery_grpc")),
         "--project",
         layout.project,
-        "--ephemeral",
+        *(
+            ["--persistent", "--data-dir", str(layout.bigquery_data_dir)]
+            if layout.bigquery_data_dir
+            else ["--ephemeral"]
+        ),
         "--log-level",
         "warning",
     ]

@@ -45,6 +45,9 @@ class StackLayout:
     repo_root: Path = REPO_ROOT
     emulators_venv: Path = field(default_factory=lambda: REPO_ROOT / ".venv-emulators")
     functions_dir: Path = field(default_factory=lambda: REPO_ROOT / "functions")
+    # None: BigQuery lives in memory. A directory: bqemulator keeps its data there across a restart of
+    # the emulator (used by the resilience tests; `stack down` does not empty it).
+    bigquery_data_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StackLayout:
