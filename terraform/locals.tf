@@ -40,14 +40,15 @@ locals {
   // until it is set here).
   function_env = {
     predict = {
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      PHARMASEG_MODELS_BUCKET     = local.bucket_names["models"]
-      PHARMASEG_MODEL_ALIAS       = var.model_alias
-      PHARMASEG_ALIAS_TTL_SECONDS = tostring(var.alias_ttl_seconds)
-      PHARMASEG_CANDIDATE_ALIAS   = var.candidate_alias
-      PHARMASEG_CANDIDATE_TRAFFIC = tostring(var.candidate_traffic)
-      PHARMASEG_MAX_INSTANCES     = tostring(var.max_instances_per_request)
-      PHARMASEG_MAX_BODY_BYTES    = tostring(var.max_body_bytes)
+      GOOGLE_CLOUD_PROJECT            = var.project_id
+      PHARMASEG_MODELS_BUCKET         = local.bucket_names["models"]
+      PHARMASEG_MODEL_ALIAS           = var.model_alias
+      PHARMASEG_ALIAS_TTL_SECONDS     = tostring(var.alias_ttl_seconds)
+      PHARMASEG_CANDIDATE_ALIAS       = var.candidate_alias
+      PHARMASEG_CANDIDATE_TRAFFIC     = tostring(var.candidate_traffic)
+      PHARMASEG_MAX_INSTANCES         = tostring(var.max_instances_per_request)
+      PHARMASEG_MAX_BODY_BYTES        = tostring(var.max_body_bytes)
+      PHARMASEG_BORDERLINE_CONFIDENCE = tostring(var.borderline_confidence)
     }
     score_batch = {
       GOOGLE_CLOUD_PROJECT                  = var.project_id
@@ -65,6 +66,7 @@ locals {
       PHARMASEG_BATCH_WINDOW                = var.batch_scoring.window
       PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS = tostring(var.batch_scoring.max_event_age_seconds)
       PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)
+      PHARMASEG_BORDERLINE_CONFIDENCE       = tostring(var.borderline_confidence)
     }
     retrain = {
       GOOGLE_CLOUD_PROJECT        = var.project_id
