@@ -304,6 +304,10 @@ class Explainer:
             )
         return tuple(sorted({self.names.index(f) for f in given}))
 
+    def centroid_gap(self, a: int, b: int) -> float:
+        """|c_b - c_a| over all features (standardized units): the what-if distance is margin / (2 gap)."""
+        return self._full.norm[a][b]
+
     def _space(self, used: tuple[int, ...] | None) -> _Space:
         if used is None:
             return self._full

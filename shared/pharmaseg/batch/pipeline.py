@@ -21,13 +21,20 @@ from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch import sql
 from pharmaseg.batch.events import ObjectRef, skip_reason
 from pharmaseg.batch.layouts import FEATURES, Layout, detect_layout
-from pharmaseg.batch.scoring import REJECTS_SCHEMA, Counts, score_features, score_panel, scored_schema
+from pharmaseg.batch.scoring import (
+    DEFAULT_BORDERLINE_CONFIDENCE,
+    REJECTS_SCHEMA,
+    Counts,
+    score_features,
+    score_panel,
+    scored_schema,
+)
 from pharmaseg.batch.sink import TERMINAL, BatchSink, now, with_retries
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
 
 HEAD_BYTES = 64 * 1024
-_BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT"}
+_BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT", pa.bool_(): "BOOLEAN"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class BatchSettings:
     io_chunk_bytes: int = 8 * 1024 * 1024
     raw_limit: int = 1024
     window: str | None = None
+    borderline_confidence: float = DEFAULT_BORDERLINE_CONFIDENCE
 
 
 @dataclass
@@ -213,12 +221,26 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
             if layout.kind == FEATURES:
                 with blob.open("rb", chunk_size=chunk) as source:
                     counts = score_features(
-                        source, layout, model, run_id, out, block_size=settings.block_size, raw_limit=settings.raw_limit
+                        source,
+                        layout,
+                        model,
+                        run_id,
+                        out,
+                        block_size=settings.block_size,
+                        raw_limit=settings.raw_limit,
+                        borderline_confidence=settings.borderline_confidence,
                     )
             else:
                 data = blob.download_as_bytes()
                 counts = score_panel(
-                    data, layout, model, run_id, out, window=settings.window, raw_limit=settings.raw_limit
+                    data,
+                    layout,
+                    model,
+                    run_id,
+                    out,
+                    window=settings.window,
+                    raw_limit=settings.raw_limit,
+                    borderline_confidence=settings.borderline_confidence,
                 )
             out.close()
         return counts
@@ -347,6 +369,7 @@ def _score_in_bigquery(
         run_id,
         list(layout.columns),
         settings.raw_limit,
+        settings.borderline_confidence,
     ):
         sink.query(statement)
     totals = sink.rows(f"SELECT COUNT(*) AS n, COUNTIF(reason IS NULL) AS scored FROM `{scored_table}`")[0]
@@ -409,7 +432,12 @@ def _export_csv(sink: BatchSink, sql_text: str, blob, columns: list[str], chunk:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for page in rows.pages:
-            writer.writerows(list(row.values()) for row in page)  # SELECT order = columns
+            # SELECT order = columns; booleans as the function path's CSV writes them
+            writer.writerows([_csv_text(v) for v in row.values()] for row in page)
+
+
+def _csv_text(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 def event_too_old(event_time: str | None, max_age_seconds: float, clock: Callable[[], datetime] = now) -> bool:
