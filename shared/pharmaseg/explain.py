@@ -159,6 +159,7 @@ class Explanation(NamedTuple):
 
     @property
     def features(self) -> list[str]:
+        """The features this explanation covers (all nine, or a partial input's)."""
         return self.space.names
 
     @property
@@ -229,7 +230,7 @@ class Explanation(NamedTuple):
                     "to": _round6(flip.to),
                     "flips_to": segments[flip.flips_to],
                 },
-                "single_feature_note": None if flip is not None else NO_SINGLE_FEATURE,
+                "single_feature_note": self.single_feature_note,
             },
         }
 
