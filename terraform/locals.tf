@@ -76,6 +76,7 @@ locals {
       PHARMASEG_BATCH_WINDOW                = var.batch_scoring.window
       PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS = tostring(var.batch_scoring.max_event_age_seconds)
       PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)
+      PHARMASEG_BORDERLINE_CONFIDENCE       = tostring(var.borderline_confidence)
     }
     retrain = {
       GOOGLE_CLOUD_PROJECT            = var.project_id

@@ -243,6 +243,17 @@ variable "max_body_bytes" {
   }
 }
 
+variable "borderline_confidence" {
+  description = "Predictions (online and batch) with a confidence below this are marked borderline (PHARMASEG_BORDERLINE_CONFIDENCE, see docs/explanations.md)."
+  type        = number
+  default     = 0.2
+
+  validation {
+    condition     = var.borderline_confidence >= 0 && var.borderline_confidence <= 1
+    error_message = "borderline_confidence must be between 0 and 1."
+  }
+}
+
 variable "retrain_data_uri" {
   description = "gs:// URI of the raw OECD CSV a retrain message uses when it names none (PHARMASEG_RETRAIN_DATA_URI). null: gs://<sources bucket>/oecd_pharma_spending.csv."
   type        = string

@@ -24,6 +24,7 @@ def _settings() -> BatchSettings:
         block_size=int(config.setting("PHARMASEG_BATCH_BLOCK_BYTES")),
         raw_limit=int(config.setting("PHARMASEG_BATCH_RAW_RECORD_LIMIT")),
         window=config.setting("PHARMASEG_BATCH_WINDOW") or None,
+        borderline_confidence=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
     )
 
 

@@ -43,6 +43,13 @@ _SETTINGS = [
         ("predict",),
     ),
     Setting("PHARMASEG_MAX_INSTANCES", "100", "Most instances accepted in one request.", ("predict",)),
+    Setting(
+        "PHARMASEG_BORDERLINE_CONFIDENCE",
+        "0.2",
+        "Answers with a confidence below this are marked borderline (runner-up almost as near; see "
+        "docs/explanations.md: 0.2 flags 3 of the 36 training countries).",
+        ("predict", "score_batch"),
+    ),
     Setting("PHARMASEG_MAX_BODY_BYTES", "262144", "Largest request body accepted (bytes).", ("predict",)),
     Setting(
         "PHARMASEG_DATASET",

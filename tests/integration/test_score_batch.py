@@ -16,6 +16,8 @@ from google.cloud import bigquery as bq
 
 from pharmaseg import resources
 from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, parse_event, process_object
+from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE, EXPLANATION_COLUMNS
+from pharmaseg.explain import TOP_REASONS, Explainer
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.gcp import bigquery_client, storage_client
 from pharmaseg.panel import panel_features, read_panel
@@ -91,6 +93,23 @@ def features_csv(table, countries, *, bom=False, crlf=False, extra=""):
     return (("\ufeff" if bom else "") + sep.join(lines) + sep + extra).encode()
 
 
+def assert_explained(artifact, predictions, values, threshold=DEFAULT_BORDERLINE_CONFIDENCE):
+    """batch_predictions rows carry the numpy path's explanation of each row, row by row."""
+    expected = Explainer(artifact, threshold).explain_many(np.asarray(values), what_if=False)
+    names = [s.name for s in artifact.segments]
+    n = len(values)
+    assert [p["runner_up_cluster"] for p in predictions] == expected.runner_up.tolist()
+    assert [p["runner_up"] for p in predictions] == [names[c] for c in expected.runner_up]
+    assert [p["borderline"] for p in predictions] == expected.borderline.tolist()
+    np.testing.assert_allclose([p["margin"] for p in predictions], expected.margin, rtol=1e-12)
+    np.testing.assert_allclose([p["what_if_distance"] for p in predictions], expected.what_if_distance, rtol=1e-12)
+    for r in range(TOP_REASONS):
+        top = expected.order[:, r]
+        assert [p[f"reason_{r + 1}"] for p in predictions] == [expected.features[j] for j in top]
+        shares = [np.nan if p[f"reason_{r + 1}_share"] is None else p[f"reason_{r + 1}_share"] for p in predictions]
+        np.testing.assert_allclose(shares, expected.shares[np.arange(n), top], rtol=1e-12)
+
+
 def assert_invariant(e, result):
     run = e.rows("batch_runs", result.run_id)
     assert len(run) == 1
@@ -115,8 +134,11 @@ def test_features_layout_bom_crlf_quoted(env, model):
     assert [p["cluster"] for p in predictions] == expected.clusters.tolist()
     assert [p["row_number"] for p in predictions] == [2, 3, 4]
     assert np.allclose([p["distances"] for p in predictions], expected.distances)
+    assert_explained(artifact, predictions, table.values[[table.countries.index(c) for c in ["DEU", "FRA", "USA"]]])
     results = env.bucket.blob("results/features.csv").download_as_bytes().decode()
     assert results.splitlines()[0].startswith('"run_id","row_number","country"') and len(results.splitlines()) == 4
+    header = next(csv.reader(io.StringIO(results)))
+    assert header[-len(EXPLANATION_COLUMNS) :] == list(EXPLANATION_COLUMNS)
 
 
 def test_panel_layout_scores_one_row_per_country(env, model):
@@ -242,7 +264,7 @@ def test_large_file_sql_path_matches_numpy(env, model):
     body = "\n".join(",".join([k, *map(repr, v.tolist())]) for k, v in zip(keys, values))
     bad = f"\n{keys[0]}," + ",".join(map(repr, values[0].tolist())) + "\nQQQ,1,2,3,4,5,6,7,8,9\nFRA,,1,2,3,4,5,6,7,8\n"
     data = (HEADER + "\n" + body + bad).encode()
-    settings = BatchSettings(sql_threshold_bytes=1000)
+    settings = BatchSettings(sql_threshold_bytes=1000, borderline_confidence=0.3)
     result = env.run(env.upload("incoming/large.csv", data), settings)
     assert result.status == "succeeded" and result.scoring_path == "bigquery"
     run = assert_invariant(env, result)
@@ -253,18 +275,26 @@ def test_large_file_sql_path_matches_numpy(env, model):
     assert [p["cluster"] for p in predictions] == expected.clusters.tolist()  # SQL == numpy, row for row
     assert np.allclose([p["confidence"] for p in predictions], expected.confidence)
     assert np.allclose([p["distances"] for p in predictions], expected.distances)
+    assert_explained(artifact, predictions, values, threshold=0.3)  # SQL == numpy, row for row
     reasons = sorted(r["reason"] for r in env.rows("batch_rejects", result.run_id))
     assert reasons[0].startswith("COUNTRY: QQQ") and f"duplicate {keys[0]}" in reasons[1]
     assert reasons[2].startswith("PC_HEALTHXP_growth: missing value")
     # and the in-function path agrees on the same file
-    numpy_run = env.run(env.upload("incoming/large-numpy.csv", data))
-    assert [p["cluster"] for p in env.rows("batch_predictions", numpy_run.run_id)] == expected.clusters.tolist()
+    numpy_run = env.run(env.upload("incoming/large-numpy.csv", data), BatchSettings(borderline_confidence=0.3))
+    numpy_predictions = env.rows("batch_predictions", numpy_run.run_id)
+    assert [p["cluster"] for p in numpy_predictions] == expected.clusters.tolist()
+    assert_explained(artifact, numpy_predictions, values, threshold=0.3)
+    assert 0 < sum(p["borderline"] for p in predictions) < n  # the threshold is applied, not constant
     # both paths leave a results CSV for people who do not use BigQuery, with the same columns and clusters
     assert result.results_uri == f"gs://{env.bucket.name}/results/large.csv"
     sql_csv = list(csv.DictReader(io.StringIO(env.bucket.blob("results/large.csv").download_as_text())))
     numpy_csv = list(csv.DictReader(io.StringIO(env.bucket.blob("results/large-numpy.csv").download_as_text())))
     assert list(sql_csv[0]) == list(numpy_csv[0])
     assert [int(r["cluster"]) for r in sql_csv] == [int(r["cluster"]) for r in numpy_csv] == expected.clusters.tolist()
+    for column in ("runner_up", "borderline", "reason_1", "reason_2", "reason_3"):
+        assert [r[column] for r in sql_csv] == [r[column] for r in numpy_csv], column
+    for column in ("margin", "what_if_distance", "reason_1_share"):
+        np.testing.assert_allclose([float(r[column]) for r in sql_csv], [float(r[column]) for r in numpy_csv])
     rejects = env.bucket.blob("results/large.rejects.csv").download_as_text().splitlines()
     assert len(rejects) == 1 + 3
 

@@ -14,8 +14,9 @@ from pharmaseg.batch.countries import ISO3166_ALPHA3, country_problem
 from pharmaseg.batch.layouts import FEATURES, PANEL, detect_layout
 from pharmaseg.batch.pipeline import event_too_old
 from pharmaseg.batch.scoring import score_features
-from pharmaseg.batch.sql import literal, nearest_centroid_select
+from pharmaseg.batch.sql import explained_select, literal
 from pharmaseg.errors import DataValidationError
+from pharmaseg.explain import Explainer
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.segments import Segment
 from pharmaseg.storage_events import EventError, ObjectRef, parse_event, skip_reason
@@ -119,14 +120,39 @@ def test_stream_invariant_and_reasons_across_small_blocks(artifact):
     assert {r["cluster"] for r in out.s} == {int(expected)}
 
 
+def test_scored_rows_carry_each_prediction_s_explanation(artifact):
+    values = np.random.default_rng(4).normal(size=(200, 9))
+    lines = [f"DEU:{i}," + ",".join(map(repr, v)) for i, v in enumerate(values.tolist())]
+    data = (HEADER + "\n" + "\n".join(lines) + "\n").encode()
+    out = Out()
+    score_features(io.BytesIO(data), detect_layout(data), artifact, "r", out, borderline_confidence=0.3)
+    explainer = Explainer(artifact, 0.3)
+    rows = sorted(out.s, key=lambda r: r["row_number"])
+    assert len(rows) == len(values)
+    for row, v in zip(rows, values.tolist()):
+        e = explainer.explain(v)
+        assert (row["cluster"], row["runner_up_cluster"], row["runner_up"]) == (
+            e.cluster,
+            e.runner_up,
+            f"S{e.runner_up}",
+        )
+        assert row["borderline"] == (e.confidence < 0.3)
+        assert row["margin"] == pytest.approx(e.margin, rel=1e-12)
+        assert row["what_if_distance"] == pytest.approx(e.what_if_distance, rel=1e-12)
+        reasons = e.reasons()
+        assert [row[f"reason_{r}"] for r in (1, 2, 3)] == [r.feature for r in reasons]
+        assert [row[f"reason_{r}_share"] for r in (1, 2, 3)] == pytest.approx([r.share for r in reasons], rel=1e-12)
+    assert 0 < sum(r["borderline"] for r in rows) < len(rows)  # the threshold splits this sample
+
+
 def test_sql_literals_escape_quotes_and_backslashes():
     assert literal("it's \\ ok\n") == "'it\\'s \\\\ ok\\n'"
     assert literal(None) == "NULL" and literal(3) == "3" and literal(0.1) == "0.1"
 
 
-def test_nearest_centroid_sql_mentions_every_centroid(artifact):
-    text = nearest_centroid_select(artifact, "SELECT 1")
-    assert all(f"distance_{i}" in text for i in range(3)) and "LEAST" in text
+def test_explained_sql_mentions_every_centroid_and_the_threshold(artifact):
+    text = explained_select(artifact, "SELECT 1", 0.375)
+    assert all(f"distance_{i}" in text for i in range(3)) and "confidence < 0.375 AS borderline" in text
 
 
 def test_event_age():

@@ -20,7 +20,14 @@ import pyarrow.csv as pcsv
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch import sql
 from pharmaseg.batch.layouts import FEATURES, Layout, detect_layout
-from pharmaseg.batch.scoring import REJECTS_SCHEMA, Counts, score_features, score_panel, scored_schema
+from pharmaseg.batch.scoring import (
+    DEFAULT_BORDERLINE_CONFIDENCE,
+    REJECTS_SCHEMA,
+    Counts,
+    score_features,
+    score_panel,
+    scored_schema,
+)
 from pharmaseg.batch.sink import TERMINAL, BatchSink, now, with_retries
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
@@ -29,7 +36,7 @@ from pharmaseg.storage_events import ObjectRef, skip_reason
 
 HEAD_BYTES = 64 * 1024
 PROGRESS_ROWS = 100_000
-_BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT"}
+_BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT", pa.bool_(): "BOOLEAN"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class BatchSettings:
     io_chunk_bytes: int = 8 * 1024 * 1024
     raw_limit: int = 1024
     window: str | None = None
+    borderline_confidence: float = DEFAULT_BORDERLINE_CONFIDENCE
 
 
 @dataclass
@@ -260,11 +268,19 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
                         block_size=settings.block_size,
                         raw_limit=settings.raw_limit,
                         on_block=_progress(run_id),
+                        borderline_confidence=settings.borderline_confidence,
                     )
             else:
                 data = blob.download_as_bytes()
                 counts = score_panel(
-                    data, layout, model, run_id, out, window=settings.window, raw_limit=settings.raw_limit
+                    data,
+                    layout,
+                    model,
+                    run_id,
+                    out,
+                    window=settings.window,
+                    raw_limit=settings.raw_limit,
+                    borderline_confidence=settings.borderline_confidence,
                 )
             out.close()
         return counts
@@ -398,6 +414,7 @@ def _score_in_bigquery(
         run_id,
         list(layout.columns),
         settings.raw_limit,
+        settings.borderline_confidence,
     ):
         sink.query(statement)
     totals = sink.rows(f"SELECT COUNT(*) AS n, COUNTIF(reason IS NULL) AS scored FROM `{scored_table}`")[0]
@@ -463,10 +480,15 @@ def _export_csv(sink: BatchSink, sql_text: str, blob, schema: pa.Schema, chunk: 
         text = [i for i, f in enumerate(schema) if pa.types.is_string(f.type)]
         for page in rows.pages:
             for row in page:
-                values = list(row.values())  # SELECT order = the schema's
+                values = [_csv_text(v) for v in row.values()]  # SELECT order = the schema's
                 for i in text:
                     values[i] = safe_cell(values[i])
                 writer.writerow(values)
+
+
+def _csv_text(value: Any) -> Any:
+    """Booleans as the function path's CSV writes them."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
 
 
 def event_too_old(event_time: str | None, max_age_seconds: float, clock: Callable[[], datetime] = now) -> bool:

@@ -29,10 +29,13 @@ import pyarrow.csv as pcsv
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch.countries import ISO3166_ALPHA3, country_problem
 from pharmaseg.batch.layouts import COUNTRY, FEATURES, PANEL, Layout
+from pharmaseg.config import SETTINGS
+from pharmaseg.explain import TOP_REASONS, explainer_for
 from pharmaseg.features import FEATURE_NAMES, Window
 
 DEFAULT_BLOCK_SIZE = 4 << 20
 DEFAULT_RAW_LIMIT = 1024
+DEFAULT_BORDERLINE_CONFIDENCE = float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
 _SLICE_ROWS = 8192  # rows validated and scored at a time within a parsed block
 _ISO = pa.array(sorted(ISO3166_ALPHA3))
 _KEY_PATTERN = r"^[A-Z]{3}(:[^\x00-\x1f]{1,64})?$"
@@ -60,13 +63,29 @@ class Counts:
             )
 
 
+# The explanation of each prediction (docs/explanations.md, docs/batch.md), flat for spreadsheets.
+EXPLANATION_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("runner_up_cluster", pa.int64()),
+    ("runner_up", pa.string()),
+    ("margin", pa.float64()),
+    ("what_if_distance", pa.float64()),
+    ("borderline", pa.bool_()),
+] + [
+    field
+    for r in range(1, TOP_REASONS + 1)
+    for field in ((f"reason_{r}", pa.string()), (f"reason_{r}_share", pa.float64()))
+]
+EXPLANATION_COLUMNS: tuple[str, ...] = tuple(name for name, _ in EXPLANATION_FIELDS)
+
+
 def scored_schema(k: int) -> pa.Schema:
-    """Columns of the scored CSV (results/<name>) and of the BigQuery staging table."""
+    """Columns of the scored CSV (results/<name>) and of the BigQuery staging table (both paths)."""
     return pa.schema(
         [("run_id", pa.string()), ("row_number", pa.int64()), ("country", pa.string())]
         + [(name, pa.float64()) for name in FEATURE_NAMES]
         + [("cluster", pa.int64()), ("segment_name", pa.string()), ("confidence", pa.float64())]
         + [(f"distance_{i}", pa.float64()) for i in range(k)]
+        + EXPLANATION_FIELDS
     )
 
 
@@ -344,31 +363,43 @@ class _SeenKeys:
 
 
 def _scored_table(
-    artifact: ModelArtifact, run_id: str, numbers: np.ndarray, countries: list[str] | pa.Array, values: np.ndarray
+    artifact: ModelArtifact,
+    run_id: str,
+    numbers: np.ndarray,
+    countries: list[str] | pa.Array,
+    values: np.ndarray,
+    borderline_confidence: float,
 ) -> pa.Table:
-    predictions = artifact.predict(values) if len(values) else None
-    k = artifact.k
+    schema = scored_schema(artifact.k)
+    if len(numbers) == 0:
+        return schema.empty_table()
+    explained = explainer_for(artifact, borderline_confidence).explain_many(values, what_if=False)
+    segments = pa.array([s.name for s in artifact.segments])
     columns: dict[str, pa.Array | list | np.ndarray] = {
         "run_id": pa.repeat(pa.scalar(run_id, pa.string()), len(numbers)),
         "row_number": numbers,
         "country": countries,
     }
     for j, name in enumerate(FEATURE_NAMES):
-        columns[name] = values[:, j] if len(values) else np.empty(0)
-    if predictions is None:
-        columns["cluster"] = np.empty(0, dtype=np.int64)
-        columns["segment_name"] = pa.array([], pa.string())
-        columns["confidence"] = np.empty(0)
-        for i in range(k):
-            columns[f"distance_{i}"] = np.empty(0)
-    else:
-        names = pa.array([s.name for s in artifact.segments])
-        columns["cluster"] = predictions.clusters.astype(np.int64)
-        columns["segment_name"] = names.take(pa.array(predictions.clusters))
-        columns["confidence"] = predictions.confidence
-        for i in range(k):
-            columns[f"distance_{i}"] = predictions.distances[:, i]
-    return pa.table(columns, schema=scored_schema(k))
+        columns[name] = values[:, j]
+    columns["cluster"] = explained.clusters.astype(np.int64)
+    columns["segment_name"] = segments.take(pa.array(explained.clusters))
+    columns["confidence"] = explained.confidence
+    for i in range(artifact.k):
+        columns[f"distance_{i}"] = explained.distances[:, i]
+    columns["runner_up_cluster"] = explained.runner_up.astype(np.int64)
+    columns["runner_up"] = segments.take(pa.array(explained.runner_up))
+    columns["margin"] = explained.margin
+    columns["what_if_distance"] = explained.what_if_distance
+    columns["borderline"] = explained.borderline
+    features = pa.array(explained.features)
+    rows = np.arange(len(values))
+    for r in range(TOP_REASONS):
+        top = explained.order[:, r]
+        share = explained.shares[rows, top]
+        columns[f"reason_{r + 1}"] = features.take(pa.array(top))
+        columns[f"reason_{r + 1}_share"] = pa.array(share, mask=np.isnan(share))  # null: margin 0, a tie
+    return pa.table(columns, schema=schema)
 
 
 def score_features(
@@ -380,6 +411,7 @@ def score_features(
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
     raw_limit: int = DEFAULT_RAW_LIMIT,
+    borderline_confidence: float = DEFAULT_BORDERLINE_CONFIDENCE,
     on_block: Callable[[Counts], None] | None = None,
 ) -> Counts:
     """Score a features-layout CSV block by block; bad rows go to ``out.rejected`` with reasons."""
@@ -413,7 +445,14 @@ def score_features(
                 good[i] = False
             good_index = np.flatnonzero(good)
             out.scored(
-                _scored_table(artifact, run_id, numbers[good_index], countries.take(pa.array(good_index)), values[good])
+                _scored_table(
+                    artifact,
+                    run_id,
+                    numbers[good_index],
+                    countries.take(pa.array(good_index)),
+                    values[good],
+                    borderline_confidence,
+                )
             )
             bad_index = np.flatnonzero(~good)
             if len(bad_index):
@@ -477,6 +516,7 @@ def score_panel(
     *,
     window: str | None = None,
     raw_limit: int = DEFAULT_RAW_LIMIT,
+    borderline_confidence: float = DEFAULT_BORDERLINE_CONFIDENCE,
 ) -> Counts:
     """Score a raw panel: one prediction per country with a complete window.
 
@@ -524,7 +564,7 @@ def score_panel(
             reasons[int(row)] = f"LOCATION: {country} cannot be scored: {why}"
     first_rows = good.loc[scored_mask].groupby("LOCATION")["row"].min()
     order = np.array([first_rows[c] for c in features.countries], dtype=np.int64)
-    out.scored(_scored_table(artifact, run_id, order, features.countries, features.values))
+    out.scored(_scored_table(artifact, run_id, order, features.countries, features.values, borderline_confidence))
     if reasons:
         raw_by_row = {
             int(r): _csv_record([str(v) for v in rec])[:raw_limit]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from pharmaseg.batch.scoring import EXPLANATION_COLUMNS
 from pharmaseg.batch.sql import literal
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.logs import log
@@ -188,7 +189,7 @@ class BatchSink:
 
         ``scored_from``/``rejects_from`` are SELECTs over staging tables with the staging columns
         (``run_id, row_number, country, <features>, cluster, segment_name, confidence,
-        distance_i`` and ``run_id, row_number, raw_record, reason``).
+        distance_i, <explanation>`` and ``run_id, row_number, raw_record, reason``).
         """
         rid = literal(run_id)
         owner = (
@@ -203,11 +204,13 @@ class BatchSink:
         if scored_from:
             features = ", ".join(FEATURE_NAMES)
             distances = ", ".join(f"distance_{i}" for i in range(k))
+            explanation = ", ".join(EXPLANATION_COLUMNS)
             statements.append(
                 f"INSERT INTO `{self.table('batch_predictions')}` (run_id, source_uri, source_generation, row_number, "
-                f"country, {features}, cluster, segment_name, confidence, distances, model_version, scored_at) "
+                f"country, {features}, cluster, segment_name, confidence, distances, model_version, scored_at, "
+                f"{explanation}) "
                 f"SELECT run_id, {literal(source_uri)}, {generation}, row_number, country, {features}, cluster, "
-                f"segment_name, confidence, [{distances}], {literal(model_version)}, {at} "
+                f"segment_name, confidence, [{distances}], {literal(model_version)}, {at}, {explanation} "
                 f"FROM ({scored_from}) WHERE run_id = {rid} AND {owner}"
             )
         if rejects_from:

@@ -4,7 +4,9 @@ The staged table holds the file's columns as STRING (loaded from the gs:// URI).
 ``CREATE TABLE ... AS SELECT`` parses, validates and scores every row with the same rules and
 the same arithmetic as the numpy path: standardize with the artifact's scaler, Euclidean
 distance to every centroid, the nearest one wins (ties to the lowest index, like ``argmin``),
-confidence = 1 - d_nearest / d_second. Rows that fail a check get a ``reason`` instead.
+confidence = 1 - d_nearest / d_second, and the explanation columns of the numpy path
+(runner-up, margin, distance to the boundary, borderline, top reasons and their shares; see
+``explained_select``). Rows that fail a check get a ``reason`` instead.
 
 The artifact's numbers are written as ``repr`` floats, which round-trip exactly.
 """
@@ -14,9 +16,12 @@ from __future__ import annotations
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch.countries import ISO3166_ALPHA3
 from pharmaseg.batch.layouts import COUNTRY
+from pharmaseg.batch.scoring import EXPLANATION_COLUMNS, EXPLANATION_FIELDS
+from pharmaseg.explain import TOP_REASONS, explainer_for
 from pharmaseg.features import FEATURE_NAMES
 
 KEY_REGEX = r"^[A-Z]{3}(:[^\x00-\x1f]{1,64})?$"
+_SQL_TYPES = {"string": "STRING", "int64": "INT64", "double": "FLOAT64", "bool": "BOOL"}  # pyarrow type names
 
 
 def literal(value: object) -> str:
@@ -34,40 +39,99 @@ def literal(value: object) -> str:
     return f"'{escaped}'"
 
 
-def distance_expressions(artifact: ModelArtifact, columns: list[str] | None = None) -> list[str]:
-    """One SQL expression per centroid: the distance in standardized units from the row's features."""
-    columns = columns or list(artifact.feature_names)
-    out = []
-    for centroid in artifact.centroids:
-        terms = []
-        for column, mean, scale, c in zip(columns, artifact.scaler_mean, artifact.scaler_scale, centroid):
-            z = f"(({column} - {float(mean)!r}) / {float(scale)!r} - {float(c)!r})"
-            terms.append(f"{z} * {z}")
-        out.append("SQRT(" + " + ".join(terms) + ")")
-    return out
+def _case(selector: str, values: list[str]) -> str:
+    """``values[i]`` where ``selector = i`` (searched CASE: the same on BigQuery and on the emulator)."""
+    return (
+        "CASE "
+        + " ".join(f"WHEN {selector} = {i} THEN {v}" for i, v in enumerate(values[:-1]))
+        + f" ELSE {values[-1]} END"
+    )
 
 
-def nearest_centroid_select(artifact: ModelArtifact, source: str) -> str:
-    """``SELECT *, distance_i, cluster, confidence FROM (source)``: the model's prediction in SQL."""
-    k = artifact.k
+def explained_select(artifact: ModelArtifact, source: str, borderline_confidence: float) -> str:
+    """``SELECT *, <prediction>, <explanation> FROM (source)``: the model and its explanation in SQL.
+
+    The same operations in the same order as ``ModelArtifact.predict`` and
+    ``Explainer.explain_many`` (standardize, square, sum left to right, SQRT), so the numbers
+    match the numpy path; one subquery per step keeps each expression small. Adds
+    ``distance_i``, ``cluster``, ``segment_name``, ``confidence`` and the columns of
+    ``scoring.EXPLANATION_COLUMNS``; the helper columns start with an underscore.
+    """
+    k, names = artifact.k, list(artifact.feature_names)
+    p = len(names)
+    explainer = explainer_for(artifact, borderline_confidence)
+    centroids = artifact.centroids.tolist()
+    z = [f"_z{j}" for j in range(p)]
     d = [f"distance_{i}" for i in range(k)]
-    with_d = f"SELECT *, {', '.join(f'{e} AS {n}' for e, n in zip(distance_expressions(artifact), d))} FROM ({source})"
-    whens = []
+    dsq = [f"_dsq{i}" for i in range(k)]
+    standardized = ", ".join(
+        f"(({n} - {m!r}) / {s!r}) AS {zj}"
+        for n, m, s, zj in zip(names, artifact.scaler_mean.tolist(), artifact.scaler_scale.tolist(), z)
+    )
+    squares = ", ".join(
+        " + ".join(f"({zj} - {c!r}) * ({zj} - {c!r})" for zj, c in zip(z, centroid)) + f" AS {dsq[i]}"
+        for i, centroid in enumerate(centroids)
+    )
+    roots = ", ".join(f"SQRT({q}) AS {di}" for q, di in zip(dsq, d))
+    step = f"SELECT *, {roots} FROM (SELECT *, {squares} FROM (SELECT *, {standardized} FROM ({source})))"
+
+    # Nearest and runner-up: the first on ties, like a stable argsort.
+    nearest = []
     for i in range(k):
         conds = [f"{d[i]} < {d[j]}" for j in range(i)] + [f"{d[i]} <= {d[j]}" for j in range(i + 1, k)]
-        whens.append(f"WHEN {' AND '.join(conds) or 'TRUE'} THEN {i}")
-    cluster = "CASE " + " ".join(whens[:-1]) + f" ELSE {k - 1} END"
-    nearest = f"LEAST({', '.join(d)})"
-    pairs = [f"GREATEST({d[i]}, {d[j]})" for i in range(k) for j in range(i + 1, k)]
-    second = pairs[0] if len(pairs) == 1 else f"LEAST({', '.join(pairs)})"
-    segment = "CASE " + " ".join(
-        f"WHEN {cluster} = {i} THEN {literal(s.name)}" for i, s in enumerate(artifact.segments)
+        nearest.append(f"WHEN {' AND '.join(conds) or 'TRUE'} THEN {i}")
+    cluster = "CASE " + " ".join(nearest[:-1]) + f" ELSE {k - 1} END"
+    second = []
+    for i in range(k):
+        conds = [f"cluster != {i}"]
+        conds += [f"(cluster = {j} OR {d[i]} < {d[j]})" for j in range(i)]
+        conds += [f"(cluster = {j} OR {d[i]} <= {d[j]})" for j in range(i + 1, k)]
+        second.append(f"WHEN {' AND '.join(conds)} THEN {i}")
+    runner_up = "CASE " + " ".join(second) + " END"
+    step = f"SELECT *, {runner_up} AS runner_up_cluster FROM (SELECT *, {cluster} AS cluster FROM ({step}))"
+
+    segment_names = [literal(s.name) for s in artifact.segments]
+    d1, d2 = _case("cluster", d), _case("runner_up_cluster", d)
+    own = [_case("cluster", [repr(c[j]) for c in centroids]) for j in range(p)]
+    other = [_case("runner_up_cluster", [repr(c[j]) for c in centroids]) for j in range(p)]
+    step = (
+        f"SELECT *, {_case('cluster', segment_names)} AS segment_name, "
+        f"{_case('runner_up_cluster', segment_names)} AS runner_up, "
+        f"CASE WHEN {d2} > 0 THEN 1.0 - {d1} / {d2} ELSE 0.0 END AS confidence, "
+        f"{_case('runner_up_cluster', dsq)} - {_case('cluster', dsq)} AS margin, "
+        + ", ".join(f"{a} AS _own{j}, {b} AS _other{j}" for j, (a, b) in enumerate(zip(own, other)))
+        + f" FROM ({step})"
     )
-    return (
-        f"SELECT *, {cluster} AS cluster, ({segment} END) AS segment_name, "
-        f"CASE WHEN {second} > 0 THEN GREATEST(0.0, LEAST(1.0, 1.0 - {nearest} / {second})) ELSE 0.0 END AS confidence "
-        f"FROM ({with_d})"
+    contributions = ", ".join(
+        f"({zj} - _other{j}) * ({zj} - _other{j}) - ({zj} - _own{j}) * ({zj} - _own{j}) AS _con{j}"
+        for j, zj in enumerate(z)
     )
+    # Distance to the boundary with the runner-up: margin / (2 |c2 - c1|), one literal per pair.
+    pairs = [
+        f"WHEN cluster = {a} AND runner_up_cluster = {b} THEN margin / {2.0 * explainer.centroid_gap(a, b)!r}"
+        for a in range(k)
+        for b in range(k)
+        if a != b and explainer.centroid_gap(a, b) > 0
+    ]
+    boundary = ("CASE " + " ".join(pairs) + " ELSE 0.0 END") if pairs else "0.0"
+    step = (
+        f"SELECT *, {boundary} AS what_if_distance, confidence < {float(borderline_confidence)!r} AS borderline, "
+        f"{contributions} FROM ({step})"
+    )
+    # Rank of each feature by contribution, largest first, the lower feature first on ties.
+    ranks = []
+    for j in range(p):
+        terms = [f"CASE WHEN _con{i} >= _con{j} THEN 1 ELSE 0 END" for i in range(j)]
+        terms += [f"CASE WHEN _con{i} > _con{j} THEN 1 ELSE 0 END" for i in range(j + 1, p)]
+        ranks.append(f"{' + '.join(terms) or '0'} AS _rank{j}")
+    shares = ", ".join(f"CASE WHEN margin != 0 THEN _con{j} / margin END AS _share{j}" for j in range(p))
+    step = f"SELECT *, {', '.join(ranks)}, {shares} FROM ({step})"
+    reasons = []
+    for r in range(TOP_REASONS):
+        feature = " ".join(f"WHEN _rank{j} = {r} THEN {literal(n)}" for j, n in enumerate(names))
+        share = " ".join(f"WHEN _rank{j} = {r} THEN _share{j}" for j in range(p))
+        reasons.append(f"CASE {feature} END AS reason_{r + 1}, CASE {share} END AS reason_{r + 1}_share")
+    return f"SELECT *, {', '.join(reasons)} FROM ({step})"
 
 
 def _number_check(name: str) -> str:
@@ -87,6 +151,7 @@ def score_staged_features(
     run_id: str,
     columns: list[str],
     raw_limit: int,
+    borderline_confidence: float,
 ) -> list[str]:
     """Two statements: number and check every row of ``raw_table`` into ``checked_table`` (materialized,
     so each row keeps one row number), then CREATE OR REPLACE ``out_table``: scored, or with a reason.
@@ -128,10 +193,12 @@ def score_staged_features(
     reasoned = f"SELECT * FROM `{checked_table}`"
     # Score only the rows without a reason: the others may hold NULLs.
     good = f"SELECT * FROM ({reasoned}) WHERE reason IS NULL"
-    scored = nearest_centroid_select(artifact, good)
+    scored = explained_select(artifact, good, borderline_confidence)
     k = artifact.k
     dist = ", ".join(f"distance_{i}" for i in range(k))
     nulls = ", ".join(f"CAST(NULL AS FLOAT64) AS distance_{i}" for i in range(k))
+    explanation = ", ".join(EXPLANATION_COLUMNS)
+    no_explanation = ", ".join(f"CAST(NULL AS {_SQL_TYPES[str(t)]}) AS {n}" for n, t in EXPLANATION_FIELDS)
     features = ", ".join(FEATURE_NAMES)
     null_features = ", ".join(f"CAST(NULL AS FLOAT64) AS {n}" for n in FEATURE_NAMES)
     run = literal(run_id)
@@ -139,9 +206,9 @@ def score_staged_features(
         materialize,
         f"CREATE OR REPLACE TABLE `{out_table}` AS "
         f"SELECT {run} AS run_id, row_number, country, {features}, cluster, segment_name, confidence, {dist}, "
-        f"CAST(NULL AS STRING) AS reason, CAST(NULL AS STRING) AS raw_record FROM ({scored}) "
+        f"{explanation}, CAST(NULL AS STRING) AS reason, CAST(NULL AS STRING) AS raw_record FROM ({scored}) "
         f"UNION ALL "
         f"SELECT {run} AS run_id, row_number, country, {null_features}, CAST(NULL AS INT64) AS cluster, "
-        f"CAST(NULL AS STRING) AS segment_name, CAST(NULL AS FLOAT64) AS confidence, {nulls}, reason, raw_record "
-        f"FROM ({reasoned}) WHERE reason IS NOT NULL",
+        f"CAST(NULL AS STRING) AS segment_name, CAST(NULL AS FLOAT64) AS confidence, {nulls}, {no_explanation}, "
+        f"reason, raw_record FROM ({reasoned}) WHERE reason IS NOT NULL",
     ]
