@@ -19,11 +19,8 @@ reference (which holds the same values in country order), and they count as unwe
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,25 +115,6 @@ class ModelArtifact:
         ratio = np.ones_like(nearest)  # two centroids at distance 0: fully ambiguous
         np.divide(nearest, second, out=ratio, where=second > 0)
         return Predictions(clusters=clusters, distances=distances, confidence=1.0 - ratio)
-
-    def nearest(self, row: Sequence[float]) -> tuple[int, list[float], float]:
-        """One row in plain Python: (cluster, distances, confidence), the same arithmetic as ``predict``.
-
-        The per-request path of the HTTP function. Under a threaded server each small numpy call
-        costs far more than it does in a loop (about 100 us of CPU per request, measured with
-        wrk), while 27 float operations in Python cost a few microseconds. A test checks that it
-        agrees with ``predict`` and with ``KMeans.predict``.
-        """
-        mean, scale, centroids = self._plain
-        scaled = [(v - m) / s for v, m, s in zip(row, mean, scale)]
-        distances = [math.sqrt(sum((a - b) * (a - b) for a, b in zip(scaled, c))) for c in centroids]
-        cluster = min(range(len(distances)), key=distances.__getitem__)  # first on ties, like argmin
-        first, second = sorted(distances)[:2]
-        return cluster, distances, (1.0 - first / second) if second > 0 else 0.0
-
-    @functools.cached_property
-    def _plain(self) -> tuple[list[float], list[float], list[list[float]]]:
-        return self.scaler_mean.tolist(), self.scaler_scale.tolist(), self.centroids.tolist()
 
     def centroids_original_units(self) -> np.ndarray:
         return self.centroids * self.scaler_scale + self.scaler_mean

@@ -83,7 +83,16 @@ def test_features_predict_the_original_segment(client, trained, country, segment
     assert set(body["distances"]) == {"Declining Markets", "Stable Moderate Markets", "High-Value Pharma Markets"}
     assert min(body["distances"], key=body["distances"].get) == segment
     assert 0 <= body["confidence"] <= 1
-    assert {"recommendation", "timestamp", "cluster"} <= set(body)
+    assert {"recommendation", "timestamp", "cluster", "processing_time_seconds"} <= set(body)
+    assert body["runner_up"]["cluster_name"] != segment and len(body["reasons"]) == 3
+    assert body["borderline"] == (body["confidence"] < 0.2)  # the default PHARMASEG_BORDERLINE_CONFIDENCE
+    margin = sum(
+        r["contribution"]
+        for r in post(client, {"country": country, **features_of(trained[0], country)}, "/predict?reasons=all").json[
+            "reasons"
+        ]
+    )
+    assert margin == pytest.approx(body["margin"], abs=1e-5)  # the reasons split the margin exactly
 
 
 def test_series_goes_through_the_training_feature_code(client, trained, panel):
@@ -121,6 +130,8 @@ def test_every_prediction_is_one_structured_log_line(client, trained, capfd):
     assert first["severity"] == "INFO" and first["model_version"] == "1.0.0"
     assert first["features"] == pytest.approx(features_of(trained[0], "DEU"))
     assert first["cluster_name"] == "High-Value Pharma Markets" and first["latency_ms"] >= 0
+    assert first["runner_up"] == "Stable Moderate Markets" and len(first["reasons"]) == 3
+    assert first["features_used"] == list(FEATURE_NAMES) and first["borderline"] is False
 
 
 def _fields(response):
@@ -131,19 +142,23 @@ def test_bad_fields_are_all_named(client, trained):
     body = {"country": "DEU", **features_of(trained[0], "DEU"), "colour": "red"}
     body["PC_GDP_avg"] = "high"
     body["USD_CAP_avg"] = -5
-    del body["PC_HEALTHXP_growth"]
+    body["PC_HEALTHXP_growth"] = -250
+    del body["PC_HEALTHXP_avg"]
     response = post(client, body)
     assert response.status_code == 400
-    assert _fields(response) == {"colour", "PC_GDP_avg", "USD_CAP_avg", "PC_HEALTHXP_growth"}
-    assert "out of range" in {d["field"]: d["problem"] for d in response.json["details"]}["USD_CAP_avg"]
+    problems = {d["field"]: d["problem"] for d in response.json["details"]}
+    assert set(problems) == {"colour", "PC_GDP_avg", "USD_CAP_avg", "PC_HEALTHXP_growth", "PC_HEALTHXP_avg"}
+    assert problems["USD_CAP_avg"] == "Expected `float` > 0.0, got -5" and problems["PC_HEALTHXP_avg"] == "missing"
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_rejected(client, trained, literal):
+    """NaN and Infinity are not JSON: the body is refused as such, never scored."""
     text = json.dumps({"country": "DEU", **features_of(trained[0], "DEU")})
     text = text.replace(str(features_of(trained[0], "DEU")["PC_GDP_avg"]), literal)
     response = client.post("/", data=text, content_type="application/json")
-    assert response.status_code == 400 and _fields(response) == {"PC_GDP_avg"}
+    assert response.status_code == 400 and _fields(response) == {"body"}
+    assert response.json["details"][0]["problem"].startswith("not valid JSON")
 
 
 def test_envelope_errors(client, trained, monkeypatch):
@@ -153,39 +168,49 @@ def test_envelope_errors(client, trained, monkeypatch):
     assert post(client, ["a list"]).status_code == 400
     assert post(client, {"instances": []}).status_code == 400
     monkeypatch.setenv("PHARMASEG_MAX_INSTANCES", "2")
-    assert post(create_app("predict", SOURCE).test_client(), {"instances": [good] * 3}).status_code == 413
+    too_many = post(create_app("predict", SOURCE).test_client(), {"instances": [good] * 3})
+    assert too_many.status_code == 400 and too_many.json["details"] == [
+        {"field": "instances", "problem": "at most 2 per request, got 3"}
+    ]
     monkeypatch.setenv("PHARMASEG_MAX_BODY_BYTES", "100")
     response = post(create_app("predict", SOURCE).test_client(), good)
     assert response.status_code == 413 and response.json["error"] == "request body too large"
-    assert client.get("/").status_code == 405
+    assert client.get("/").status_code == 200 and client.get("/").json["message"]
+    wrong = client.delete("/predict")
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
     assert client.get("/nowhere").status_code == 404
-    for response in (client.get("/"), client.get("/nowhere")):
+    for response in (wrong, client.get("/nowhere")):
         assert response.is_json and "Traceback" not in response.get_data(as_text=True)
 
 
 def test_series_errors_name_the_record(client, panel):
     series = series_of(panel, "DEU")
     series[3]["PC_GDP"] = "x"
-    del series[5]
     response = post(client, {"instances": [{"country": "DEU", "series": series}]})
-    assert response.status_code == 400
-    assert "instances[0].series[3].PC_GDP" in _fields(response)
+    assert response.status_code == 400 and _fields(response) == {"instances[0].series[3].PC_GDP"}
+    gap = series_of(panel, "DEU")
+    del gap[5]
+    twice = series_of(panel, "DEU") + [series_of(panel, "DEU")[0]]
+    response = post(client, {"instances": [{"country": "DEU", "series": gap}, {"country": "DEU", "series": twice}]})
+    problems = {d["field"]: d["problem"] for d in response.json["details"]}
+    assert problems["instances[0].series"] == "years 2016 of the model's window 2011-2020 are missing"
+    assert problems["instances[1].series[10].year"] == "2011 appears twice (also at [0])"
 
 
 def test_version_pinning(client, bucket, trained):
     v2 = bucket.register(copy.deepcopy(trained[1]))
     good = {"country": "DEU", **features_of(trained[0], "DEU")}
     assert post(client, good, f"/?version={v2}").json["model_version"] == v2
-    assert post(client, {**good, "version": v2}).json["model_version"] == v2
     assert post(client, good).json["model_version"] == "1.0.0"
-    missing = post(client, {**good, "version": "8.0.0"})
+    missing = post(client, good, "/predict?version=8.0.0")
     assert missing.status_code == 404 and _fields(missing) == {"version"}
     assert client.get("/model?version=8.0.0").status_code == 404
+    assert client.get(f"/model/info?version={v2}").json["version"] == v2
 
 
 def test_health_model_and_openapi(client, trained):
     health = client.get("/health").json
-    assert health == {"status": "ok", "model_loaded": True, "model_version": "1.0.0"}
+    assert health == {"status": "healthy", "model_loaded": True, "model_version": "1.0.0"}
     model = client.get("/model").json
     sizes = {s["name"]: s["size"] for s in model["segments"]}
     assert sizes == {"Declining Markets": 5, "Stable Moderate Markets": 23, "High-Value Pharma Markets": 8}
@@ -195,7 +220,13 @@ def test_health_model_and_openapi(client, trained):
     assert model["lineage"]["window"] == "2011-2020"
     spec = client.get("/openapi.json").json
     validate(spec)
-    assert {"/", "/predict", "/health", "/model", "/openapi.json"} <= set(spec["paths"])
+    assert {"/", "/predict", "/predict/batch", "/health", "/model", "/model/info", "/openapi.json"} <= set(
+        spec["paths"]
+    )
+    years = spec["components"]["schemas"]["SeriesInput"]["properties"]["series"]["allOf"]
+    assert [c["contains"]["properties"]["year"]["const"] for c in years] == list(range(2011, 2021))
+    info = client.get("/model/info").json
+    assert info["n_clusters"] == 3 and info["silhouette_score"] == pytest.approx(0.289, abs=5e-4)
 
 
 def test_model_unavailable_is_503_with_reason(gcs, monkeypatch):
@@ -230,7 +261,8 @@ from functions_framework import create_app
 client = create_app("predict", {SOURCE!r}).test_client()
 body = {json.dumps({"country": "DEU", **features_of(trained[0], "DEU")})}
 assert client.post("/", json=body).status_code == 200
-heavy = [m for m in ("sklearn", "pandas", "scipy", "google.cloud.bigquery") if m in sys.modules]
+heavy = [m for m in ("sklearn", "pandas", "scipy", "google.cloud.bigquery", "google.cloud.storage", "matplotlib",
+                      "pharmaseg.prediction.page") if m in sys.modules]
 print(json.dumps(heavy))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
@@ -245,17 +277,17 @@ def test_series_values_are_numbers_in_plausible_units(client, panel):
     assert response.status_code == 400 and "series[0].PC_GDP" in _fields(response)
     in_cents = [dict(r, USD_CAP=r["USD_CAP"] * 1000) for r in series]
     response = post(client, {"country": "DEU", "series": in_cents})
-    assert response.status_code == 400
-    assert any("derived USD_CAP_avg" in d["problem"] for d in response.json["details"])
+    assert response.status_code == 400 and len(_fields(response)) == 10  # every year's USD_CAP is named
     huge = [dict(r, PC_GDP=1e300 if r["year"] == 2020 else 1e-300) for r in series]
-    assert post(client, {"country": "DEU", "series": huge}).status_code == 400
+    assert _fields(post(client, {"country": "DEU", "series": huge})) == {f"series[{i}].PC_GDP" for i in range(10)}
 
 
 @pytest.mark.parametrize("year", ["NaN", "Infinity", "1e999"])
 def test_non_finite_years_are_400_not_500(client, panel, year):
     text = json.dumps({"country": "DEU", "series": series_of(panel, "DEU")}).replace('"year": 2011', f'"year": {year}')
     response = client.post("/", data=text, content_type="application/json")
-    assert response.status_code == 400 and "series[0].year" in _fields(response)
+    # NaN and Infinity are not JSON (the body is named); 1e999 is JSON beyond a float's range
+    assert response.status_code == 400 and _fields(response) == ({"body"} if year != "1e999" else {"series[0].year"})
 
 
 def test_malformed_version_is_400_not_503(client, trained):
@@ -263,7 +295,8 @@ def test_malformed_version_is_400_not_503(client, trained):
     assert client.get("/model?version=latest").status_code == 400
     response = post(client, good, "/?version=production")
     assert response.status_code == 400 and _fields(response) == {"version"}
-    assert post(client, {**good, "version": 3}).status_code == 400
+    response = post(client, {**good, "version": "1.0.0"})  # pinned by the query only
+    assert response.status_code == 400 and _fields(response) == {"version"}
 
 
 def test_huge_integers_and_deep_nesting_are_400_not_500(client, trained, panel):
@@ -273,6 +306,7 @@ def test_huge_integers_and_deep_nesting_are_400_not_500(client, trained, panel):
     )
     response = client.post("/", data=text, content_type="application/json")
     assert response.status_code == 400 and _fields(response) == {"PC_GDP_avg"}
+    assert response.json["details"][0]["problem"].startswith("Number out of range")
     series = json.dumps({"country": "DEU", "series": series_of(panel, "DEU")})
     for needle in ('"year": 2011', '"USD_CAP": ' + json.dumps(series_of(panel, "DEU")[0]["USD_CAP"])):
         bad = series.replace(needle, needle.split(":")[0] + ": " + huge, 1)

@@ -95,8 +95,11 @@ def test_contributions_sum_to_the_margin_and_reasons_are_the_largest(model, u, u
     assert e.margin == pytest.approx(dsq[ranked[1]] - dsq[ranked[0]], rel=1e-9, abs=1e-9) and e.margin >= 0
     assert e.confidence == pytest.approx(1 - math.sqrt(dsq[ranked[0]] / dsq[ranked[1]]), rel=1e-9, abs=1e-12)
     assert e.borderline == (e.confidence < THRESHOLD)
-    if used is None:  # the same arithmetic as the served prediction
-        assert (e.cluster, e.distances, e.confidence) == artifact.nearest(row)
+    if used is None:  # the same answer as the vectorised prediction batch scoring serves
+        served = artifact.predict(np.asarray([row]))
+        assert e.cluster == served.clusters[0]
+        assert e.distances == pytest.approx(served.distances[0].tolist(), rel=1e-12)
+        assert e.confidence == pytest.approx(float(served.confidence[0]), rel=1e-9, abs=1e-12)
 
     names = names_of(used)
     every = e.reasons(all_reasons=True)
@@ -153,7 +156,7 @@ def test_what_if_lands_on_the_runner_up_side_within_1e6_of_the_boundary(model, u
         assert artifact.segment(lands).name == doc["lands_in"] and e.lands_in == lands
     assert e.lands_in != e.cluster
     if used is None:
-        assert artifact.nearest(moved)[0] == e.lands_in
+        assert int(artifact.predict(np.asarray([moved])).clusters[0]) == e.lands_in
 
 
 def _toy(centroids, ranges=None) -> ModelArtifact:
@@ -185,7 +188,7 @@ def test_what_if_says_when_a_third_segment_is_nearer_on_the_boundary():
     e = explainer.explain(row)
     assert (e.cluster, e.runner_up, e.lands_in) == (0, 1, 2)
     assert e.to_dict()["what_if"]["lands_in"] == "S2"
-    assert artifact.nearest(e.moved_values)[0] == 2
+    assert int(artifact.predict(np.asarray([e.moved_values])).clusters[0]) == 2
     many = explainer.explain_many(np.array([row]))
     assert many.lands_in.tolist() == [2]
 
@@ -407,12 +410,12 @@ def test_germany_is_explained_by_its_own_numbers(model):
         assert (r.contribution > 0) == (abs(row[j] - original[e.cluster, j]) < abs(row[j] - original[e.runner_up, j]))
     what_if = doc["what_if"]
     moved = [what_if["moved_values"][f] for f in FEATURE_NAMES]
-    assert artifact.segment(artifact.nearest(moved)[0]).name == what_if["lands_in"] != HIGH_VALUE
+    assert artifact.segment(int(artifact.predict(np.asarray([moved])).clusters[0])).name == what_if["lands_in"] != HIGH_VALUE
     flip = what_if["single_feature"]
     j = FEATURE_NAMES.index(flip["feature"])
     flipped = list(row)
     flipped[j] = e.single_feature.to
-    assert artifact.segment(artifact.nearest(flipped)[0]).name == flip["flips_to"] != HIGH_VALUE
+    assert artifact.segment(int(artifact.predict(np.asarray([flipped])).clusters[0])).name == flip["flips_to"] != HIGH_VALUE
     ref = artifact.reference["features"][flip["feature"]]
     assert ref["min"] <= flip["to"] <= ref["max"]
 

@@ -128,27 +128,3 @@ def test_data_with_fewer_distinct_countries_than_k_is_a_validation_error(origina
     )
     with pytest.raises(DataValidationError, match="only 2 distinct segments"):
         train(clones, TrainingParams(n_bootstrap=0), source_uri="x", source_sha256="0", rows_read=6)
-
-
-def test_plain_python_nearest_agrees_with_numpy_and_kmeans(original_model):
-    table, artifact = original_model
-    scaler, kmeans = _sklearn_pipeline(table)
-    rng = np.random.default_rng(11)
-    low, high = table.values.min(axis=0), table.values.max(axis=0)
-    inputs = np.vstack([table.values, rng.uniform(low - (high - low), high + (high - low), size=(2000, 9))])
-    expected = kmeans.predict(scaler.transform(inputs))
-    vectorised = artifact.predict(inputs)
-    plain = [artifact.nearest(row) for row in inputs.tolist()]
-    assert [c for c, _, _ in plain] == expected.tolist() == vectorised.clusters.tolist()
-    np.testing.assert_allclose([d for _, d, _ in plain], vectorised.distances, rtol=1e-12)
-    np.testing.assert_allclose([c for _, _, c in plain], vectorised.confidence, rtol=1e-9, atol=1e-12)
-
-
-def test_served_records_are_the_same_on_both_paths(original_model):
-    from pharmaseg.serving import SMALL_BATCH, predict_records
-
-    table, artifact = original_model
-    rows = table.values[: SMALL_BATCH + 4].tolist()
-    small = [r for chunk in (rows[:SMALL_BATCH], rows[SMALL_BATCH:]) for r in predict_records(artifact, chunk)]
-    large = predict_records(artifact, rows)  # one vectorised call
-    assert small == large

@@ -1,0 +1,453 @@
+"""The prediction function's service: routes, model choice (pinned, production, A/B), answers, log lines.
+
+``functions/predict/main.py`` turns Flask's request into an ``HttpRequest`` and this service's
+``HttpResponse`` back; everything else happens here, where unit tests reach it without HTTP.
+Every failure becomes a JSON error naming what is wrong (``validation.RequestError``); an
+unexpected one is logged with its trace and answered 500 without it.
+
+Per request the work is a msgspec decode, a dictionary lookup for the model, one explanation per
+country in plain Python (``pharmaseg.explain``), a msgspec encode of the answer and of the log
+lines, and one write to stdout: the budget is a few tens of microseconds over what the framework
+itself costs (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from pharmaseg.errors import VersionNotFoundError
+from pharmaseg.explain import explainer_for
+from pharmaseg.features import FEATURE_NAMES, Window, derive_features
+from pharmaseg.logs import log
+from pharmaseg.prediction import logline
+from pharmaseg.prediction.openapi import REPORT_PATTERN, VERSION_PATTERN, document
+from pharmaseg.prediction.validation import Instance, RequestError, parse, series_window_problems, window_values
+from pharmaseg.registry import SEMVER
+
+JSON = "application/json"
+SERVICE_NAME = "Pharmaceutical Market Segmentation API"
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """What one instance of the function is configured with (read once from the environment)."""
+
+    max_body_bytes: int = 262_144
+    max_instances: int = 100
+    alias: str = "production"
+    candidate_alias: str = "candidate"
+    candidate_traffic: float = 0.0
+    borderline_confidence: float = 0.2
+
+    @classmethod
+    def from_env(cls) -> PredictSettings:
+        from pharmaseg import config
+
+        return cls(
+            max_body_bytes=int(config.setting("PHARMASEG_MAX_BODY_BYTES")),
+            max_instances=int(config.setting("PHARMASEG_MAX_INSTANCES")),
+            alias=config.setting("PHARMASEG_MODEL_ALIAS"),
+            candidate_alias=config.setting("PHARMASEG_CANDIDATE_ALIAS"),
+            candidate_traffic=float(config.setting("PHARMASEG_CANDIDATE_TRAFFIC")),
+            borderline_confidence=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
+        )
+
+
+@dataclass
+class HttpRequest:
+    """The parts of an HTTP request the service reads; ``read_body`` is called at most once."""
+
+    method: str
+    path: str
+    query_string: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_length: int | None = None
+    read_body: Callable[[], bytes] = lambda: b""
+    started: float = 0.0  # perf_counter when the service took the request
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: bytes | Iterator[bytes]  # an iterator streams (a report from the bucket)
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+REPORT_OBJECT = re.compile(REPORT_PATTERN)
+REPORT_TYPES = {"html": "text/html; charset=utf-8", "json": JSON}
+
+
+def traffic_bucket(country: str) -> float:
+    """A stable number in [0, 1) per country, so a country always sees the same A/B variant."""
+    return int.from_bytes(hashlib.sha256(country.encode()).digest()[:8], "big") / 2**64
+
+
+def _error(exc: RequestError) -> HttpResponse:
+    body = {"error": exc.error, "details": [{"field": f, "problem": p} for f, p in exc.problems]}
+    return HttpResponse(exc.status, _encoder.encode(body))
+
+
+class PredictionService:
+    """The HTTP prediction API over a model source (``registry.ModelCache``)."""
+
+    def __init__(self, settings: PredictSettings, models, *, reports=None, page_ttl_seconds: float = 30.0):
+        self.settings = settings
+        self.models = models
+        self.reports = reports  # a GcsReader on the reports bucket, or None
+        self.page_ttl_seconds = page_ttl_seconds
+        self._page: tuple[float, bytes] | None = None
+        self._page_lock = threading.Lock()
+        self._windows: dict[str, Window] = {}
+        self.routes: dict[str, dict[str, Callable[[HttpRequest], HttpResponse]]] = {
+            "/": {"GET": self._index, "POST": self._predict},
+            "/predict": {"POST": self._predict},
+            "/predict/batch": {"POST": self._predict_batch},
+            "/app": {"GET": self._app},
+            "/health": {"GET": self._health},
+            "/model": {"GET": self._model},
+            "/model/info": {"GET": self._model_info},
+            "/openapi.json": {"GET": self._openapi},
+        }
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer one request; never raises."""
+        started = time.perf_counter()
+        try:
+            path = request.path.rstrip("/") or "/"
+            methods = self.routes.get(path)
+            if methods is None and path.startswith("/reports/"):
+                methods = {"GET": self._report}
+            if methods is None:
+                raise RequestError(404, "not found", [("path", f"no route {path}; see /openapi.json")])
+            handler = methods.get(request.method)
+            if handler is None:
+                allowed = ", ".join(sorted(methods))
+                response = _error(RequestError(405, "method not allowed", [("method", f"use {allowed}")]))
+                response.headers["Allow"] = allowed
+                return response
+            request.started = started
+            return handler(request)
+        except RequestError as exc:
+            return _error(exc)
+        except Exception as exc:
+            request_id = _request_id(request)
+            log(
+                "ERROR", f"unhandled error: {exc!r}", event="error", request_id=request_id, trace=traceback.format_exc()
+            )
+            return HttpResponse(500, _encoder.encode({"error": "internal error", "request_id": request_id}))
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def _load(self, version: str | None = None, alias: str | None = None):
+        """A model, or a RequestError: 404 for an unknown pinned version, 503 when nothing can be served."""
+        try:
+            if version:
+                return self.models.version(version)
+            return self.models.alias(alias or self.settings.alias)
+        except VersionNotFoundError as exc:
+            if version:
+                raise RequestError(404, "unknown model version", [("version", str(exc))]) from None
+            raise RequestError(503, "model unavailable", [("model", str(exc))]) from None
+        except Exception as exc:  # GCS unreachable, checksum mismatch, malformed artifact...
+            raise RequestError(503, "model unavailable", [("model", str(exc)[:300])]) from None
+
+    def _candidate_for(self, country: str):
+        """The candidate model if this country falls in its traffic share and a candidate exists."""
+        share = self.settings.candidate_traffic
+        if share <= 0 or traffic_bucket(country) >= share:
+            return None
+        try:
+            return self.models.alias(self.settings.candidate_alias)
+        except Exception:
+            return None
+
+    def _window(self, text: str) -> Window:
+        window = self._windows.get(text)
+        if window is None:
+            window = self._windows[text] = Window.parse(text)
+        return window
+
+    # -- predictions -----------------------------------------------------------------------------
+
+    def _body(self, request: HttpRequest) -> bytes:
+        content_type = request.headers.get("Content-Type") or ""
+        if content_type.split(";", 1)[0].strip().lower() != JSON:
+            raise RequestError(415, "unsupported media type", [("Content-Type", "must be application/json")])
+        limit = self.settings.max_body_bytes
+        if (request.content_length or 0) > limit:  # refused before the body is read
+            raise RequestError(413, "request body too large", [("body", f"must be at most {limit} bytes")])
+        body = request.read_body()
+        if len(body) > limit:
+            raise RequestError(413, "request body too large", [("body", f"must be at most {limit} bytes")])
+        return body
+
+    def _predict(self, request: HttpRequest) -> HttpResponse:
+        return self._answer(request, listed=None)
+
+    def _predict_batch(self, request: HttpRequest) -> HttpResponse:
+        return self._answer(request, listed="countries")
+
+    def _answer(self, request: HttpRequest, *, listed: str | None) -> HttpResponse:
+        body = self._body(request)
+        query = _query(request)
+        version = _version(query)
+        all_reasons = _reasons(query)
+        parsed = parse(body, max_items=self.settings.max_instances, listed=listed)
+        pinned = self._load(version=version) if version else None
+        production = pinned or self._load()
+        now = datetime.now(UTC).isoformat()
+        answers, lines, problems = [], [], []
+        request_id = _request_id(request)
+        for instance in parsed.instances:
+            candidate = None if pinned else self._candidate_for(instance.country)
+            model = candidate or production
+            try:
+                row, used = self._row(instance, model)
+            except RequestError as exc:
+                problems.append(exc)
+                continue
+            explanation = explainer_for(model, self.settings.borderline_confidence).explain(row, used)
+            segment = model.segments[explanation.cluster]
+            answer = {
+                "country": instance.country,
+                "cluster": explanation.cluster,
+                "cluster_name": segment.name,
+                "recommendation": segment.recommendation,
+                "confidence": round(explanation.confidence, 6),
+                **explanation.to_dict(all_reasons),
+                "distances": {s.name: round(d, 6) for s, d in zip(model.segments, explanation.distances)},
+                "input_kind": instance.kind,
+                "features_used": explanation.features,
+                "features_missing": [f for f in FEATURE_NAMES if f not in explanation.features],
+                "ignored_fields": instance.ignored,
+                "window": model.window,
+                "model_version": model.version,
+                "variant": "candidate" if candidate else "production",
+                "timestamp": now,
+            }
+            answers.append(answer)
+            lines.append((instance, explanation, answer, model))
+        if problems:  # a bad series is a 400; only unknown countries alone make a 404
+            worst = next((p for p in problems if p.status == 400), problems[0])
+            raise RequestError(worst.status, worst.error, [x for p in problems for x in p.problems])
+        elapsed = time.perf_counter() - request.started
+        seconds = round(elapsed, 6)
+        for answer in answers:
+            answer["processing_time_seconds"] = seconds
+        logline.write([_log_line(i, e, a, m, request_id, now, elapsed * 1000) for i, e, a, m in lines])
+        if parsed.listed is None:
+            return HttpResponse(200, _encoder.encode(answers[0]))
+        doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": seconds}
+        return HttpResponse(200, _encoder.encode(doc))
+
+    def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None]:
+        """The model's feature row for one instance and the positions it gives (None: all nine)."""
+        names = model.feature_names
+        if instance.kind == "stored":
+            code = instance.country.strip().upper()
+            row = model.training_features.get(code)
+            if row is None:
+                raise RequestError(
+                    404,
+                    "unknown country",
+                    [
+                        (
+                            f"{instance.path}country",
+                            f"{instance.country!r} is not a training country of model {model.version} "
+                            f"({len(model.training_features)} known, e.g. DEU); send its figures instead",
+                        )
+                    ],
+                )
+            return list(row), None
+        if instance.kind == "series":
+            window = self._window(model.window)
+            problems = series_window_problems(instance, window)
+            if problems:
+                raise RequestError(400, "invalid request", problems)
+            return derive_features([window_values(instance, window)])[0].tolist(), None
+        values = instance.values
+        if len(values) == len(names):
+            return [values[n] for n in names], None
+        return [values.get(n, 0.0) for n in names], tuple(i for i, n in enumerate(names) if n in values)
+
+    # -- the other routes ------------------------------------------------------------------------
+
+    def _health(self, request: HttpRequest) -> HttpResponse:
+        try:
+            model = self._load()
+        except RequestError as exc:
+            body = {"status": "unavailable", "model_loaded": False, "model_version": None, "reason": exc.problems[0][1]}
+            return HttpResponse(503, _encoder.encode(body))
+        return HttpResponse(
+            200, _encoder.encode({"status": "healthy", "model_loaded": True, "model_version": model.version})
+        )
+
+    def _versioned_model(self, request: HttpRequest):
+        return self._load(version=_version(_query(request)))
+
+    def _model(self, request: HttpRequest) -> HttpResponse:
+        model = self._versioned_model(request)
+        centroids = model.centroids_original_units()
+        body = {
+            "model_version": model.version,
+            "window": model.window,
+            "feature_names": model.feature_names,
+            "metrics": model.metrics,
+            "segments": [
+                {**s.to_dict(), "centroid": dict(zip(model.feature_names, centroids[s.cluster].tolist()))}
+                for s in model.segments
+            ],
+            "lineage": model.lineage,
+        }
+        return HttpResponse(200, _encoder.encode(body))
+
+    def _model_info(self, request: HttpRequest) -> HttpResponse:
+        model = self._versioned_model(request)
+        body = {
+            "version": model.version,
+            "created_at": model.lineage.get("created_at"),
+            "n_clusters": model.k,
+            "silhouette_score": model.metrics.get("silhouette"),
+            "window": model.window,
+        }
+        return HttpResponse(200, _encoder.encode(body))
+
+    def _openapi(self, request: HttpRequest) -> HttpResponse:
+        try:
+            window = self._load().window
+        except RequestError:
+            window = "2011-2020"  # no model yet: the document of the original window
+        doc = document(window, self.settings.max_instances, self.settings.max_body_bytes)
+        return HttpResponse(200, _encoder.encode(doc))
+
+    def _wants_html(self, request: HttpRequest) -> bool:
+        return "text/html" in (request.headers.get("Accept") or "")
+
+    def _index(self, request: HttpRequest) -> HttpResponse:
+        if self._wants_html(request):
+            return self._app(request)
+        try:
+            version = self._load().version
+        except RequestError:
+            version = None
+        from pharmaseg import __version__
+
+        body = {
+            "message": SERVICE_NAME,
+            "version": __version__,
+            "model_version": version,
+            "documentation": "/openapi.json",
+            "page": "/app",
+        }
+        return HttpResponse(200, _encoder.encode(body))
+
+    def _app(self, request: HttpRequest) -> HttpResponse:
+        """The strategy page, built on first request (never on the cold path) and kept for a while."""
+        now = time.monotonic()
+        cached = self._page
+        if cached is None or now - cached[0] > self.page_ttl_seconds:
+            with self._page_lock:
+                if self._page is None or now - self._page[0] > self.page_ttl_seconds:
+                    from pharmaseg.prediction import page
+
+                    self._page = (now, page.build(self))
+                cached = self._page
+        return HttpResponse(200, cached[1], "text/html; charset=utf-8")
+
+    def _report(self, request: HttpRequest) -> HttpResponse:
+        """A model or drift report, streamed from the private reports bucket through this function."""
+        name = request.path.removeprefix("/reports/")
+        if not REPORT_OBJECT.fullmatch(name):
+            raise RequestError(404, "not found", [("path", f"{name!r} is not a report (models/... or drift/...)")])
+        if self.reports is None:
+            raise RequestError(404, "not found", [("path", "this function has no reports bucket")])
+        chunks = self.reports.stream(name)
+        if chunks is None:
+            raise RequestError(404, "not found", [("path", f"no report {name}")])
+        return HttpResponse(200, chunks, REPORT_TYPES[name.rsplit(".", 1)[1]])
+
+
+# -- request helpers -----------------------------------------------------------------------------
+
+
+def _request_id(request: HttpRequest) -> str:
+    trace = (request.headers.get("X-Cloud-Trace-Context") or "").split("/", 1)[0]
+    return trace or os.urandom(16).hex()
+
+
+def _query(request: HttpRequest) -> dict[str, list[str]]:
+    if not request.query_string:
+        return {}
+    return parse_qs(request.query_string.decode("latin-1"), keep_blank_values=True)
+
+
+def _version(query: dict[str, list[str]]) -> str | None:
+    values = query.get("version")
+    if not values:
+        return None
+    version = values[-1]
+    if not SEMVER.fullmatch(version):
+        raise RequestError(400, "invalid request", [("version", f"{version!r} does not match {VERSION_PATTERN}")])
+    return version
+
+
+def _reasons(query: dict[str, list[str]]) -> bool:
+    """``reasons=all`` asks for every feature's reason; ``top`` (the default) for the top three."""
+    values = query.get("reasons")
+    if not values:
+        return False
+    if values[-1] not in ("top", "all"):
+        raise RequestError(400, "invalid request", [("reasons", f"{values[-1]!r} is not top or all")])
+    return values[-1] == "all"
+
+
+def _log_line(instance: Instance, explanation, answer: dict[str, Any], model, request_id, now, latency_ms):
+    return logline.PredictionLogLine(
+        severity="INFO",
+        message=f"prediction {instance.country} -> {answer['cluster_name']}",
+        time=now,
+        event="prediction",
+        request_id=request_id,
+        country=instance.country,
+        input_kind=instance.kind,
+        features=dict(zip(explanation.features, explanation.values)),
+        features_used=explanation.features,
+        cluster=answer["cluster"],
+        cluster_name=answer["cluster_name"],
+        confidence=answer["confidence"],
+        borderline=answer["borderline"],
+        runner_up=answer["runner_up"]["cluster_name"],
+        reasons=[logline.LoggedReason(r["feature"], r["share"], r["contribution"]) for r in answer["reasons"]],
+        model_version=model.version,
+        variant=answer["variant"],
+        latency_ms=round(latency_ms, 3),
+    )
+
+
+def from_env() -> PredictionService:
+    """The service as the function runs it: settings from the environment, models read lean from GCS."""
+    from pharmaseg import config
+    from pharmaseg.gcs_reader import GcsReader
+    from pharmaseg.registry import ModelCache
+
+    ttl = float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS"))
+    models = ModelCache(GcsReader(config.required("PHARMASEG_MODELS_BUCKET")), ttl_seconds=ttl)
+    reports_bucket = config.setting("PHARMASEG_REPORTS_BUCKET")
+    reports = GcsReader(reports_bucket) if reports_bucket else None
+    return PredictionService(PredictSettings.from_env(), models, reports=reports, page_ttl_seconds=ttl)

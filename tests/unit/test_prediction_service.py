@@ -1,0 +1,186 @@
+"""The prediction service without HTTP: routes, bodies, model choice, answers and log lines.
+
+The model source is an in-memory stand-in for ``registry.ModelCache`` (the real one, on
+fake-gcs-server, is exercised in tests/integration/test_predict_function.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import msgspec
+import pytest
+
+from pharmaseg.errors import VersionNotFoundError
+from pharmaseg.features import FEATURE_NAMES
+from pharmaseg.prediction import contract, logline
+from pharmaseg.prediction.service import HttpRequest, PredictionService, PredictSettings, traffic_bucket
+from pharmaseg.resources import table_schema
+
+
+class Models:
+    """Versions by number and aliases by name, as ModelCache answers them."""
+
+    def __init__(self, **aliases):
+        self.aliases = aliases
+        self.versions = {m.version: m for m in aliases.values()}
+
+    def alias(self, name="production"):
+        if name not in self.aliases:
+            raise VersionNotFoundError(f"alias {name} is not set")
+        return self.aliases[name]
+
+    def version(self, version):
+        if version not in self.versions:
+            raise VersionNotFoundError(f"model version {version} is not registered")
+        return self.versions[version]
+
+
+@pytest.fixture(scope="module")
+def model(original_model):
+    artifact = copy.deepcopy(original_model[1])
+    artifact.version = "1.0.0"
+    return artifact
+
+
+@pytest.fixture
+def service(model):
+    return PredictionService(PredictSettings(max_instances=5, max_body_bytes=4096), Models(production=model))
+
+
+def call(service, method="POST", path="/predict", body=None, query=b"", content_type="application/json", **headers):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+    headers = {"Content-Type": content_type, **headers}
+    response = service.handle(HttpRequest(method, path, query, headers, len(data), lambda: data))
+    return response.status, json.loads(response.body) if response.content_type == "application/json" else response
+
+
+def features(table, country):
+    return {"country": country, **dict(zip(FEATURE_NAMES, table.values[table.countries.index(country)].tolist()))}
+
+
+def test_every_answer_decodes_strictly_as_the_declared_prediction(service, original_model, capsys):
+    table, _ = original_model
+    status, body = call(service, body=features(table, "DEU"))
+    assert status == 200
+    answer = msgspec.convert(body, contract.Prediction)  # no key missing, none extra, types right
+    assert answer.cluster_name == "High-Value Pharma Markets" and answer.input_kind == "features"
+    assert answer.runner_up.cluster_name != answer.cluster_name and len(answer.reasons) == 3
+    assert answer.features_missing == [] and answer.processing_time_seconds >= 0
+    line = msgspec.json.decode(capsys.readouterr().out.strip().splitlines()[-1], type=logline.PredictionLogLine)
+    assert line.cluster_name == answer.cluster_name and line.borderline == answer.borderline
+    assert [r.feature for r in line.reasons] == [r.feature for r in answer.reasons]
+
+
+def test_reasons_all_gives_every_feature_used(service, original_model):
+    table, _ = original_model
+    _, top = call(service, body=features(table, "FRA"))
+    _, every = call(service, body=features(table, "FRA"), query=b"reasons=all")
+    assert len(every["reasons"]) == 9 and every["reasons"][:3] == top["reasons"]
+    assert call(service, body=features(table, "FRA"), query=b"reasons=some")[0] == 400
+
+
+def test_partial_summary_and_stored_inputs(service, original_model):
+    table, model = original_model
+    full = features(table, "DEU")
+    levels = {k: full[k] for k in ("country", *contract.MINIMUM_FEATURES)}
+    _, partial = call(service, body=levels)
+    assert partial["input_kind"] == "partial" and partial["features_used"] == list(contract.MINIMUM_FEATURES)
+    assert len(partial["features_missing"]) == 6 and {r["feature"] for r in partial["reasons"]} <= set(levels)
+    _, summary = call(
+        service,
+        body={
+            "country": "Germany",
+            "pharma_per_capita": 659,
+            "pharma_pct_health": 18,
+            "pharma_pct_gdp": 1.8,
+            "growth_rate": 4.0,
+            "volatility": 2.5,
+        },
+    )
+    assert summary["input_kind"] == "summary" and summary["cluster_name"] == "High-Value Pharma Markets"
+    assert set(summary["ignored_fields"]) == {"volatility"}
+    assert sorted(summary["features_used"]) == sorted(contract.SUMMARY_FIELDS.values())
+    _, stored = call(service, body={"country": "deu"})
+    _, sent = call(service, body=full)
+    assert stored["input_kind"] == "stored" and stored["window"] == "2011-2020"
+    assert stored["distances"] == sent["distances"]  # the artifact's own training row of Germany
+    status, missing = call(service, body={"country": "XXX"})
+    assert status == 404 and missing["details"][0]["field"] == "country" and "'XXX'" in missing["details"][0]["problem"]
+
+
+def test_every_bad_field_of_every_instance_is_named(service, original_model):
+    table, _ = original_model
+    bad = {**features(table, "DEU"), "PC_GDP_avg": "high", "USD_CAP_avg": -5, "colour": "red"}
+    status, body = call(service, body={"instances": [features(table, "FRA"), bad, {"country": " "}, 7]})
+    assert status == 400
+    fields = {d["field"]: d["problem"] for d in body["details"]}
+    assert set(fields) == {
+        "instances[1].PC_GDP_avg",
+        "instances[1].USD_CAP_avg",
+        "instances[1].colour",
+        "instances[2].country",
+        "instances[3]",
+    }
+    assert fields["instances[1].USD_CAP_avg"].endswith("got -5") and fields["instances[1].colour"] == "unknown field"
+
+
+def test_list_limits_and_envelope_errors(service, original_model):
+    table, _ = original_model
+    deu = features(table, "DEU")
+    assert call(service, body={"instances": [deu] * 6})[0] == 400  # limit is 5: a 400 naming instances
+    assert call(service, body={"instances": []})[0] == 400
+    assert call(service, body=b"{not json")[0] == 400
+    assert call(service, body=deu, content_type="text/plain")[0] == 415
+    assert call(service, body={**deu, "country": "x" * 5000})[0] == 413  # over max_body_bytes
+    status, batch = call(service, path="/predict/batch", body={"countries": [deu, {"country": "CRI"}]})
+    assert status == 200 and batch["total_countries"] == 2
+    assert [p["cluster_name"] for p in batch["predictions"]] == ["High-Value Pharma Markets", "Declining Markets"]
+    assert call(service, path="/predict/batch", body={"instances": [deu]})[0] == 400
+
+
+def test_routes_methods_and_allow_header(service):
+    response = service.handle(HttpRequest("DELETE", "/predict"))
+    assert response.status == 405 and response.headers["Allow"] == "POST"
+    assert service.handle(HttpRequest("PUT", "/")).headers["Allow"] == "GET, POST"
+    assert call(service, "GET", "/nowhere")[0] == 404
+    status, index = call(service, "GET", "/")
+    assert status == 200 and index["message"] == "Pharmaceutical Market Segmentation API"
+    assert call(service, "GET", "/health")[1] == {"status": "healthy", "model_loaded": True, "model_version": "1.0.0"}
+    status, info = call(service, "GET", "/model/info")
+    assert status == 200 and info["n_clusters"] == 3 and info["version"] == "1.0.0"
+    assert call(service, "GET", "/model", query=b"version=9.9.9")[0] == 404
+    assert call(service, "GET", "/model", query=b"version=latest")[0] == 400
+
+
+def test_no_model_is_503_with_the_reason(model):
+    service = PredictionService(PredictSettings(), Models())
+    status, health = call(service, "GET", "/health")
+    assert status == 503 and health["model_loaded"] is False and "alias production is not set" in health["reason"]
+    assert call(service, body={"country": "DEU"})[0] == 503
+
+
+def test_a_candidate_serves_its_share_of_countries_always_the_same(model, original_model):
+    table, _ = original_model
+    candidate = copy.deepcopy(model)
+    candidate.version = "1.1.0"
+    service = PredictionService(PredictSettings(candidate_traffic=0.5), Models(production=model, candidate=candidate))
+    body = {"instances": [features(table, c) for c in table.countries[:30]]}
+    variants = [p["variant"] for p in call(service, body=body)[1]["predictions"]]
+    assert variants == [p["variant"] for p in call(service, body=body)[1]["predictions"]]
+    assert variants == ["candidate" if traffic_bucket(c) < 0.5 else "production" for c in table.countries[:30]]
+    pinned = call(service, body=body, query=b"version=1.0.0")[1]["predictions"]
+    assert {p["variant"] for p in pinned} == {"production"}  # a pinned version is never split
+
+
+def test_the_log_line_is_the_predictions_log_schema(service):
+    """The Struct written to stdout and the BigQuery schema of the sink's table agree field by field."""
+    payload = next(f for f in table_schema("predictions_log") if f["name"] == "jsonPayload")
+    lifted = {"severity", "time"}  # Cloud Logging lifts these out of jsonPayload
+    struct_fields = [f.name for f in msgspec.structs.fields(logline.PredictionLogLine) if f.name not in lifted]
+    assert struct_fields == [f["name"] for f in payload["fields"]]
+    features = next(f for f in payload["fields"] if f["name"] == "features")
+    assert [f["name"] for f in features["fields"]] == list(FEATURE_NAMES)
+    reasons = next(f for f in payload["fields"] if f["name"] == "reasons")
+    assert [f["name"] for f in reasons["fields"]] == [f.name for f in msgspec.structs.fields(logline.LoggedReason)]
