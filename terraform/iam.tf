@@ -25,6 +25,7 @@ locals {
   // What each function may do with each bucket.
   bucket_grants = {
     "predict/models"      = { fn = "predict", bucket = "models", role = "roles/storage.objectViewer" }
+    "predict/reports"     = { fn = "predict", bucket = "reports", role = "roles/storage.objectViewer" } // the strategy page streams them
     "score_batch/models"  = { fn = "score_batch", bucket = "models", role = "roles/storage.objectViewer" }
     "score_batch/inbox"   = { fn = "score_batch", bucket = "inbox", role = "roles/storage.objectViewer" }
     "score_batch/reports" = { fn = "score_batch", bucket = "reports", role = "roles/storage.objectUser" }

@@ -1,6 +1,7 @@
 """Read-only access to one bucket through the GCS JSON API, for the prediction function's cold path.
 
-Serving only ever reads three small objects (an alias, a version's metadata, an artifact), yet
+Serving reads a few small objects (an alias, a version's metadata, an artifact; for the strategy
+page, a report pointer and the reports themselves, streamed), yet
 ``google.cloud.storage`` imports gRPC, protobuf and OpenTelemetry: about twice the import time
 of google-auth with urllib3 on these machines. Writes (registration, promotion with generation
 preconditions) stay with the full client in ``pharmaseg.registry``.
@@ -8,8 +9,10 @@ preconditions) stay with the full client in ``pharmaseg.registry``.
 
 from __future__ import annotations
 
+import json
 import os
-from urllib.parse import quote
+from collections.abc import Iterator
+from urllib.parse import quote, urlencode
 
 PUBLIC_ENDPOINT = "https://storage.googleapis.com"
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
@@ -41,12 +44,15 @@ class GcsReader:
         base = f"{self._endpoint}/storage/v1/b/{quote(self.bucket_name, safe='')}/o/{quote(name, safe='')}"
         return base + ("?alt=media" if media else "?fields=generation")
 
-    def _get(self, name: str, media: bool):
-        response = self._http.request("GET", self._url(name, media), timeout=30.0)
+    def _get(self, name: str, media: bool, *, stream: bool = False):
+        response = self._http.request("GET", self._url(name, media), timeout=30.0, preload_content=not stream)
         if response.status == 404:
+            response.release_conn()
             return None
         if response.status != 200:
-            raise OSError(f"GET gs://{self.bucket_name}/{name}: HTTP {response.status} {response.data[:200]!r}")
+            detail = response.data[:200] if not stream else response.read(200)
+            response.release_conn()
+            raise OSError(f"GET gs://{self.bucket_name}/{name}: HTTP {response.status} {detail!r}")
         return response
 
     def read(self, name: str) -> tuple[bytes, int] | None:
@@ -57,7 +63,39 @@ class GcsReader:
         return response.data, int(response.headers["x-goog-generation"])
 
     def generation(self, name: str) -> int | None:
-        import json
-
         response = self._get(name, media=False)
         return None if response is None else int(json.loads(response.data)["generation"])
+
+    def stream(self, name: str, chunk: int = 64 * 1024) -> Iterator[bytes] | None:
+        """The object's bytes in chunks (a report is sent on without being held whole), or None."""
+        response = self._get(name, media=True, stream=True)
+        if response is None:
+            return None
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(chunk)
+            finally:
+                response.release_conn()
+
+        return chunks()
+
+    def names(self, prefix: str, delimiter: str | None = None) -> list[str]:
+        """Object names under ``prefix`` (with ``delimiter``, the "folders" one level down instead)."""
+        found: list[str] = []
+        token = None
+        while True:
+            query = {"prefix": prefix, "fields": "items(name),prefixes,nextPageToken"}
+            if delimiter:
+                query["delimiter"] = delimiter
+            if token:
+                query["pageToken"] = token
+            url = f"{self._endpoint}/storage/v1/b/{quote(self.bucket_name, safe='')}/o?{urlencode(query)}"
+            response = self._http.request("GET", url, timeout=30.0)
+            if response.status != 200:
+                raise OSError(f"LIST gs://{self.bucket_name}/{prefix}: HTTP {response.status} {response.data[:200]!r}")
+            page = json.loads(response.data)
+            found += page.get("prefixes", []) if delimiter else [item["name"] for item in page.get("items", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                return found

@@ -202,6 +202,8 @@ def confidence_chart(doc: Mapping[str, Any]) -> str:
 
 # -- the page ----------------------------------------------------------------------------------
 
+# No favicon request: the page is self-contained (and a browser would log the 404).
+NO_ICON = "<link rel='icon' href='data:,'>"
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;color:#222;max-width:1050px;
 padding:0 1em}table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ccc;
@@ -380,7 +382,7 @@ def to_html(doc: Mapping[str, Any]) -> str:
     )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>pharmaseg model {_e(version)} report</title><style>{STYLE}</style></head><body>",
+        f"<title>pharmaseg model {_e(version)} report</title>{NO_ICON}<style>{STYLE}</style></head><body>",
         f"<h1>Model {_e(version)} <span class='note'>window {_e(doc['window'])}</span></h1>",
         *_decision_section(doc),
         *_movers_section(doc),

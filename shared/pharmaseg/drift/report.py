@@ -143,6 +143,8 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+# No favicon request: the page is self-contained (and a browser would log the 404).
+NO_ICON = "<link rel='icon' href='data:,'>"
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1000px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -177,7 +179,8 @@ def to_html(
     ]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>pharmaseg drift report {html.escape(doc['report_id'])}</title><style>{STYLE}</style></head><body>",
+        f"<title>pharmaseg drift report {html.escape(doc['report_id'])}</title>",
+        f"{NO_ICON}<style>{STYLE}</style></head><body>",
         "<h1>pharmaseg drift report</h1>",
         f"<p><span class='badge' style='background:{VERDICT_COLORS.get(verdict, '#555')}'>"
         f"{html.escape(verdict)}</span></p>",

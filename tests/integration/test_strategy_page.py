@@ -1,0 +1,134 @@
+"""The strategy page as a strategist uses it: headless Chromium against the running stack.
+
+The predict function of the session's local stack serves the page; the test gives it a
+production model with its model report and runs a drift check through the stack's check_drift
+function, so every part of the page has real data behind it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import pytest
+
+from pharmaseg.registry import ModelRegistry
+from tests.polling import wait_for
+
+
+@pytest.fixture(scope="module")
+def page_stack(local_stack):
+    """The stack with a production model, its report, and a drift report the page can link to."""
+    from google.cloud import bigquery
+
+    from pharmaseg import gcp
+    from pharmaseg.features import Window
+    from pharmaseg.model_report import ModelReportWriter
+    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.training import TrainingParams, train
+    from tests.unit.conftest import DATA
+
+    status = local_stack
+    for name in ("predict", "check_drift"):
+        if name not in status["functions"] or status["function_errors"].get(name):
+            pytest.fail(f"{name} is not running: {status['function_errors']}")
+    storage = gcp.storage_client(status["project"], endpoint=status["emulators"]["storage"])
+    registry = ModelRegistry(status["buckets"]["models"], client=storage)
+    panel = read_panel(DATA)
+    model = train(
+        panel_features(panel, Window(2011, 2020)),
+        TrainingParams(n_bootstrap=0),
+        source_uri=str(DATA),
+        source_sha256="0" * 64,
+        rows_read=len(panel.rows),
+    )
+    version = registry.register(copy.deepcopy(model))
+    registry.promote(version, reason="strategy page tests")
+    ModelReportWriter(storage, status["buckets"]["reports"], borderline_below=0.2).publish(registry.load(version), None)
+    publisher = gcp.publisher_client(endpoint=status["env"]["PUBSUB_EMULATOR_HOST"])
+    topic = publisher.topic_path(status["project"], status["topics"]["drift"])
+    message_id = publisher.publish(topic, json.dumps({"reason": "page test", "period_days": 1}).encode()).result(30)
+    bq = gcp.bigquery_client(status["project"], endpoint=status["emulators"]["bigquery"])
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("id", "STRING", f"msg-{message_id}")]
+    )
+    sql = f"SELECT report_uri FROM `{status['tables']['drift_reports']}` WHERE report_id = @id"
+    wait_for(lambda: list(bq.query(sql, job_config=config).result()), timeout=120)
+    url = status["functions"]["predict"]
+    import requests
+
+    wait_for(lambda: requests.get(f"{url}/health", timeout=5).json().get("model_version") == version, timeout=60)
+    time.sleep(1.5)  # the page is kept for the alias TTL (1 s in the tests' stack): let it rebuild
+    return {"url": url, "version": version}
+
+
+def test_the_page_loads_with_the_model_the_map_and_no_console_errors(page_stack, page):
+    page.goto(page_stack["url"] + "/")  # a browser asks for text/html: the page, not JSON
+    assert "Pharmaceutical Market Segmentation" in page.title()
+    facts = page.locator("table.facts").inner_text()
+    assert page_stack["version"] in facts and "2011-2020" in facts and "silhouette" in facts
+    assert page.locator("#map .pt").count() == 36
+    legend = page.locator(".legend").inner_text()
+    assert all(name in legend for name in ("Declining Markets", "Stable Moderate Markets", "High-Value Pharma Markets"))
+    assert page.errors == []
+
+
+def test_selecting_germany_shows_its_segment_and_reasons(page_stack, page):
+    page.goto(page_stack["url"] + "/app")
+    page.get_by_label("Country (the training countries").select_option("DEU")
+    card = page.locator("#card")
+    card.locator(".segment").wait_for()
+    assert card.locator(".segment").inner_text() == "High-Value Pharma Markets"
+    assert card.locator("#reasons tr").count() == 4  # header + the top 3
+    assert "runner-up" in card.inner_text() and "What would move it" in card.inner_text()
+    assert page.locator('.pt[data-country="DEU"]').get_attribute("class") == "pt selected"
+    assert page.errors == []
+
+
+def test_a_map_point_is_reached_and_chosen_with_the_keyboard(page_stack, page):
+    page.goto(page_stack["url"] + "/app")
+    page.locator('.pt[data-country="FRA"]').focus()
+    page.keyboard.press("Enter")
+    page.locator("#card .segment").wait_for()
+    assert page.locator("#card .country").inner_text() == "FRA"
+    assert page.locator("#card .segment").inner_text() == "Stable Moderate Markets"
+
+
+def test_the_market_form_with_three_headline_figures_shows_an_answer(page_stack, page):
+    page.goto(page_stack["url"] + "/app")
+    page.get_by_label("Market name").fill("BRA")
+    page.get_by_label("Pharmaceutical spending per head (USD at PPP)").fill("240")
+    page.get_by_label("Share of health spending (%)").fill("18")
+    page.get_by_label("Share of GDP (%)").fill("1.6")
+    page.get_by_role("button", name="Score this market").click()
+    page.locator("#card .segment").wait_for()
+    text = page.locator("#card").inner_text()
+    assert "BRA" in text and "partial" in text and "PC_GDP_avg" in text
+    assert page.locator("#card .segment").inner_text() in {
+        "Declining Markets",
+        "Stable Moderate Markets",
+        "High-Value Pharma Markets",
+    }
+    assert page.errors == []
+
+
+def test_the_drift_and_model_report_links_open_the_reports(page_stack, page):
+    page.goto(page_stack["url"] + "/app")
+    assert "Latest drift check" in page.locator("#drift-verdict").inner_text()
+    with page.expect_navigation():
+        page.locator("#drift-report").click()
+    assert "/reports/drift/" in page.url and "drift report" in page.title()
+    page.goto(page_stack["url"] + "/app")
+    with page.expect_navigation():
+        page.locator("#model-report").click()
+    assert page.title() == f"pharmaseg model {page_stack['version']} report"
+    assert page.errors == []
+
+
+def test_reports_outside_the_two_kinds_are_not_served(page_stack):
+    import requests
+
+    for path in ("/reports/../aliases/production.json", "/reports/keys/x.json", "/reports/models/1.0.0/model.json"):
+        response = requests.get(page_stack["url"] + path, timeout=10)
+        assert response.status_code == 404 and response.json()["error"] == "not found"
