@@ -1,0 +1,102 @@
+"""The prediction API against its own OpenAPI document, by schemathesis with every check on.
+
+The function runs under functions-framework (its real server, in a process of its own) with its
+model in fake-gcs-server; schemathesis reads ``/openapi.json`` and sends thousands of generated
+requests, valid and invalid, checking status codes, content types, response schemas, undeclared
+methods (405 with Allow) and that valid data is accepted and invalid data refused. Bounded by
+``schemathesis.toml`` beside this file (examples per operation, seed).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pharmaseg.registry import ModelRegistry
+from pharmaseg.stack import processes
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE.parents[1] / "functions/predict/main.py"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def served_model(gcs_server, original_production_model):
+    storage = gcs_server.client()
+    name = storage.create_bucket(f"contract-{uuid.uuid4().hex[:12]}").name
+    registry = ModelRegistry(name, client=storage)
+    registry.promote(registry.register(copy.deepcopy(original_production_model)), reason="contract tests")
+    return name
+
+
+@pytest.fixture(scope="module")
+def original_production_model():
+    from pharmaseg.features import Window
+    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.training import TrainingParams, train
+    from tests.unit.conftest import DATA
+
+    panel = read_panel(DATA)
+    return train(
+        panel_features(panel, Window(2011, 2020)),
+        TrainingParams(n_bootstrap=0),
+        source_uri=str(DATA),
+        source_sha256="0" * 64,
+        rows_read=len(panel.rows),
+    )
+
+
+@pytest.fixture(scope="module")
+def predict_url(gcs_server, served_model, tmp_path_factory):
+    port = next(p for p in range(25000, 26000) if processes.port_free(p))
+    env = {
+        **os.environ,
+        "STORAGE_EMULATOR_HOST": gcs_server.url,
+        "GOOGLE_CLOUD_PROJECT": gcs_server.project,
+        "PHARMASEG_MODELS_BUCKET": served_model,
+    }
+    log = tmp_path_factory.mktemp("contract") / "predict.log"
+    command = [str(BIN / "functions-framework"), "--target", "predict", "--source", str(SOURCE), "--port", str(port)]
+    process = subprocess.Popen(
+        command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the predict function did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        processes.stop(process.pid)
+
+
+def test_schemathesis_finds_no_failure_with_every_check(predict_url):
+    command = [
+        str(BIN / "schemathesis"),
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
+        "run",
+        f"{predict_url}/openapi.json",
+        "--checks",
+        "all",
+        "--no-color",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+    assert "No issues found" in result.stdout or "passed" in result.stdout, result.stdout[-3000:]
