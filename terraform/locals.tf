@@ -57,6 +57,7 @@ locals {
       PHARMASEG_MAX_INSTANCES         = tostring(var.max_instances_per_request)
       PHARMASEG_MAX_BODY_BYTES        = tostring(var.max_body_bytes)
       PHARMASEG_BORDERLINE_CONFIDENCE = tostring(var.borderline_confidence)
+      PHARMASEG_REPORTS_BUCKET        = local.bucket_names["reports"]
     }
     score_batch = {
       GOOGLE_CLOUD_PROJECT                  = var.project_id
@@ -76,7 +77,6 @@ locals {
       PHARMASEG_BATCH_WINDOW                = var.batch_scoring.window
       PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS = tostring(var.batch_scoring.max_event_age_seconds)
       PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)
-      PHARMASEG_BORDERLINE_CONFIDENCE       = tostring(var.borderline_confidence)
     }
     retrain = {
       GOOGLE_CLOUD_PROJECT            = var.project_id
@@ -107,8 +107,7 @@ locals {
       PHARMASEG_DRIFT_RETRAIN           = var.drift_check.retrain
       PHARMASEG_DRIFT_RETRAIN_PROMOTION = var.drift_check.retrain_promotion
       PHARMASEG_DRIFT_COOLDOWN_HOURS    = tostring(var.drift_check.cooldown_hours)
-      // The code's default, not yet a drift_check input: that needs a field in variables.tf.
-      PHARMASEG_DRIFT_JOINT_MAX_ROWS = "5000"
+      PHARMASEG_DRIFT_JOINT_MAX_ROWS    = tostring(var.drift_check.joint_max_rows)
     }
   }
 

@@ -137,6 +137,7 @@ variable "drift_check" {
     correction        = optional(string, "holm")
     min_rows          = optional(number, 30)
     ks_max_rows       = optional(number, 20000)
+    joint_max_rows    = optional(number, 5000)
     bootstrap         = optional(number, 2000)
     retrain           = optional(string, "auto")
     retrain_promotion = optional(string, "auto")
@@ -262,17 +263,6 @@ variable "retrain_data_uri" {
   validation {
     condition     = var.retrain_data_uri == null || can(regex("^gs://[^/]+/.+$", var.retrain_data_uri))
     error_message = "retrain_data_uri must be gs://BUCKET/OBJECT or null."
-  }
-}
-
-variable "borderline_confidence" {
-  description = "Predictions (and model-report countries) with a confidence below this are flagged borderline (PHARMASEG_BORDERLINE_CONFIDENCE)."
-  type        = number
-  default     = 0.1
-
-  validation {
-    condition     = var.borderline_confidence >= 0 && var.borderline_confidence < 1
-    error_message = "borderline_confidence must be in [0, 1)."
   }
 }
 

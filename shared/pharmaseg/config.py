@@ -47,8 +47,8 @@ _SETTINGS = [
         "PHARMASEG_BORDERLINE_CONFIDENCE",
         "0.2",
         "Answers with a confidence below this are marked borderline (runner-up almost as near; see "
-        "docs/explanations.md: 0.2 flags 3 of the 36 training countries).",
-        ("predict", "score_batch"),
+        "docs/explanations.md: 0.2 flags 3 of the 36 training countries); model reports mark them too.",
+        ("predict", "score_batch", "retrain"),
     ),
     Setting("PHARMASEG_MAX_BODY_BYTES", "262144", "Largest request body accepted (bytes).", ("predict",)),
     Setting(
@@ -89,18 +89,13 @@ _SETTINGS = [
         'JSON object overriding promotion-gate thresholds (see docs/retraining.md), e.g. {"min_ari": 0.8}.',
         ("retrain",),
     ),
-    Setting(
-        "PHARMASEG_BORDERLINE_CONFIDENCE",
-        "0.1",
-        "A prediction (or a training country in a model report) with a confidence below this is borderline.",
-        ("predict", "score_batch", "retrain"),
-    ),
     # -- check_drift (docs/drift.md) --
     Setting(
         "PHARMASEG_REPORTS_BUCKET",
         None,
-        "Required. Bucket of the reports people read: drift reports and every model version's report.",
-        ("retrain", "check_drift"),
+        "Bucket of the reports people read: drift reports and every model version's report (required by "
+        "retrain and check_drift; predict streams them to the strategy page).",
+        ("predict", "retrain", "check_drift"),
     ),
     Setting(
         "PHARMASEG_RETRAIN_TOPIC",
