@@ -6,7 +6,10 @@ row per prediction, features under ``jsonPayload.features``) and the batch predi
 (``@model_version``) answered: what the production model received, as the drift check compares
 it with that model's training reference. Rows pinned to another version or served by an A/B
 candidate are left out, and right after a promotion the check says ``insufficient_data`` until
-the new version has seen enough. BigQuery does the work:
+the new version has seen enough. Answers to a country code alone (``input_kind`` "stored") are
+left out too: their features are the model's own training rows, not what the market sends. A
+partial input counts for the features it gives (the others are NULL and skipped per feature;
+the joint test takes complete rows only). BigQuery does the work:
 
 1. ``counts_sql``: rows per source and per cluster.
 2. ``raw_sql``: the raw feature values, only when the count is at most ``ks_max_rows``; the
@@ -98,6 +101,7 @@ def recent_cte(project: str, dataset: str, features: Sequence[str]) -> str:
         f"  FROM {log_table}\n"
         "  WHERE timestamp >= @start AND timestamp < @end AND jsonPayload.event = 'prediction'\n"
         "    AND jsonPayload.model_version = @model_version\n"
+        "    AND IFNULL(jsonPayload.input_kind, '') != 'stored'\n"
         "  UNION ALL\n"
         f"  SELECT 'batch' AS source, {batch_cols}, cluster\n"
         f"  FROM {batch_table}\n"
