@@ -130,7 +130,10 @@ def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
 
     bucket = _reports_bucket(args)
     if not bucket:
-        print("note: no reports bucket (--reports-bucket or PHARMASEG_REPORTS_BUCKET): no model report written")
+        print(
+            "note: no reports bucket (--reports-bucket or PHARMASEG_REPORTS_BUCKET): no model report written",
+            file=sys.stderr,
+        )
         return None
     state = registry.alias("production")
     production = registry.load(state.version) if state and state.version != artifact.version else None
