@@ -160,8 +160,31 @@ def run(status: dict[str, Any]) -> None:
     print(f"drifted features: {', '.join(drifted) or '-'}; segment shares: {row['prediction_drift'][:120]}...")
     print(f"joint structure: {_joint_line(row.get('joint'))}")
     print(f"retraining requested: {row['retrain_requested']}")
+    if row["retrain_requested"]:
+        decision = _retrain_decision(status, row["report_id"])
+        print(f"  the retrain function: {decision['decision']} - {decision['decision_detail']}")
     print(f"HTML report: {row['report_uri']}")
     print(f"             {row['report_path']}")
+
+
+def _retrain_decision(status: dict[str, Any], report_id: str, timeout: float = 180) -> dict[str, Any]:
+    """The model_versions row of the retrain this check asked for (keyed on the report)."""
+    from google.cloud import bigquery
+
+    from pharmaseg import gcp
+
+    bq = gcp.bigquery_client(status["project"])
+    sql = f"SELECT decision, decision_detail FROM `{status['tables']['model_versions']}` WHERE message_id = @m"
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("m", "STRING", f"drift-report:{report_id}")]
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = list(bq.query(sql, job_config=config).result())
+        if rows:
+            return dict(rows[0].items())
+        time.sleep(1)
+    raise TimeoutError(f"no model_versions row for the retrain asked by {report_id} after {timeout}s")
 
 
 if __name__ == "__main__":
