@@ -20,6 +20,7 @@ import pyarrow.csv as pcsv
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch import sql
 from pharmaseg.batch.layouts import FEATURES, Layout, detect_layout
+from pharmaseg.batch.retries import retried
 from pharmaseg.batch.scoring import (
     DEFAULT_BORDERLINE_CONFIDENCE,
     REJECTS_SCHEMA,
@@ -28,7 +29,7 @@ from pharmaseg.batch.scoring import (
     score_panel,
     scored_schema,
 )
-from pharmaseg.batch.sink import TERMINAL, BatchSink, now, with_retries
+from pharmaseg.batch.sink import TERMINAL, BatchSink, now
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
 from pharmaseg.spreadsheet_safety import safe_cell, safe_table
@@ -228,7 +229,7 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         size = ref.size if ref.size is not None else int(blob.size or 0)
         if size == 0:
             raise RejectFile("the file is empty: expected a header line")
-        head = with_retries(lambda: blob.download_as_bytes(start=0, end=HEAD_BYTES - 1), what="read head")
+        head = retried(lambda: blob.download_as_bytes(start=0, end=HEAD_BYTES - 1), what="read head")
     except NotFound:
         raise RejectFile(
             f"generation {ref.generation} of {ref.uri} no longer exists (overwritten or deleted)"
@@ -286,7 +287,7 @@ def _score(ref, run_id, token, storage, sink, load_model, settings, hook, run, s
         return counts
 
     try:
-        counts = with_retries(write_staged, what="score and stage")
+        counts = retried(write_staged, what="score and stage")
     except NotFound:
         raise RejectFile(
             f"generation {ref.generation} of {ref.uri} no longer exists (overwritten or deleted)"
@@ -473,7 +474,7 @@ def _export_csv(sink: BatchSink, sql_text: str, blob, schema: pa.Schema, chunk: 
     """
     import csv
 
-    rows = with_retries(lambda: sink.client.query(sql_text).result(page_size=EXPORT_PAGE_ROWS), what="bigquery read")
+    rows = retried(lambda: sink.client.query(sql_text).result(page_size=EXPORT_PAGE_ROWS), what="bigquery read")
     with blob.open("w", chunk_size=chunk, content_type="text/csv", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)  # a CR in a cell is quoted too
         writer.writerow(schema.names)

@@ -12,17 +12,17 @@ Design (see docs/batch.md):
    rows and flips the run row to its final status, every statement guarded by "the run row is
    still running with our token". It all happens or none of it does.
 
-Idempotency therefore never relies on job ids (the emulator accepts a reused job id).
+Every statement is safe to send twice (``retries.retried`` does when an answer is lost), and
+idempotency never relies on job ids (the emulator accepts a reused job id).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
+from pharmaseg.batch.retries import retried
 from pharmaseg.batch.scoring import EXPLANATION_COLUMNS
 from pharmaseg.batch.sql import literal
 from pharmaseg.features import FEATURE_NAMES
@@ -30,47 +30,6 @@ from pharmaseg.logs import log
 from pharmaseg.resources import table_name
 
 TERMINAL = ("succeeded", "rejected")
-T = TypeVar("T")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: throttling, 5xx, timeouts, dropped connections."""
-    from google.api_core import exceptions as gexc
-
-    if isinstance(
-        exc,
-        (
-            gexc.TooManyRequests,
-            gexc.InternalServerError,
-            gexc.BadGateway,
-            gexc.ServiceUnavailable,
-            gexc.GatewayTimeout,
-            gexc.RetryError,
-            ConnectionError,
-            TimeoutError,
-        ),
-    ):
-        return True
-    try:
-        import requests
-
-        return isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
-    except ImportError:  # pragma: no cover
-        return False
-
-
-def with_retries(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 0.5, sleep=time.sleep) -> T:
-    """Call ``fn``, retrying transient errors with exponential backoff (0.5 s, 1 s, 2 s, ...)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts or not is_transient(exc):
-                raise
-            delay = base_delay * 2 ** (attempt - 1)
-            log("WARNING", f"{what}: transient error, retrying in {delay:.1f}s", error=repr(exc)[:300], attempt=attempt)
-            sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def now() -> datetime:
@@ -109,10 +68,10 @@ class BatchSink:
             job.result()
             return job
 
-        return with_retries(run, what="bigquery query")
+        return retried(run, what="bigquery query")
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
-        return with_retries(lambda: [dict(r.items()) for r in self.client.query(sql).result()], what="bigquery read")
+        return retried(lambda: [dict(r.items()) for r in self.client.query(sql).result()], what="bigquery read")
 
     # -- 1. claim --------------------------------------------------------------------------------
 
@@ -161,7 +120,7 @@ class BatchSink:
             job.result()
             return int(job.output_rows or 0)
 
-        return with_retries(run, what=f"load {uri}")
+        return retried(run, what=f"load {uri}")
 
     def drop_staging(self, run_id: str, parts: tuple[str, ...] = ("scored", "rejects", "raw", "checked")) -> None:
         for part in parts:
