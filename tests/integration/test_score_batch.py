@@ -16,7 +16,8 @@ from google.cloud import bigquery as bq
 
 from pharmaseg import resources
 from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, parse_event, process_object
-from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE, EXPLANATION_COLUMNS
+from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
+from pharmaseg.batch.tables import EXPLANATION_COLUMNS
 from pharmaseg.explain import TOP_REASONS, Explainer
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.gcp import bigquery_client, storage_client

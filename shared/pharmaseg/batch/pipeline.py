@@ -21,15 +21,9 @@ from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch import sql
 from pharmaseg.batch.layouts import FEATURES, Layout, detect_layout
 from pharmaseg.batch.retries import retried
-from pharmaseg.batch.scoring import (
-    DEFAULT_BORDERLINE_CONFIDENCE,
-    REJECTS_SCHEMA,
-    Counts,
-    score_features,
-    score_panel,
-    scored_schema,
-)
+from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE, Counts, score_features, score_panel
 from pharmaseg.batch.sink import TERMINAL, BatchSink, now
+from pharmaseg.batch.tables import REJECTS_SCHEMA, scored_schema
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
 from pharmaseg.spreadsheet_safety import safe_cell, safe_table

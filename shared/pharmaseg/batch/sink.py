@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pharmaseg.batch.retries import retried
-from pharmaseg.batch.scoring import EXPLANATION_COLUMNS
 from pharmaseg.batch.sql import literal
+from pharmaseg.batch.tables import EXPLANATION_COLUMNS
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.logs import log
 from pharmaseg.resources import table_name

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch.countries import ISO3166_ALPHA3
 from pharmaseg.batch.layouts import COUNTRY
-from pharmaseg.batch.scoring import EXPLANATION_COLUMNS, EXPLANATION_FIELDS
+from pharmaseg.batch.tables import EXPLANATION_COLUMNS, EXPLANATION_FIELDS
 from pharmaseg.explain import TOP_REASONS, explainer_for
 from pharmaseg.features import FEATURE_NAMES
 
@@ -55,7 +55,7 @@ def explained_select(artifact: ModelArtifact, source: str, borderline_confidence
     ``Explainer.explain_many`` (standardize, square, sum left to right, SQRT), so the numbers
     match the numpy path; one subquery per step keeps each expression small. Adds
     ``distance_i``, ``cluster``, ``segment_name``, ``confidence`` and the columns of
-    ``scoring.EXPLANATION_COLUMNS``; the helper columns start with an underscore.
+    ``tables.EXPLANATION_COLUMNS``; the helper columns start with an underscore.
     """
     k, names = artifact.k, list(artifact.feature_names)
     p = len(names)
