@@ -6,8 +6,10 @@ import io
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from pharmaseg.batch import duplicates
 from pharmaseg.batch.duplicates import SeenKeys, hash_strings
 from pharmaseg.batch.stream import Paced
 
@@ -41,4 +43,49 @@ def test_seen_keys_across_runs_and_blocks():
     )
     expected = np.array([0 if i < 5000 else i % 5000 + 2 for i in range(20_000)])
     assert (first == expected).all()
-    assert len(seen.runs) == 3 and seen.runs[0][1].dtype == np.int32
+    assert len(seen.runs) == 3 and seen.runs[0].rows.dtype == np.int32
+
+
+def test_seen_keys_compare_keys_when_hashes_collide(monkeypatch):
+    # One hash for every key: each lookup has to tell keys apart by their text alone.
+    monkeypatch.setattr(duplicates, "_hash32", lambda keys: np.full(len(keys), 7, dtype=np.uint32))
+    seen = SeenKeys()
+    assert seen.first_rows(pa.array(["A", "B"]), np.array([2, 3])).tolist() == [0, 0]
+    assert seen.first_rows(pa.array(["B", "C", "A", "C"]), np.array([4, 5, 6, 7])).tolist() == [3, 0, 2, 5]
+    # Hash = length: "CD" meets only "AB" under its hash, which is a different key.
+    monkeypatch.setattr(duplicates, "_hash32", lambda keys: pc.utf8_length(keys).to_numpy().astype(np.uint32))
+    seen = SeenKeys()
+    seen.first_rows(pa.array(["AB"]), np.array([2]))
+    assert seen.first_rows(pa.array(["CD", "AB"]), np.array([3, 4])).tolist() == [0, 2]
+
+
+def test_seen_keys_are_exact_across_runs_with_few_hash_values(monkeypatch):
+    monkeypatch.setattr(duplicates, "_hash32", lambda keys: (hash_strings(keys) % np.uint64(64)).astype(np.uint32))
+    rng = np.random.default_rng(3)
+    pool = [f"DEU:{rng.integers(10**6)}-{i}" for i in range(1000)]
+    keys = [pool[i] for i in rng.integers(0, len(pool), 10_000)]
+    seen = SeenKeys(run_keys=300)
+    got = np.concatenate(
+        [
+            seen.first_rows(pa.array(keys[o : o + 700]), np.arange(o, o + 700)[: len(keys[o : o + 700])] + 2)
+            for o in range(0, len(keys), 700)
+        ]
+    )
+    first: dict[str, int] = {}
+    expected = []
+    for row, key in enumerate(keys, start=2):
+        expected.append(first.get(key, 0))
+        first.setdefault(key, row)
+    assert got.tolist() == expected
+    assert len(seen.runs) >= 2  # lookups went through merged runs and pending ones
+
+
+def test_seen_keys_hold_twelve_bytes_and_the_key_per_key():
+    keys = [f"FRA:scenario-{i}" for i in range(5000)]
+    seen = SeenKeys(run_keys=1000)
+    for o in range(0, len(keys), 500):
+        seen.first_rows(pa.array(keys[o : o + 500]), np.arange(o, o + 500) + 2)
+    runs = seen.runs + seen.pending
+    held = sum(r.hashes.nbytes + r.rows.nbytes + sum(b.size for b in r.keys.buffers() if b) for r in runs)
+    per_run = sum(4 + (len(r.keys) + 7) // 8 for r in runs)  # a closing offset, a validity bit per key
+    assert held == 12 * len(keys) + sum(len(k) for k in keys) + per_run

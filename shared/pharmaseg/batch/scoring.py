@@ -4,7 +4,7 @@ Memory is bounded by the block size, not the file: pyarrow's streaming reader pa
 (``block_size`` bytes) at a time and is kept at most two blocks ahead (``stream.Paced``), each
 block is validated and scored with numpy in slices and handed to ``out`` (which writes CSV), and
 only the keys already scored are kept across blocks, for duplicate detection
-(``duplicates.SeenKeys``: 12 bytes a key).
+(``duplicates.SeenKeys``: 12 bytes plus the key's length per key).
 
 Every data record ends up in exactly one of ``out.scored`` or ``out.rejected``, so
 rows_read = rows_scored + rows_rejected by construction (checked before returning). Row numbers
