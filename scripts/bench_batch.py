@@ -38,13 +38,13 @@ if mode == "bound":
     values = np.column_stack([table.column(n).to_numpy() for n in artifact.feature_names])
     rows = int(len(artifact.predict(values).clusters))
 else:
+    from pharmaseg.batch.csv_out import CsvOut
     from pharmaseg.batch.layouts import detect_layout
-    from pharmaseg.batch.pipeline import _CsvOut
     from pharmaseg.batch.scoring import score_features
     with open(csv_path, "rb") as f:
         layout = detect_layout(f.read(65536))
     with open(csv_path, "rb") as src, open(out_dir + "/s.csv", "wb") as s, open(out_dir + "/r.csv", "wb") as r:
-        out = _CsvOut(s, r, artifact.k)
+        out = CsvOut(s, r, artifact.k)
         counts = score_features(src, layout, artifact, "bench", out, block_size=int(block_size))
         out.close()
     rows = counts.rows_scored

@@ -320,12 +320,13 @@ def test_a_claim_replayed_after_it_succeeded_still_owns_the_run(bigquery, monkey
     schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("batch_runs")]
     client.create_table(bq.Table(f"{bigquery.project}.{dataset}.{resources.table_name('batch_runs')}", schema=schema))
     runs = BatchSink(client, bigquery.project, dataset)
+    ref = ObjectRef("b", "incoming/x.csv", 1)
     instant = sink.now()
     monkeypatch.setattr(sink, "now", lambda: instant)  # the replay sends the very same statement
-    first = runs.claim("r-replayed", "gs://b/incoming/x.csv", 1)
-    replay = runs.claim("r-replayed", "gs://b/incoming/x.csv", 1)
+    first = runs.claim(ref)
+    replay = runs.claim(ref)
     assert first.owned and first.started_at == instant
     assert replay.owned and replay.started_at == instant
     monkeypatch.setattr(sink, "now", lambda: instant + timedelta(seconds=1))  # another attempt
-    other = runs.claim("r-replayed", "gs://b/incoming/x.csv", 1)
+    other = runs.claim(ref)
     assert not other.owned and other.status == "running" and other.started_at == instant

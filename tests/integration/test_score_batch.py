@@ -12,6 +12,7 @@ import uuid
 
 import numpy as np
 import pytest
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery as bq
 
 from pharmaseg import resources
@@ -253,6 +254,28 @@ def test_failure_between_load_and_commit_leaves_nothing_and_retries_cleanly(env,
     assert retried.status == "succeeded"
     run = assert_invariant(env, retried)
     assert (run["rows_scored"], run["rows_rejected"]) == (2, 1)
+    assert env.run(ref).status == "duplicate"
+
+
+def test_an_attempt_whose_lease_was_taken_over_commits_nothing(env, model):
+    """The fencing token: once another attempt has taken the run over, the first can change nothing."""
+    ref = env.upload("incoming/lease.csv", features_csv(model[1], ["DEU", "FRA"], extra="XYZ,1,2,3,4,5,6,7,8,9\n"))
+    expired = BatchSink(env.client, env.project, env.dataset, lease_seconds=0)  # every lease has run out
+    second = []
+
+    def take_over(stage):  # between the first attempt's staging and its commit
+        second.append(process_object(ref, storage=env.storage, sink=expired, load_model=lambda: env.artifact))
+
+    with pytest.raises(NotFound, match="_batch_stage_"):
+        process_object(ref, storage=env.storage, sink=expired, load_model=lambda: env.artifact, hook=take_over)
+    # The second attempt committed and dropped the run's staging tables: the first one's commit
+    # found them gone and raised (a redelivery then finds the run done), and its "failed" mark,
+    # guarded by its own token, did not touch the run.
+    assert second[0].status == "succeeded"
+    (run,) = env.rows("batch_runs", ref.run_id)
+    assert (run["status"], run["rows_scored"], run["rows_rejected"], run["error"]) == ("succeeded", 2, 1, None)
+    assert [p["row_number"] for p in env.rows("batch_predictions", ref.run_id)] == [2, 3]
+    assert [r["row_number"] for r in env.rows("batch_rejects", ref.run_id)] == [4]
     assert env.run(ref).status == "duplicate"
 
 

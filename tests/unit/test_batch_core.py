@@ -12,7 +12,7 @@ import pytest
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch.countries import ISO3166_ALPHA3, country_problem
 from pharmaseg.batch.layouts import FEATURES, PANEL, detect_layout
-from pharmaseg.batch.pipeline import event_too_old
+from pharmaseg.batch.run import event_too_old
 from pharmaseg.batch.scoring import score_features
 from pharmaseg.batch.sql import explained_select, literal
 from pharmaseg.errors import DataValidationError

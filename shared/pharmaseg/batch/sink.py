@@ -23,13 +23,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pharmaseg.batch.retries import retried
+from pharmaseg.batch.scoring import Counts
 from pharmaseg.batch.sql import literal
+from pharmaseg.batch.state import RunState, Staged
 from pharmaseg.batch.tables import EXPLANATION_COLUMNS
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.logs import log
 from pharmaseg.resources import table_name
+from pharmaseg.storage_events import ObjectRef
 
 TERMINAL = ("succeeded", "rejected")
+STAGING_PARTS = ("scored", "rejects", "raw", "checked")
 
 
 def now() -> datetime:
@@ -48,7 +52,7 @@ class Claim:
 
 
 class BatchSink:
-    """The three batch tables of one dataset, and the run protocol over them."""
+    """The three batch tables of one dataset, and the run protocol's statements over them."""
 
     def __init__(self, client, project: str, dataset: str, *, lease_seconds: float = 900.0):
         self.client = client
@@ -79,21 +83,22 @@ class BatchSink:
         found = self.rows(f"SELECT * FROM `{self.table('batch_runs')}` WHERE run_id = {literal(run_id)}")
         return found[0] if found else None
 
-    def claim(self, run_id: str, source_uri: str, generation: int) -> Claim:
+    def claim(self, ref: ObjectRef) -> Claim:
         started = now()
         expired = ts_literal(datetime.fromtimestamp(started.timestamp() - self.lease_seconds, UTC))
         token = ts_literal(started)
+        run_id = literal(ref.run_id)
         job = self.query(
-            f"MERGE `{self.table('batch_runs')}` T USING (SELECT {literal(run_id)} AS run_id) S "
+            f"MERGE `{self.table('batch_runs')}` T USING (SELECT {run_id} AS run_id) S "
             f"ON T.run_id = S.run_id "
             f"WHEN NOT MATCHED THEN INSERT (run_id, source_uri, source_generation, status, started_at) "
-            f"VALUES ({literal(run_id)}, {literal(source_uri)}, {generation}, 'running', {token}) "
+            f"VALUES ({run_id}, {literal(ref.uri)}, {ref.generation}, 'running', {token}) "
             f"WHEN MATCHED AND (T.status = 'failed' OR (T.status = 'running' AND T.started_at < {expired})) "
             f"THEN UPDATE SET status = 'running', started_at = {token}, error = NULL"
         )
         if job.num_dml_affected_rows == 1:
             return Claim(True, "running", started)
-        current = self.status(run_id)
+        current = self.status(ref.run_id)
         if current and current["status"] == "running" and current["started_at"] == started:
             # Our token: this MERGE was a retry (``query`` runs a statement again when its answer
             # was lost) whose first try had claimed the run.
@@ -122,8 +127,8 @@ class BatchSink:
 
         return retried(run, what=f"load {uri}")
 
-    def drop_staging(self, run_id: str, parts: tuple[str, ...] = ("scored", "rejects", "raw", "checked")) -> None:
-        for part in parts:
+    def drop_staging(self, run_id: str) -> None:
+        for part in STAGING_PARTS:
             try:
                 self.client.delete_table(self.staging(run_id, part), not_found_ok=True)
             except Exception as exc:  # staging tables are disposable; never fail a committed run for them
@@ -133,67 +138,71 @@ class BatchSink:
 
     def commit(
         self,
-        run_id: str,
-        token: datetime,
-        run: dict[str, Any],
+        state: RunState,
+        status: str,
+        staged: Staged | None = None,
         *,
-        scored_from: str | None = None,
-        rejects_from: str | None = None,
-        source_uri: str = "",
-        generation: int = 0,
-        model_version: str = "",
-        k: int = 0,
+        error: str | None = None,
+        results_uri: str | None = None,
     ) -> bool:
-        """Publish the staged rows and the run's final row in one transaction; True if we committed it.
-
-        ``scored_from``/``rejects_from`` are SELECTs over staging tables with the staging columns
-        (``run_id, row_number, country, <features>, cluster, segment_name, confidence,
-        distance_i, <explanation>`` and ``run_id, row_number, raw_record, reason``).
-        """
-        rid = literal(run_id)
+        """Publish the staged rows (if any) and the run's final row in one transaction; True if we committed it."""
+        rid = literal(state.run_id)
         owner = (
             f"EXISTS (SELECT 1 FROM `{self.table('batch_runs')}` WHERE run_id = {rid} "
-            f"AND status = 'running' AND started_at = {ts_literal(token)})"
+            f"AND status = 'running' AND started_at = {ts_literal(state.token)})"
         )
-        at = ts_literal(run["finished_at"])
+        finished = now()
+        at = ts_literal(finished)
         statements = [
             f"DELETE FROM `{self.table('batch_predictions')}` WHERE run_id = {rid} AND {owner}",
             f"DELETE FROM `{self.table('batch_rejects')}` WHERE run_id = {rid} AND {owner}",
         ]
-        if scored_from:
+        source = f"{literal(state.ref.uri)}, {state.ref.generation}"
+        if staged is not None:
             features = ", ".join(FEATURE_NAMES)
-            distances = ", ".join(f"distance_{i}" for i in range(k))
+            distances = ", ".join(f"distance_{i}" for i in range(staged.k))
             explanation = ", ".join(EXPLANATION_COLUMNS)
-            statements.append(
+            statements += [
                 f"INSERT INTO `{self.table('batch_predictions')}` (run_id, source_uri, source_generation, row_number, "
                 f"country, {features}, cluster, segment_name, confidence, distances, model_version, scored_at, "
                 f"{explanation}) "
-                f"SELECT run_id, {literal(source_uri)}, {generation}, row_number, country, {features}, cluster, "
-                f"segment_name, confidence, [{distances}], {literal(model_version)}, {at}, {explanation} "
-                f"FROM ({scored_from}) WHERE run_id = {rid} AND {owner}"
-            )
-        if rejects_from:
-            statements.append(
+                f"SELECT run_id, {source}, row_number, country, {features}, cluster, segment_name, confidence, "
+                f"[{distances}], {literal(state.model_version or '')}, {at}, {explanation} "
+                f"FROM ({staged.scored_from}) WHERE run_id = {rid} AND {owner}",
                 f"INSERT INTO `{self.table('batch_rejects')}` (run_id, source_uri, source_generation, row_number, "
-                f"raw_record, reason, rejected_at) SELECT run_id, {literal(source_uri)}, {generation}, row_number, "
-                f"raw_record, reason, {at} FROM ({rejects_from}) WHERE run_id = {rid} AND {owner}"
-            )
+                f"raw_record, reason, rejected_at) SELECT run_id, {source}, row_number, raw_record, reason, {at} "
+                f"FROM ({staged.rejects_from}) WHERE run_id = {rid} AND {owner}",
+            ]
+        counts = staged.counts if staged is not None else Counts()
+        final = {
+            "layout": state.layout,
+            "scoring_path": state.scoring_path,
+            "model_version": state.model_version,
+            "status": status,
+            "rows_read": counts.rows_read,
+            "rows_scored": counts.rows_scored,
+            "rows_rejected": counts.rows_rejected,
+            "finished_at": finished,
+            "duration_ms": state.duration_ms(),
+            "error": error,
+            "results_uri": results_uri,
+        }
         assignments = ", ".join(
             f"{name} = {ts_literal(value) if isinstance(value, datetime) else literal(value)}"
-            for name, value in run.items()
+            for name, value in final.items()
         )
         statements.append(
             f"UPDATE `{self.table('batch_runs')}` SET {assignments} WHERE run_id = {rid} "
-            f"AND status = 'running' AND started_at = {ts_literal(token)}"
+            f"AND status = 'running' AND started_at = {ts_literal(state.token)}"
         )
         self.query("BEGIN TRANSACTION; " + "; ".join(statements) + "; COMMIT TRANSACTION;")
-        final = self.status(run_id)
-        return bool(final and final["status"] == run.get("status") and final["started_at"] == token)
+        row = self.status(state.run_id)
+        return bool(row and row["status"] == status and row["started_at"] == state.token)
 
-    def mark_failed(self, run_id: str, token: datetime, error: str) -> None:
+    def mark_failed(self, state: RunState, error: str) -> None:
         """Record why an attempt failed; the run can be claimed again (by a retry) afterwards."""
         self.query(
             f"UPDATE `{self.table('batch_runs')}` SET status = 'failed', error = {literal(error[:2000])}, "
-            f"finished_at = {ts_literal(now())} WHERE run_id = {literal(run_id)} AND status = 'running' "
-            f"AND started_at = {ts_literal(token)}"
+            f"finished_at = {ts_literal(now())} WHERE run_id = {literal(state.run_id)} AND status = 'running' "
+            f"AND started_at = {ts_literal(state.token)}"
         )
