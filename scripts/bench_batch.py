@@ -7,6 +7,9 @@ Each measurement runs in a fresh subprocess so that its peak RSS (VmHWM) is its 
 - ``bound``: parse the same file with ``pyarrow.csv.read_csv`` (float columns) and take the
   nearest centroid with numpy, nothing else.
 
+The section also gives the bytes the exact duplicate index (``duplicates.SeenKeys``) holds once
+it has seen every key of the file: the part of the path's memory that grows with the rows.
+
 ``run()`` returns a markdown section; ``python scripts/bench_batch.py`` prints it.
 """
 
@@ -109,6 +112,21 @@ def _measure(mode: str, csv_path: Path, model_path: Path, out_dir: Path, block_s
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _index_bytes(csv_path: Path) -> tuple[int, int]:
+    """(keys, bytes) the duplicate index holds after the file's keys, fed in the path's slices."""
+    import pyarrow.csv as pcsv
+
+    from pharmaseg.batch.duplicates import SeenKeys
+    from pharmaseg.batch.scoring import SLICE_ROWS
+
+    keys = pcsv.read_csv(csv_path, convert_options=pcsv.ConvertOptions(include_columns=["COUNTRY"])).column(0)
+    keys = keys.combine_chunks()
+    seen = SeenKeys()
+    for start in range(0, len(keys), SLICE_ROWS):
+        seen.first_rows(keys.slice(start, SLICE_ROWS), np.arange(start, start + SLICE_ROWS)[: len(keys) - start] + 2)
+    return len(keys), seen.nbytes
+
+
 def _block_sizes() -> tuple[int, ...]:
     """The block size the function runs with (PHARMASEG_BATCH_BLOCK_BYTES), then 1 MiB for comparison."""
     from pharmaseg import config
@@ -123,6 +141,7 @@ def run() -> str:
     rows_out = []
     blocks = _block_sizes()
     peaks: dict[tuple[int, int], float] = {}
+    index: dict[int, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         model_path = tmp_path / "model.json"
@@ -140,6 +159,7 @@ def run() -> str:
                     f"| {size / bound['seconds']:,.0f} | {path['seconds'] / bound['seconds']:.2f}x "
                     f"| {path['peak_mb']:.0f} MB | {bound['peak_mb']:.0f} MB |"
                 )
+            index[size] = _index_bytes(csv_path)
             csv_path.unlink()
     small, large = SIZES
     growth = [
@@ -164,6 +184,10 @@ def run() -> str:
             "",
             f"Peak RSS of the path from {small:,} to {large:,} rows (the bound holds the whole file): "
             + "; ".join(growth)
+            + ". Duplicate index held after the last key: "
+            + "; ".join(
+                f"{keys:,} keys {held / 2**20:.1f} MiB ({held / keys:.1f} bytes a key)" for keys, held in index.values()
+            )
             + f". Measured in {time.perf_counter() - started:.0f} s.",
             "",
         ]

@@ -90,6 +90,14 @@ class SeenKeys:
         self.pending: list[_Run] = []
         self.pending_keys = 0
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes the index holds: what grows with the file."""
+        return sum(
+            r.hashes.nbytes + r.rows.nbytes + sum(b.size for b in r.keys.buffers() if b is not None)
+            for r in self.runs + self.pending
+        )
+
     def first_rows(self, keys: pa.Array, numbers: np.ndarray) -> np.ndarray:
         """For each key, the row that first had it (earlier slice or earlier in this one), else 0; records new keys."""
         if not len(keys):

@@ -36,7 +36,7 @@ from pharmaseg.features import FEATURE_NAMES, Window
 DEFAULT_BLOCK_SIZE = 4 << 20
 DEFAULT_RAW_LIMIT = 1024
 DEFAULT_BORDERLINE_CONFIDENCE = float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
-_SLICE_ROWS = 8192  # rows validated and scored at a time within a parsed block
+SLICE_ROWS = 8192  # rows validated and scored at a time within a parsed block
 _ISO = pa.array(sorted(ISO3166_ALPHA3))
 _KEY_PATTERN = r"^[A-Z]{3}(:[^\x00-\x1f]{1,64})?$"
 
@@ -178,9 +178,9 @@ def score_features(
     paced = Paced(source)
     for block in paced.batches(lambda stream: open_records(stream, layout, records, block_size)):
         block_numbers = records.take(block.num_rows)
-        for start in range(0, block.num_rows, _SLICE_ROWS):  # small slices: small temporaries
-            batch = block.slice(start, _SLICE_ROWS)
-            numbers = block_numbers[start : start + _SLICE_ROWS]
+        for start in range(0, block.num_rows, SLICE_ROWS):  # small slices: small temporaries
+            batch = block.slice(start, SLICE_ROWS)
+            numbers = block_numbers[start : start + SLICE_ROWS]
             n = batch.num_rows
             problems: list[list[str] | None] = [None] * n
             countries = pc.utf8_trim_whitespace(batch.column(COUNTRY))
