@@ -397,6 +397,9 @@ class ModelCache:
 
     def version(self, version: str, sha256: str | None = None) -> ModelArtifact:
         """A loaded version; one that failed to load is not retried before the TTL (no GCS per request)."""
+        loaded = self._versions.get(version)  # a dict read is atomic: no lock on the hit path
+        if loaded is not None:
+            return loaded
         now = self._clock()
         with self._lock:
             if version in self._versions:
@@ -430,10 +433,13 @@ class ModelCache:
         return found[1], doc["version"], doc["sha256"]
 
     def alias(self, alias: str = "production") -> ModelArtifact:
-        """The model an alias names; an unset alias is remembered for the TTL too."""
+        """The model an alias names; an unset alias is remembered for the TTL too.
+
+        The hit path (every request within the TTL) reads the cache without the lock: entries
+        are replaced whole, never mutated, and a dict read is atomic.
+        """
         now = self._clock()
-        with self._lock:
-            cached = self._aliases.get(alias)
+        cached = self._aliases.get(alias)
         if cached and now - cached[3] < self.ttl_seconds:
             generation, version, sha256 = cached[:3]
         else:

@@ -14,6 +14,7 @@ itself costs (docs/benchmarks.md).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -39,6 +40,7 @@ from pharmaseg.registry import SEMVER
 JSON = "application/json"
 SERVICE_NAME = "Pharmaceutical Market Segmentation API"
 _encoder = msgspec.json.Encoder()
+_FEATURES = list(FEATURE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -212,8 +214,9 @@ class PredictionService:
         pinned = self._load(version=version) if version else None
         production = pinned or self._load()
         now = datetime.now(UTC).isoformat()
-        answers, lines, problems = [], [], []
         request_id = _request_id(request)
+        answers, lines, problems = [], [], []
+        borderline = self.settings.borderline_confidence
         for instance in parsed.instances:
             candidate = None if pinned else self._candidate_for(instance.country)
             model = candidate or production
@@ -222,43 +225,43 @@ class PredictionService:
             except RequestError as exc:
                 problems.append(exc)
                 continue
-            explanation = explainer_for(model, self.settings.borderline_confidence).explain(row, used)
+            explanation = explainer_for(model, borderline).explain(row, used)
             segment = model.segments[explanation.cluster]
-            answer = {
-                "country": instance.country,
-                "cluster": explanation.cluster,
-                "cluster_name": segment.name,
-                "recommendation": segment.recommendation,
-                "confidence": round(explanation.confidence, 6),
-                **explanation.to_dict(all_reasons),
-                "distances": {s.name: round(d, 6) for s, d in zip(model.segments, explanation.distances)},
-                "input_kind": instance.kind,
-                "features_used": explanation.features,
-                "features_missing": [f for f in FEATURE_NAMES if f not in explanation.features],
-                "ignored_fields": instance.ignored,
-                "window": model.window,
-                "model_version": model.version,
-                "variant": "candidate" if candidate else "production",
-                "timestamp": now,
-            }
+            answer = explanation.to_dict(all_reasons)
+            answer.update(
+                country=instance.country,
+                cluster=explanation.cluster,
+                cluster_name=segment.name,
+                recommendation=segment.recommendation,
+                confidence=explanation.confidence,
+                distances=dict(zip(explanation.segment_names, explanation.distances)),
+                input_kind=instance.kind,
+                features_used=explanation.features,
+                features_missing=explanation.space.missing,
+                ignored_fields=instance.ignored,
+                window=model.window,
+                model_version=model.version,
+                variant="candidate" if candidate else "production",
+                timestamp=now,
+            )
             answers.append(answer)
             lines.append((instance, explanation, answer, model))
         if problems:  # a bad series is a 400; only unknown countries alone make a 404
             worst = next((p for p in problems if p.status == 400), problems[0])
             raise RequestError(worst.status, worst.error, [x for p in problems for x in p.problems])
         elapsed = time.perf_counter() - request.started
-        seconds = round(elapsed, 6)
         for answer in answers:
-            answer["processing_time_seconds"] = seconds
+            answer["processing_time_seconds"] = elapsed
         logline.write([_log_line(i, e, a, m, request_id, now, elapsed * 1000) for i, e, a, m in lines])
         if parsed.listed is None:
             return HttpResponse(200, _encoder.encode(answers[0]))
-        doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": seconds}
+        doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": elapsed}
         return HttpResponse(200, _encoder.encode(doc))
 
     def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None]:
         """The model's feature row for one instance and the positions it gives (None: all nine)."""
-        names = model.feature_names
+        if model.feature_names != _FEATURES:
+            raise RequestError(503, "model unavailable", [("model", f"{model.version} has other features")])
         if instance.kind == "stored":
             code = instance.country.strip().upper()
             row = model.training_features.get(code)
@@ -274,17 +277,14 @@ class PredictionService:
                         )
                     ],
                 )
-            return list(row), None
+            return row, None
         if instance.kind == "series":
             window = self._window(model.window)
             problems = series_window_problems(instance, window)
             if problems:
                 raise RequestError(400, "invalid request", problems)
             return derive_features([window_values(instance, window)])[0].tolist(), None
-        values = instance.values
-        if len(values) == len(names):
-            return [values[n] for n in names], None
-        return [values.get(n, 0.0) for n in names], tuple(i for i, n in enumerate(names) if n in values)
+        return instance.row, instance.given
 
     # -- the other routes ------------------------------------------------------------------------
 
@@ -386,9 +386,14 @@ class PredictionService:
 # -- request helpers -----------------------------------------------------------------------------
 
 
+# Request ids without a system call per request: this process's random prefix and a counter.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count()
+
+
 def _request_id(request: HttpRequest) -> str:
-    trace = (request.headers.get("X-Cloud-Trace-Context") or "").split("/", 1)[0]
-    return trace or os.urandom(16).hex()
+    trace = request.headers.get("X-Cloud-Trace-Context")
+    return trace.split("/", 1)[0] if trace else f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 def _query(request: HttpRequest) -> dict[str, list[str]]:
