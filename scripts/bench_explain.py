@@ -52,7 +52,7 @@ def run(log=print) -> str:
         source_sha256=hashlib.sha256(data.read_bytes()).hexdigest(),
         rows_read=len(panel.rows),
     )
-    explainer = Explainer(artifact, float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default))
+    explainer = Explainer(artifact, SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
     row = table.values[table.countries.index("DEU")].tolist()
     levels = explainer.used_indexes(REQUIRED_FEATURES)
     rng = np.random.default_rng(0)

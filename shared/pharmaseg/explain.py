@@ -235,7 +235,12 @@ class Explanation(NamedTuple):
                 "lands_in": segments[self.lands_in],
                 "single_feature": None
                 if flip is None
-                else {"feature": flip.feature, "change": flip.change, "to": flip.to, "flips_to": segments[flip.flips_to]},
+                else {
+                    "feature": flip.feature,
+                    "change": flip.change,
+                    "to": flip.to,
+                    "flips_to": segments[flip.flips_to],
+                },
                 "single_feature_note": None if flip is not None else NO_SINGLE_FEATURE,
             },
         }
@@ -602,7 +607,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model.json to explain with (default: train the original procedure)")
     parser.add_argument("--features", help="comma-separated features of a partial input (default: all nine)")
     parser.add_argument("--all-reasons", action="store_true", help="every feature's reason, not the top 3")
-    default = float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
+    default = SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default
     parser.add_argument("--borderline", type=float, default=default, help="threshold (default: %(default)s)")
     args = parser.parse_args(argv)
 

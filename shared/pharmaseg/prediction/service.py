@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.explain import explainer_for
 from pharmaseg.features import FEATURE_NAMES, Window, derive_features
@@ -41,31 +42,6 @@ JSON = "application/json"
 SERVICE_NAME = "Pharmaceutical Market Segmentation API"
 _encoder = msgspec.json.Encoder()
 _FEATURES = list(FEATURE_NAMES)
-
-
-@dataclass(frozen=True)
-class PredictSettings:
-    """What one instance of the function is configured with (read once from the environment)."""
-
-    max_body_bytes: int = 262_144
-    max_instances: int = 100
-    alias: str = "production"
-    candidate_alias: str = "candidate"
-    candidate_traffic: float = 0.0
-    borderline_confidence: float = 0.2
-
-    @classmethod
-    def from_env(cls) -> PredictSettings:
-        from pharmaseg import config
-
-        return cls(
-            max_body_bytes=int(config.setting("PHARMASEG_MAX_BODY_BYTES")),
-            max_instances=int(config.setting("PHARMASEG_MAX_INSTANCES")),
-            alias=config.setting("PHARMASEG_MODEL_ALIAS"),
-            candidate_alias=config.setting("PHARMASEG_CANDIDATE_ALIAS"),
-            candidate_traffic=float(config.setting("PHARMASEG_CANDIDATE_TRAFFIC")),
-            borderline_confidence=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
-        )
 
 
 @dataclass
@@ -106,11 +82,10 @@ def _error(exc: RequestError) -> HttpResponse:
 class PredictionService:
     """The HTTP prediction API over a model source (``registry.ModelCache``)."""
 
-    def __init__(self, settings: PredictSettings, models, *, reports=None, page_ttl_seconds: float = 30.0):
+    def __init__(self, settings: PredictSettings, models, *, reports=None):
         self.settings = settings
         self.models = models
         self.reports = reports  # a GcsReader on the reports bucket, or None
-        self.page_ttl_seconds = page_ttl_seconds
         self._page: tuple[float, bytes] | None = None
         self._page_lock = threading.Lock()
         self._windows: dict[str, Window] = {}
@@ -124,6 +99,18 @@ class PredictionService:
             "/model/info": {"GET": self._model_info},
             "/openapi.json": {"GET": self._openapi},
         }
+
+    @classmethod
+    def from_env(cls) -> PredictionService:
+        """The service as the function runs it: settings from the environment, models read lean from GCS."""
+        from pharmaseg import config
+        from pharmaseg.gcs_reader import GcsReader
+        from pharmaseg.registry import ModelCache
+
+        settings = config.load("predict")
+        models = ModelCache(GcsReader(settings.models_bucket), ttl_seconds=settings.alias_ttl_seconds)
+        reports = GcsReader(settings.reports_bucket) if settings.reports_bucket else None
+        return cls(settings, models, reports=reports)
 
     # -- routing ---------------------------------------------------------------------------------
 
@@ -161,7 +148,7 @@ class PredictionService:
         try:
             if version:
                 return self.models.version(version)
-            return self.models.alias(alias or self.settings.alias)
+            return self.models.alias(alias or self.settings.model_alias)
         except VersionNotFoundError as exc:
             if version:
                 raise RequestError(404, "unknown model version", [("version", str(exc))]) from None
@@ -361,9 +348,9 @@ class PredictionService:
         """The strategy page, built on first request (never on the cold path) and kept for a while."""
         now = time.monotonic()
         cached = self._page
-        if cached is None or now - cached[0] > self.page_ttl_seconds:
+        if cached is None or now - cached[0] > self.settings.alias_ttl_seconds:
             with self._page_lock:
-                if self._page is None or now - self._page[0] > self.page_ttl_seconds:
+                if self._page is None or now - self._page[0] > self.settings.alias_ttl_seconds:
                     from pharmaseg.prediction import page
 
                     self._page = (now, page.build(self))
@@ -443,16 +430,3 @@ def _log_line(instance: Instance, explanation, answer: dict[str, Any], model, re
         variant=answer["variant"],
         latency_ms=round(latency_ms, 3),
     )
-
-
-def from_env() -> PredictionService:
-    """The service as the function runs it: settings from the environment, models read lean from GCS."""
-    from pharmaseg import config
-    from pharmaseg.gcs_reader import GcsReader
-    from pharmaseg.registry import ModelCache
-
-    ttl = float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS"))
-    models = ModelCache(GcsReader(config.required("PHARMASEG_MODELS_BUCKET")), ttl_seconds=ttl)
-    reports_bucket = config.setting("PHARMASEG_REPORTS_BUCKET")
-    reports = GcsReader(reports_bucket) if reports_bucket else None
-    return PredictionService(PredictSettings.from_env(), models, reports=reports, page_ttl_seconds=ttl)
