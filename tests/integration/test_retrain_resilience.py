@@ -19,14 +19,15 @@ import hashlib
 import json
 import time
 import urllib.request
+import uuid
 from datetime import datetime
 
 import pytest
 
 from pharmaseg.gcp import bigquery_client, publisher_client, storage_client, subscriber_client
 from pharmaseg.registry import ModelRegistry
-from pharmaseg.retraining.message import encode_request
-from pharmaseg.retraining.service import ModelVersionsTable
+from pharmaseg.retraining.message import decode_request, encode_request
+from pharmaseg.retraining.service import ModelVersionsTable, retrain
 from pharmaseg.stack import lifecycle
 from pharmaseg.stack.provision import subscription_name
 from tests.integration import own_stack
@@ -239,3 +240,47 @@ def test_retrain_killed_after_registering_is_finished_by_the_redelivery(stack):
         f"{'written' if report_at_kill else 'not written'}, no row); restarted in {restart_s:.1f}s; "
         f"{how}; decided {decided_s:.1f}s after the restart"
     )
+
+
+class Died(BaseException):
+    """The process died here: an injected crash that nothing in the service catches."""
+
+
+class DiesRecordingTheKey(ModelRegistry):
+    """The registry of a delivery whose process dies right after writing the version's metadata,
+    before the idempotency key names the version: a window one GCS write wide, too narrow for kill -9."""
+
+    def _write_json(self, name, doc, *, if_generation_match):
+        if name.startswith("keys/") and doc.get("version"):
+            raise Died(name)
+        super()._write_json(name, doc, if_generation_match=if_generation_match)
+
+
+def test_retrain_that_died_before_its_key_named_the_version_is_finished_not_skipped(stack):
+    message_id = f"died-at-key-{uuid.uuid4().hex[:8]}"
+    data = encode_request(data_uri=stack.data_uri, **REQUEST, seed=5, promotion="never")  # a version of its own
+    before = stack.registry.versions()
+    with pytest.raises(Died):
+        retrain(
+            decode_request(data, default_data_uri=None),
+            message_id,
+            registry=DiesRecordingTheKey(stack.registry.bucket_name, stack.storage),
+            store=stack.store,
+            storage_client=stack.storage,
+        )
+    (version,) = [v for v in stack.registry.versions() if v not in before]
+    assert stack.registry.metadata(version)["idempotency_key"] == message_id
+    assert stack.key_document(message_id)["version"] is None  # claimed and registered, never recorded
+
+    # The redelivery, through the function: it must finish this version, not call the request
+    # "no new data" because a version with its data, window and parameters exists (its own).
+    assert stack.deliver(message_id, data) == 200
+    (row,) = stack.rows("message_id", message_id)
+    assert (row["version"], row["decision"]) == (version, "held"), row["decision_detail"]
+    assert row["decision_detail"].startswith("policy never: registered for inspection")
+    assert stack.registry.versions() == [*before, version]
+    assert stack.key_document(message_id) == {"key": message_id, "version": version}
+    assert row["report_uri"] == f"gs://{stack.reports.name}/models/{version}/report.html"
+    assert stack.report(version)[1]["decision"]["decision"] == "held"
+    decisions = [e for e in stack.log_events(message_id) if e.get("event") == "retrain_decision"]
+    assert [(e["version"], e["decision"]) for e in decisions] == [(version, "held")]
