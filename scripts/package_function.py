@@ -85,7 +85,11 @@ def _is_main_guard(node: ast.stmt) -> bool:
 
 def _script_only(tree: ast.Module) -> list[ast.stmt]:
     """Statements that never run on import: ``if __name__ == "__main__":`` blocks, and the private
-    functions of the module that only those blocks name (``_main``)."""
+    functions of the module that only those blocks name (``_main``).
+
+    A module's command line is not part of what a function runs: ``pharmaseg.explain``'s imports
+    the CLI, and through it the whole local stack, and the training code.
+    """
     guards = [node for node in tree.body if _is_main_guard(node)]
     named = {n.id for guard in guards for n in ast.walk(guard) if isinstance(n, ast.Name)}
     entries = [
