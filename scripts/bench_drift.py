@@ -37,9 +37,9 @@ def _free_base(start: int = 24600) -> int:
 
 
 def _artifact():
-    from pharmaseg.cli import default_data
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import default_data
     from pharmaseg.training import TrainingParams, train
 
     path = Path(default_data())

@@ -35,11 +35,11 @@ def _best_us(fn, number: int) -> float:
 def run(log=print) -> str:
     import numpy as np
 
-    from pharmaseg.cli import default_data
     from pharmaseg.config import SETTINGS
     from pharmaseg.explain import REQUIRED_FEATURES, Explainer
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import default_data
     from pharmaseg.training import TrainingParams, train
 
     data = Path(default_data())

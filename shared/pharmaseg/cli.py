@@ -14,15 +14,8 @@ from typing import Any
 
 from pharmaseg import config
 from pharmaseg.errors import PharmasegError
+from pharmaseg.sources import default_data
 from pharmaseg.stack.commands import add_commands as add_stack_commands
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "oecd_pharma_spending.csv"
-
-
-def default_data() -> str:
-    """The OECD panel: $PHARMASEG_DATA, else ../shared/data/oecd_pharma_spending.csv beside the repo."""
-    return config.value("PHARMASEG_DATA", str(DEFAULT_DATA))
 
 
 def _print_json(doc: Any) -> None:

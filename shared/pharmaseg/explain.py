@@ -595,10 +595,10 @@ def _main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from pharmaseg.cli import default_data
     from pharmaseg.config import SETTINGS
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import default_data
 
     parser = argparse.ArgumentParser(prog="python -m pharmaseg.explain", description=_main.__doc__.splitlines()[0])
     parser.add_argument("countries", nargs="+", help="ISO3 codes of training countries, e.g. DEU")
