@@ -60,4 +60,4 @@ stack-down: install
 	$(VENV)/bin/pharmaseg stack down
 
 clean:
-	rm -rf $(VENV) $(EMU_VENV) $(INFRA_VENV) .pytest_cache build *.egg-info shared/*.egg-info
+	rm -rf $(VENV) $(EMU_VENV) $(INFRA_VENV) .venv-functions .pytest_cache build *.egg-info shared/*.egg-info

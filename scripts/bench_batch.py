@@ -131,7 +131,7 @@ def _block_sizes() -> tuple[int, ...]:
     """The block size the function runs with (PHARMASEG_BATCH_BLOCK_BYTES), then 1 MiB for comparison."""
     from pharmaseg import config
 
-    configured = int(config.setting("PHARMASEG_BATCH_BLOCK_BYTES"))
+    configured = config.setting("PHARMASEG_BATCH_BLOCK_BYTES")
     return (configured,) if configured == SMALL_BLOCK else (configured, SMALL_BLOCK)
 
 

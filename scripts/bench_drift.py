@@ -37,9 +37,9 @@ def _free_base(start: int = 24600) -> int:
 
 
 def _artifact():
-    from pharmaseg.cli import default_data
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import default_data
     from pharmaseg.training import TrainingParams, train
 
     path = Path(default_data())
@@ -58,6 +58,7 @@ def run(log=print) -> str:
 
     from pharmaseg import gcp, resources
     from pharmaseg.bq import load_ndjson
+    from pharmaseg.config import DriftSettings
     from pharmaseg.drift import methods, service, simulate
     from pharmaseg.registry import ModelRegistry
     from pharmaseg.stack import emulators
@@ -84,13 +85,14 @@ def run(log=print) -> str:
             bq.create_table(bigquery.Table(f"{layout.project}.{dataset}.{resources.table_name(role)}", schema=schema))
         table = f"{layout.project}.{dataset}.{resources.table_name('batch_predictions')}"
         refs = methods.references(artifact.reference, artifact.feature_names)
-        settings = service.DriftSettings(
+        settings = DriftSettings(
             project=layout.project,
             dataset=dataset,
             models_bucket="bench-models",
             reports_bucket="bench-reports",
             retrain_topic=None,
         )
+        checker = service.DriftService(settings, bq=bq, gcs=storage)
         rng = np.random.default_rng(0)
         for i, n in enumerate(SIZES):
             start = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=30 * i)
@@ -107,7 +109,7 @@ def run(log=print) -> str:
                 load_ndjson(bq, table, body, "batch_predictions", timeout=600)
             load_s = time.perf_counter() - t0 - generated
             t1 = time.perf_counter()
-            doc = service.run(settings, {"period_start": start, "period_end": end}, now=end, bq=bq, gcs=storage)
+            doc = checker.run({"period_start": start, "period_end": end}, now=end)
             check_s = time.perf_counter() - t1
             timings = doc["timings_s"]
             log(f"{n} rows: load {load_s:.1f}s, check {check_s:.2f}s, verdict {doc['result']['verdict']}, {timings}")

@@ -35,11 +35,11 @@ def _best_us(fn, number: int) -> float:
 def run(log=print) -> str:
     import numpy as np
 
-    from pharmaseg.cli import default_data
     from pharmaseg.config import SETTINGS
     from pharmaseg.explain import REQUIRED_FEATURES, Explainer
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import default_data
     from pharmaseg.training import TrainingParams, train
 
     data = Path(default_data())
@@ -52,7 +52,7 @@ def run(log=print) -> str:
         source_sha256=hashlib.sha256(data.read_bytes()).hexdigest(),
         rows_read=len(panel.rows),
     )
-    explainer = Explainer(artifact, float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default))
+    explainer = Explainer(artifact, SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
     row = table.values[table.countries.index("DEU")].tolist()
     levels = explainer.used_indexes(REQUIRED_FEATURES)
     rng = np.random.default_rng(0)

@@ -134,11 +134,11 @@ def prepare(workdir: Path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from pharmaseg.cli import default_data
     from pharmaseg.features import FEATURE_NAMES, Window
     from pharmaseg.gcp import storage_client
     from pharmaseg.panel import panel_features, read_panel
     from pharmaseg.registry import ModelRegistry
+    from pharmaseg.sources import default_data
     from pharmaseg.stack import emulators
     from pharmaseg.stack.layout import StackLayout
     from pharmaseg.stack.processes import port_free

@@ -144,7 +144,7 @@ def run_optional_step(module: str, title: str, status: dict) -> None:
 
 
 def main() -> int:
-    from pharmaseg.cli import default_data
+    from pharmaseg.sources import default_data
 
     data = default_data()
     if not Path(data).is_file():

@@ -76,7 +76,7 @@ MMD_PERMUTATIONS = 1000
 
 
 def _data_path() -> Path:
-    from pharmaseg.cli import default_data
+    from pharmaseg.sources import default_data
 
     return Path(default_data())
 

@@ -18,7 +18,7 @@ def predict(request: flask.Request) -> flask.Response:
     """Answer one request; every failure is a JSON error, never a stack trace."""
     global _service
     if _service is None:  # a lazy global, as Google's samples do: the first request pays
-        _service = prediction.from_env()
+        _service = prediction.PredictionService.from_env()
     answer = _service.handle(
         prediction.HttpRequest(
             request.method,

@@ -1,12 +1,20 @@
-"""Cloud Function (gen2, Pub/Sub): retrain the segmentation on request and promote it if it passes the gate."""
+"""Cloud Function (gen2, Pub/Sub and Eventarc): retrain on request or on a new source file, promote if the gate passes.
+
+The work is ``pharmaseg.retraining.handler.RetrainService``; this module only hands it the event.
+"""
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from pharmaseg.retraining.handler import handle_event
+from pharmaseg.retraining.handler import RetrainService
+
+_service: RetrainService | None = None
 
 
 @functions_framework.cloud_event
 def retrain(cloud_event: CloudEvent) -> None:
     """Retrain, register, gate and maybe promote; malformed requests are logged and acknowledged."""
-    handle_event(cloud_event["type"], cloud_event.data, cloud_event["id"])
+    global _service
+    if _service is None:  # settings and clients once per instance, on the first event
+        _service = RetrainService.from_env()
+    _service.handle(cloud_event["type"], cloud_event.data, cloud_event["id"])

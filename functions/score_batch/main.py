@@ -19,12 +19,12 @@ def _settings() -> BatchSettings:
         prefix=config.setting("PHARMASEG_BATCH_PREFIX"),
         results_prefix=config.setting("PHARMASEG_BATCH_RESULTS_PREFIX"),
         staging_prefix=config.setting("PHARMASEG_BATCH_STAGING_PREFIX"),
-        sql_threshold_bytes=int(config.setting("PHARMASEG_BATCH_SQL_THRESHOLD_BYTES")),
-        max_panel_bytes=int(config.setting("PHARMASEG_BATCH_MAX_PANEL_BYTES")),
-        block_size=int(config.setting("PHARMASEG_BATCH_BLOCK_BYTES")),
-        raw_limit=int(config.setting("PHARMASEG_BATCH_RAW_RECORD_LIMIT")),
+        sql_threshold_bytes=config.setting("PHARMASEG_BATCH_SQL_THRESHOLD_BYTES"),
+        max_panel_bytes=config.setting("PHARMASEG_BATCH_MAX_PANEL_BYTES"),
+        block_size=config.setting("PHARMASEG_BATCH_BLOCK_BYTES"),
+        raw_limit=config.setting("PHARMASEG_BATCH_RAW_RECORD_LIMIT"),
         window=config.setting("PHARMASEG_BATCH_WINDOW") or None,
-        borderline_confidence=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
+        borderline_confidence=config.setting("PHARMASEG_BORDERLINE_CONFIDENCE"),
     )
 
 
@@ -34,18 +34,18 @@ def _lazy() -> dict:
         from pharmaseg.gcp import bigquery_client, storage_client
         from pharmaseg.registry import ModelCache, ModelRegistry
 
-        project = config.required("GOOGLE_CLOUD_PROJECT")
+        project = config.setting("GOOGLE_CLOUD_PROJECT")
         storage = storage_client(project)
-        registry = ModelRegistry(config.required("PHARMASEG_MODELS_BUCKET"), storage)
+        registry = ModelRegistry(config.setting("PHARMASEG_MODELS_BUCKET"), storage)
         _clients.update(
             storage=storage,
             sink=BatchSink(
                 bigquery_client(project),
                 project,
-                config.required("PHARMASEG_DATASET"),
-                lease_seconds=float(config.setting("PHARMASEG_BATCH_LEASE_SECONDS")),
+                config.setting("PHARMASEG_DATASET"),
+                lease_seconds=config.setting("PHARMASEG_BATCH_LEASE_SECONDS"),
             ),
-            cache=ModelCache(registry, ttl_seconds=float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS"))),
+            cache=ModelCache(registry, ttl_seconds=config.setting("PHARMASEG_ALIAS_TTL_SECONDS")),
         )
     return _clients
 
@@ -61,11 +61,11 @@ def score_batch(cloud_event: CloudEvent) -> None:
     if ref is None:
         log("INFO", "ignored: not an object-finalize notification", event="batch_ignored")
         return
-    other_bucket = skip_reason(ref, "", config.required("PHARMASEG_INBOX_BUCKET"))
+    other_bucket = skip_reason(ref, "", config.setting("PHARMASEG_INBOX_BUCKET"))
     if other_bucket:
         log("INFO", f"ignored: {other_bucket}", event="batch_ignored", source_uri=ref.uri)
         return
-    if event_too_old(cloud_event.get("time"), float(config.setting("PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS"))):
+    if event_too_old(cloud_event.get("time"), config.setting("PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS")):
         log(
             "ERROR",
             "event too old: dropped",

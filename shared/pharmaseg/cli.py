@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from pharmaseg import config
 from pharmaseg.errors import PharmasegError
+from pharmaseg.sources import default_data
 from pharmaseg.stack.commands import add_commands as add_stack_commands
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "oecd_pharma_spending.csv"
-
-
-def default_data() -> str:
-    """The OECD panel: $PHARMASEG_DATA, else ../shared/data/oecd_pharma_spending.csv beside the repo."""
-    return os.environ.get("PHARMASEG_DATA", str(DEFAULT_DATA))
 
 
 def _print_json(doc: Any) -> None:
@@ -71,7 +64,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         source_uri=args.data,
         source_sha256=sha256_of(data),
         rows_read=len(panel.rows),
-        trigger={"kind": "cli", "user": os.environ.get("USER", "unknown")},
+        trigger={"kind": "cli", "user": config.value("USER", "unknown")},
     )
     report = None
     if args.register:
@@ -113,19 +106,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _registry(args: argparse.Namespace):
     from pharmaseg.registry import ModelRegistry
 
-    bucket = args.bucket or os.environ.get("PHARMASEG_MODELS_BUCKET")
+    bucket = args.bucket or config.value("PHARMASEG_MODELS_BUCKET")
     if not bucket:
         raise PharmasegError("no models bucket: pass --bucket or set PHARMASEG_MODELS_BUCKET")
     return ModelRegistry(bucket)
 
 
 def _reports_bucket(args: argparse.Namespace) -> str | None:
-    return getattr(args, "reports_bucket", None) or os.environ.get("PHARMASEG_REPORTS_BUCKET")
+    return getattr(args, "reports_bucket", None) or config.value("PHARMASEG_REPORTS_BUCKET")
 
 
 def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
     """Every registered version gets its report; the CLI writes it when it knows the reports bucket."""
-    from pharmaseg import config
     from pharmaseg.model_report import ModelReportWriter
 
     bucket = _reports_bucket(args)
@@ -140,7 +132,7 @@ def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
     from pharmaseg.gcp import storage_client
 
     writer = ModelReportWriter(
-        storage_client(), bucket, borderline_below=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE"))
+        storage_client(), bucket, borderline_below=config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")
     )
     return writer.publish(artifact, production)
 
@@ -159,10 +151,10 @@ def _report_of(args: argparse.Namespace, version: str) -> str | None:
 
 def _decisions(args: argparse.Namespace):
     """The model_versions table, where a person's promotions and rollbacks are recorded."""
-    from pharmaseg import config, gcp, resources
+    from pharmaseg import gcp, resources
     from pharmaseg.retraining.service import ModelVersionsTable
 
-    project = getattr(args, "project", None) or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
     if not project:
         raise PharmasegError(
             "no project for the model_versions record: pass --project or set GOOGLE_CLOUD_PROJECT "
@@ -197,7 +189,7 @@ def _promote(args: argparse.Namespace, registry, version: str, *, reason: str, r
         _decisions(args),
         version,
         reason=reason,
-        by=getattr(args, "by", None) or os.environ.get("USER", "unknown"),
+        by=getattr(args, "by", None) or config.value("USER", "unknown"),
         alias=getattr(args, "alias", "production"),
         report_uri=report or _report_of(args, version),
         show=lambda changes, previous: _show_changes(changes, previous, version),
@@ -303,7 +295,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
         registry,
         _decisions(args),
         reason=args.reason,
-        by=args.by or os.environ.get("USER", "unknown"),
+        by=args.by or config.value("USER", "unknown"),
         alias=args.alias,
         report_uri=lambda version: _report_of(args, version),
         show=lambda changes, previous: _show_changes(changes, previous, "the previous version"),
@@ -313,9 +305,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from pharmaseg.config import markdown_table
-
-    print(markdown_table(), end="")
+    print(config.markdown_table(), end="")
     return 0
 
 
@@ -379,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--by", help="who decides (default: $USER)")
     rollback.set_defaults(handler=_cmd_rollback)
 
-    config = commands.add_parser("config", help="print every environment variable the functions read")
-    config.set_defaults(handler=_cmd_config)
+    settings = commands.add_parser("config", help="print every environment variable the functions read")
+    settings.set_defaults(handler=_cmd_config)
 
     add_stack_commands(commands)
     return parser

@@ -54,6 +54,15 @@ NO_SINGLE_FEATURE = "no single feature would change the segment within the train
 _INF = math.inf
 
 
+def _rounded(doc: Any) -> Any:
+    """``doc`` with every float to 6 decimals: for documents a person reads, not for answers."""
+    if isinstance(doc, dict):
+        return {k: _rounded(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_rounded(v) for v in doc]
+    return _round6(doc) if isinstance(doc, float) else doc
+
+
 def _round6(value: float) -> float:
     """``value`` to 6 decimals the way ``numpy.round`` does it (scale, round half to even, unscale),
     at about half the cost of ``round(value, 6)`` on the per-request path. The two differ only
@@ -68,13 +77,13 @@ class _Space:
     def __init__(self, explainer: Explainer, used: tuple[int, ...]) -> None:
         self.used = used
         self.names = [explainer.names[i] for i in used]
+        self.missing = [n for n in explainer.names if n not in self.names]
         self.mean = [explainer.mean[i] for i in used]
         self.scale = [explainer.scale[i] for i in used]
         self.lo = [explainer.lo[i] for i in used]
         self.hi = [explainer.hi[i] for i in used]
         self.centroids = cs = [[c[i] for i in used] for c in explainer.centroids]
         self.original = [[c[i] for i in used] for c in explainer.original]
-        self.original_rounded = [[_round6(v) for v in c] for c in self.original]
         k = len(cs)
         self.others = [[b for b in range(k) if b != a] for a in range(k)]
         # slope[a][b][j]: the change of z_j per unit of margin of a over b (inf: z_j never changes it)
@@ -192,45 +201,47 @@ class Explanation(NamedTuple):
         ]
 
     def to_dict(self, all_reasons: bool = False) -> dict[str, Any]:
+        """Full-precision floats: rounding is the reader's choice (and moved values resubmitted as
+        they are must land on the runner-up's side)."""
         space, segments, m = self.space, self.segment_names, self.margin
         names, con, values = space.names, self.contributions, self.values
-        own, other = space.original_rounded[self.cluster], space.original_rounded[self.runner_up]
-        changes = self.changes
+        own, other = space.original[self.cluster], space.original[self.runner_up]
+        step = self.step
+        changes = [step * w for w in space.u_orig[self.cluster][self.runner_up]]
         flip = self.single_feature
         return {
             "runner_up": {
                 "cluster": self.runner_up,
                 "cluster_name": segments[self.runner_up],
-                "distance": _round6(self.distances[self.runner_up]),
+                "distance": self.distances[self.runner_up],
             },
             "borderline": self.borderline,
-            "margin": _round6(m),
+            "margin": m,
             "reasons": [
                 {
                     "feature": names[j],
-                    "contribution": _round6(con[j]),
-                    "share": _round6(con[j] / m) if m != 0 else None,
-                    "value": _round6(values[j]),
+                    "contribution": con[j],
+                    "share": con[j] / m if m != 0 else None,
+                    "value": values[j],
                     "segment_value": own[j],
                     "runner_up_value": other[j],
                 }
                 for j in (self.order if all_reasons else self.order[:TOP_REASONS])
             ],
             "what_if": {
-                "distance": _round6(self.what_if_distance),
-                "changes": {f: _round6(c) for f, c in zip(names, changes)},
-                # Not rounded: resubmitted as they are, they land on the runner-up's side.
+                "distance": self.what_if_distance,
+                "changes": dict(zip(names, changes)),
                 "moved_values": {f: v + c for f, v, c in zip(names, values, changes)},
                 "lands_in": segments[self.lands_in],
                 "single_feature": None
                 if flip is None
                 else {
                     "feature": flip.feature,
-                    "change": _round6(flip.change),
-                    "to": _round6(flip.to),
+                    "change": flip.change,
+                    "to": flip.to,
                     "flips_to": segments[flip.flips_to],
                 },
-                "single_feature_note": self.single_feature_note,
+                "single_feature_note": None if flip is not None else NO_SINGLE_FEATURE,
             },
         }
 
@@ -584,10 +595,10 @@ def _main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from pharmaseg.cli import default_data
     from pharmaseg.config import SETTINGS
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.sources import default_data
 
     parser = argparse.ArgumentParser(prog="python -m pharmaseg.explain", description=_main.__doc__.splitlines()[0])
     parser.add_argument("countries", nargs="+", help="ISO3 codes of training countries, e.g. DEU")
@@ -596,7 +607,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model.json to explain with (default: train the original procedure)")
     parser.add_argument("--features", help="comma-separated features of a partial input (default: all nine)")
     parser.add_argument("--all-reasons", action="store_true", help="every feature's reason, not the top 3")
-    default = float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
+    default = SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default
     parser.add_argument("--borderline", type=float, default=default, help="threshold (default: %(default)s)")
     args = parser.parse_args(argv)
 
@@ -629,7 +640,7 @@ def _main(argv: list[str] | None = None) -> int:
                 "cluster": e.cluster,
                 "cluster_name": e.segment_names[e.cluster],
                 "confidence": _round6(e.confidence),
-                **e.to_dict(args.all_reasons),
+                **_rounded(e.to_dict(args.all_reasons)),
             }
         )
     every = explainer.explain_many(table.values, used, what_if=False)

@@ -22,6 +22,23 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f"{m}_{s}" for m in MEASURES for s in STA
 GROWTH_FEATURES: tuple[str, ...] = tuple(f"{m}_growth" for m in MEASURES)
 LEVEL_FEATURES: tuple[str, ...] = tuple(f"{m}_avg" for m in MEASURES)
 
+# What a strategist reads beside the column names (the strategy page shows both).
+_MEASURE_WORDS = {
+    "PC_HEALTHXP": ("Share of health spending", "%"),
+    "PC_GDP": ("Share of GDP", "%"),
+    "USD_CAP": ("Spending per head", "USD PPP"),
+}
+_STATISTIC_WORDS = {
+    "growth": "growth (% a year)",
+    "avg": "average ({unit})",
+    "volatility": "year-to-year spread ({unit})",
+}
+FEATURE_LABELS: dict[str, str] = {
+    f"{m}_{s}": f"{words}, {_STATISTIC_WORDS[s].format(unit=unit)}"
+    for m, (words, unit) in _MEASURE_WORDS.items()
+    for s in STATISTICS
+}
+
 
 @dataclass(frozen=True)
 class Window:

@@ -9,8 +9,9 @@ library is imported inside its factory, so importing this module costs nothing.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from pharmaseg import config
 
 STORAGE_EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
 PUBSUB_EMULATOR_HOST = "PUBSUB_EMULATOR_HOST"
@@ -18,7 +19,7 @@ BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 
 
 def _project(project: str | None) -> str | None:
-    return project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+    return project or config.value("GOOGLE_CLOUD_PROJECT") or None
 
 
 def _anonymous() -> Any:
@@ -31,7 +32,7 @@ def storage_client(project: str | None = None, *, endpoint: str | None = None) -
     """A ``google.cloud.storage.Client``, on the emulator when ``STORAGE_EMULATOR_HOST`` is set."""
     from google.cloud import storage
 
-    endpoint = endpoint or os.environ.get(STORAGE_EMULATOR_HOST)
+    endpoint = endpoint or config.value(STORAGE_EMULATOR_HOST)
     if endpoint:
         return storage.Client(
             project=_project(project) or "local",
@@ -45,7 +46,7 @@ def bigquery_client(project: str | None = None, *, endpoint: str | None = None) 
     """A ``google.cloud.bigquery.Client``, on the emulator when ``BIGQUERY_EMULATOR_HOST`` is set."""
     from google.cloud import bigquery
 
-    endpoint = endpoint or os.environ.get(BIGQUERY_EMULATOR_HOST)
+    endpoint = endpoint or config.value(BIGQUERY_EMULATOR_HOST)
     if endpoint:
         from google.api_core.client_options import ClientOptions
 

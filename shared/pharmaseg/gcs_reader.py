@@ -10,9 +10,10 @@ preconditions) stay with the full client in ``pharmaseg.registry``.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from urllib.parse import quote, urlencode
+
+from pharmaseg import config
 
 PUBLIC_ENDPOINT = "https://storage.googleapis.com"
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
@@ -23,7 +24,7 @@ class GcsReader:
 
     def __init__(self, bucket: str, endpoint: str | None = None, http=None):
         self.bucket_name = bucket
-        emulator = endpoint or os.environ.get("STORAGE_EMULATOR_HOST")
+        emulator = endpoint or config.value("STORAGE_EMULATOR_HOST")
         self._endpoint = (emulator or PUBLIC_ENDPOINT).rstrip("/")
         if http is None:
             import urllib3

@@ -255,13 +255,13 @@ class ModelRegistry:
         doc, generation = found
         if doc.get("version"):
             return doc["version"]
-        age = (datetime.now(UTC) - datetime.fromisoformat(doc["claimed_at"])).total_seconds()
-        if age < self.claim_lease_seconds:
-            raise ConcurrentUpdateError(f"request {key!r} is being registered by another worker")
-        # The holder may have died after registering but before recording the version here.
-        registered = next(
-            (v for v in reversed(self.versions()) if self.metadata(v).get("idempotency_key") == key), None
-        )
+        # The holder may have died after registering but before recording the version here: then
+        # the version is complete (its metadata is written last and names the key), whatever the lease.
+        registered = self._registered_under(key)
+        if registered is None:
+            age = (datetime.now(UTC) - datetime.fromisoformat(doc["claimed_at"])).total_seconds()
+            if age < self.claim_lease_seconds:
+                raise ConcurrentUpdateError(f"request {key!r} is being registered by another worker")
         taken = {"key": key, "version": registered} if registered else claim
         try:
             self._write_json(key_name, taken, if_generation_match=generation)
@@ -269,9 +269,15 @@ class ModelRegistry:
             raise ConcurrentUpdateError(f"request {key!r} was taken over by another worker") from None
         return registered
 
+    def _registered_under(self, key: str) -> str | None:
+        return next((v for v in reversed(self.versions()) if self.metadata(v).get("idempotency_key") == key), None)
+
     def version_for_key(self, idempotency_key: str) -> str | None:
+        """The version registered under the key, also when its holder died before the key named it."""
         found = self._read_json(f"keys/{hashlib.sha256(idempotency_key.encode()).hexdigest()}.json")
-        return found[0].get("version") if found else None
+        if found is None:
+            return None
+        return found[0].get("version") or self._registered_under(idempotency_key)
 
     def load(self, version: str) -> ModelArtifact:
         """Download a version and verify it is byte-for-byte what was registered."""
@@ -397,6 +403,9 @@ class ModelCache:
 
     def version(self, version: str, sha256: str | None = None) -> ModelArtifact:
         """A loaded version; one that failed to load is not retried before the TTL (no GCS per request)."""
+        loaded = self._versions.get(version)  # a dict read is atomic: no lock on the hit path
+        if loaded is not None:
+            return loaded
         now = self._clock()
         with self._lock:
             if version in self._versions:
@@ -430,10 +439,13 @@ class ModelCache:
         return found[1], doc["version"], doc["sha256"]
 
     def alias(self, alias: str = "production") -> ModelArtifact:
-        """The model an alias names; an unset alias is remembered for the TTL too."""
+        """The model an alias names; an unset alias is remembered for the TTL too.
+
+        The hit path (every request within the TTL) reads the cache without the lock: entries
+        are replaced whole, never mutated, and a dict read is atomic.
+        """
         now = self._clock()
-        with self._lock:
-            cached = self._aliases.get(alias)
+        cached = self._aliases.get(alias)
         if cached and now - cached[3] < self.ttl_seconds:
             generation, version, sha256 = cached[:3]
         else:

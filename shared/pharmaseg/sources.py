@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pharmaseg import config
 from pharmaseg.errors import PharmasegError
+
+# The team's copy of the OECD panel, beside the repository (never committed; ../shared/data/README.md).
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "oecd_pharma_spending.csv"
+
+
+def default_data() -> str:
+    """The OECD panel the CLI, demo and benchmarks read: $PHARMASEG_DATA, else the team's copy."""
+    return config.value("PHARMASEG_DATA", str(DEFAULT_DATA))
 
 
 def split_gs_uri(uri: str) -> tuple[str, str, int | None]:

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from pharmaseg.panel import panel_features, read_panel
 from pharmaseg.registry import ModelRegistry
 from pharmaseg.stack import emulators, lifecycle, processes
 from pharmaseg.training import TrainingParams, train
+from tests.integration import own_stack
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
 
@@ -40,21 +38,6 @@ pytestmark = pytest.mark.integration
 HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {"PHARMASEG_BATCH_LEASE_SECONDS": "5", "PHARMASEG_ALIAS_TTL_SECONDS": "1"}
-
-
-@contextmanager
-def function_settings():
-    """The environment the stack code hands on to the functions it starts (and restarts)."""
-    saved = {name: os.environ.get(name) for name in SETTINGS}
-    os.environ.update(SETTINGS)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def features_file(table, rows: int, *, bad_every: int = 0, tag: str = "s") -> tuple[bytes, int]:
@@ -112,9 +95,6 @@ class Stack:
         return {r["run_id"]: (r["n"], r["d"], r["lo"], r["hi"]) for r in found}
 
     # the score_batch process
-    def function_record(self) -> dict:
-        return lifecycle.read_state(self.layout)["functions"]["score_batch"]
-
     def log_events(self, run_id: str) -> list[dict]:
         path = self.layout.log_path("score_batch")
         lines = path.read_text().splitlines() if path.exists() else []
@@ -129,18 +109,10 @@ class Stack:
         return wait_for(lambda: [e for e in self.log_events(run_id) if e.get("event") == "batch_finished"], timeout=30)
 
     def kill_function(self) -> None:
-        """kill -9 the function's whole process group (functions-framework and its worker)."""
-        pid = self.function_record()["pid"]
-        os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: not processes.group_members(pid) and not processes.alive(pid), timeout=10, interval=0.05)
+        own_stack.kill_function(self.layout, "score_batch")
 
     def restart_missing(self) -> float:
-        """``stack up`` on the running stack: starts what is not running (the function), keeps the rest."""
-        t0 = time.monotonic()
-        with function_settings():
-            lifecycle.up(self.layout, log=lambda *_: None)
-        self._track()
-        return time.monotonic() - t0
+        return own_stack.restart_missing(self.conftest, self.layout, SETTINGS)
 
     # the BigQuery emulator
     def stop_bigquery(self) -> None:
@@ -155,34 +127,7 @@ class Stack:
         self._track()
 
     def _track(self) -> None:
-        """Let the session's last-resort cleanup know the processes started here."""
-        state = lifecycle.read_state(self.layout)
-        for record in [*state["processes"].values(), *state["functions"].values()]:
-            self.conftest._live[record["pid"]] = record.get("start_time")
-
-
-def start_own_stack(conftest, layout_factory, root: Path):
-    """Start the module's stack; retried on the next block of ports if a process lost its port.
-
-    Other test sessions on this machine take ports from the same range, and one may bind a port
-    between the free-port check and an emulator's own bind: that emulator exits while the foreign
-    one answers its readiness check. Our own project id keeps the foreign emulator's topics,
-    subscriptions and buckets apart from ours; a process of ours that is gone shows the collision.
-    """
-    for attempt in range(3):
-        layout = layout_factory(
-            root / f"state-{attempt}",
-            project="pharmaseg-resilience",
-            functions_dir=root / "functions",
-            bigquery_data_dir=root / f"bigquery-{attempt}",
-        )
-        with function_settings():
-            status = conftest.start_stack(layout)
-        time.sleep(2)  # a process that lost its port has exited by now
-        if all(lifecycle.status(layout)["running"].values()):
-            return layout, status
-        conftest.stop_stack(layout, status)
-    pytest.fail(f"the resilience stack did not stay up on three blocks of ports: {lifecycle.status(layout)['running']}")
+        own_stack.track(self.conftest, self.layout)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +142,14 @@ def stack(request, tmp_path_factory, stack_layout_factory):
     artifact = train(
         table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
     )
-    layout, status = start_own_stack(conftest, stack_layout_factory, root)
+    layout, status = own_stack.start_own_stack(
+        conftest,
+        stack_layout_factory,
+        root,
+        SETTINGS,
+        project="pharmaseg-resilience",
+        bigquery_data_dir=lambda attempt: root / f"bigquery-{attempt}",
+    )
     try:
         assert "--persistent" in emulators.bigquery_command(layout)
         assert list(status["functions"]) == ["score_batch"], status["function_errors"]

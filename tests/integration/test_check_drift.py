@@ -1,6 +1,6 @@
 """The drift check on the emulators: verdicts, the report and row it writes, retrain requests, cooldown.
 
-Most tests run ``pharmaseg.drift.service.run`` in-process against the session's BigQuery, GCS
+Most tests run ``pharmaseg.drift.service.DriftService.run`` in-process against the session's BigQuery, GCS
 and Pub/Sub emulators, each in a dataset and buckets of its own with its own retrain topic and
 pull subscription; the last one goes through the running stack: the drift topic's push
 subscription, the check_drift function, and the retrain topic.
@@ -23,6 +23,7 @@ import pytest
 
 from pharmaseg import pubsub, resources
 from pharmaseg.bq import load_ndjson
+from pharmaseg.config import DriftSettings
 from pharmaseg.drift import methods, queries, service, simulate
 from pharmaseg.registry import ModelRegistry
 
@@ -78,13 +79,13 @@ def env(gcs, pubsub, bigquery, artifact):
     publisher.create_topic(name=topic)
     subscription = subscriber.subscription_path(pubsub.project, f"retrain-{tag}-pull")
     subscriber.create_subscription(name=subscription, topic=topic)
-    settings = service.DriftSettings(
+    settings = DriftSettings(
         project=project,
         dataset=dataset,
         models_bucket=models,
         reports_bucket=reports,
         retrain_topic=f"retrain-{tag}",
-        policy=methods.DriftPolicy(bootstrap=500),
+        drift_bootstrap=500,
     )
     yield {
         "settings": settings,
@@ -130,17 +131,13 @@ def _object(env, uri: str) -> bytes:
     return env["gcs"].bucket(bucket).blob(name).download_as_bytes()
 
 
+def _service(env) -> service.DriftService:
+    return service.DriftService(env["settings"], bq=env["bq"], gcs=env["gcs"], publisher=env["publisher"])
+
+
 def _run(env, message_id=None, **request):
     request = {"period_start": PERIOD[0], "period_end": PERIOD[1], **request}
-    return service.run(
-        env["settings"],
-        request,
-        message_id=message_id or uuid.uuid4().hex,
-        now=PERIOD[1],
-        bq=env["bq"],
-        gcs=env["gcs"],
-        publisher=env["publisher"],
-    )
+    return _service(env).run(request, message_id=message_id or uuid.uuid4().hex, now=PERIOD[1])
 
 
 def _pull(env, timeout: float = 5.0) -> list:
@@ -246,14 +243,10 @@ def test_a_correlation_change_with_unchanged_marginals_is_joint_drift(env, capsy
 def test_latest_pointer_keeps_the_newest_check(env):
     _load(env, 100, 0, seed=11)
     newer = _run(env)
-    older = service.run(
-        env["settings"],
+    older = _service(env).run(
         {"period_start": PERIOD[0], "period_end": PERIOD[1]},
         message_id=uuid.uuid4().hex,
         now=PERIOD[1] - timedelta(hours=1),
-        bq=env["bq"],
-        gcs=env["gcs"],
-        publisher=env["publisher"],
     )
     assert older["run_at"] < newer["run_at"] and _latest(env)["report_id"] == newer["report_id"]
     again = _run(env, message_id=newer["report_id"].removeprefix("msg-"))
@@ -274,14 +267,10 @@ def test_cooldown_stops_a_second_request_until_it_expires(env):
     assert second["result"]["verdict"] == "drift" and second["retrain"]["requested"] is False
     assert second["retrain"]["decision"].startswith("not requested: cooldown")
     assert len(_pull(env)) == 1
-    later = service.run(
-        env["settings"],
+    later = _service(env).run(
         {"period_start": PERIOD[0], "period_end": PERIOD[1]},
         message_id=uuid.uuid4().hex,
-        now=PERIOD[1] + timedelta(hours=env["settings"].cooldown_hours + 1),
-        bq=env["bq"],
-        gcs=env["gcs"],
-        publisher=env["publisher"],
+        now=PERIOD[1] + timedelta(hours=env["settings"].drift_cooldown_hours + 1),
     )
     assert later["retrain"]["requested"] is True and len(_pull(env)) == 1
     assert [r["retrain_requested"] for r in _rows(env)] == [True, False, True]
@@ -296,8 +285,7 @@ def test_policy_never_and_redelivery(env):
 
 
 def test_large_sample_takes_the_binned_path(env):
-    policy = methods.DriftPolicy(ks_max_rows=500, joint_max_rows=1000)
-    env["settings"] = dataclasses.replace(env["settings"], policy=policy)
+    env["settings"] = dataclasses.replace(env["settings"], drift_ks_max_rows=500, drift_joint_max_rows=1000)
     _load(env, 300, 3000, seed=6, jitter=0.1)
     calm = _run(env)
     assert calm["path"] == "binned" and calm["result"]["verdict"] == "no_drift", calm["result"]["reason"]
@@ -307,13 +295,8 @@ def test_large_sample_takes_the_binned_path(env):
     assert "query_sample" in calm["timings_s"] and _rows(env)[0]["joint"]["sampled_from"] == 3300
     shifted = (PERIOD[1], PERIOD[1] + timedelta(days=7))
     _load(env, 0, 3000, seed=7, shift={"USD_CAP_avg": 1.0}, period=shifted)
-    drift = service.run(
-        env["settings"],
-        {"period_start": shifted[0], "period_end": shifted[1], "retrain": "never"},
-        now=shifted[1],
-        bq=env["bq"],
-        gcs=env["gcs"],
-        publisher=env["publisher"],
+    drift = _service(env).run(
+        {"period_start": shifted[0], "period_end": shifted[1], "retrain": "never"}, now=shifted[1]
     )
     assert drift["result"]["verdict"] == "drift" and "USD_CAP_avg" in drift["result"]["drifted_features"]
 
@@ -322,10 +305,10 @@ def test_handle_event_refuses_malformed_messages(env, capsys):
     import base64
 
     data = {"message": {"data": base64.b64encode(b'{"period_days": "x"}').decode(), "messageId": "1"}}
-    assert service.handle_event(pubsub.PUBLISHED, data) is None
+    assert _service(env).handle(pubsub.PUBLISHED, data) is None
     assert "drift_check_rejected" in capsys.readouterr().out
     with pytest.raises(ValueError):
-        service.handle_event("google.cloud.storage.object.v1.finalized", data)
+        _service(env).handle("google.cloud.storage.object.v1.finalized", data)
 
 
 def _demo_module():

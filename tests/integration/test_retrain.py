@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from pharmaseg import resources
+from pharmaseg.config import RetrainSettings
 from pharmaseg.model_report import ModelReportWriter
 from pharmaseg.registry import ModelRegistry
 from pharmaseg.retraining import handler
@@ -53,16 +54,19 @@ def env(gcs, bigquery):
     table_id = f"{bigquery.project}.{dataset}.{resources.table_name('model_versions')}"
     schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("model_versions")]
     client.create_table(bq.Table(table_id, schema=schema))
-    deps = handler.Dependencies(
+    settings = RetrainSettings(
+        project=bigquery.project,
+        models_bucket=models,
+        sources_bucket=sources,
+        reports_bucket=reports,
+        retrain_window="2011-2020",
+        retrain_bootstrap=10,
+    )
+    deps = handler.RetrainService(
+        settings,
         registry=ModelRegistry(models, client=storage),
         store=ModelVersionsTable(client, table_id),
         storage_client=storage,
-        thresholds=GateThresholds(),
-        defaults={
-            "default_data_uri": f"gs://{sources}/{DATA_OBJECT}",
-            "default_window": "2011-2020",
-            "default_bootstrap": 10,
-        },
         reports=ModelReportWriter(storage, reports, borderline_below=0.1),
     )
     deps.sources, deps.reports_bucket = sources, reports
@@ -71,7 +75,7 @@ def env(gcs, bigquery):
 
 
 def send(deps, message_id, **fields):
-    return handler.handle_event(handler.EVENT_TYPE, event({"reason": "integration", **fields}, message_id), None, deps)
+    return deps.handle(handler.EVENT_TYPE, event({"reason": "integration", **fields}, message_id), None)
 
 
 def production(deps):
@@ -180,7 +184,7 @@ def test_force_promotes_a_failing_candidate(env):
 
 
 def test_malformed_message_is_logged_and_acknowledged(env, capsys):
-    assert handler.handle_event(handler.EVENT_TYPE, event(b"{not json", "m-bad"), None, env) is None
+    assert env.handle(handler.EVENT_TYPE, event(b"{not json", "m-bad"), None) is None
     assert send(env, "m-bad2", promotion="sometimes") is None
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     errors = [line for line in out if line.get("event") == "retrain_malformed"]

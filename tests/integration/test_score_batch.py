@@ -342,7 +342,7 @@ def test_pubsub_notification_event_shape(env, model):
 def test_end_to_end_through_the_running_stack(local_stack_env, model):
     status = local_stack_env
     if "score_batch" not in status["functions"]:
-        pytest.skip(f"score_batch is not running: {status.get('function_errors')}")
+        pytest.fail(f"score_batch is not running: {status.get('function_errors')}")
     artifact, table = model
     registry = ModelRegistry(status["buckets"]["models"])
     version = registry.register(copy.deepcopy(artifact))
@@ -381,7 +381,7 @@ def test_end_to_end_through_the_running_stack(local_stack_env, model):
 def test_demo_batch_runs_on_the_stack(local_stack_env, model, capsys):
     status = local_stack_env
     if "score_batch" not in status["functions"]:
-        pytest.skip(f"score_batch is not running: {status.get('function_errors')}")
+        pytest.fail(f"score_batch is not running: {status.get('function_errors')}")
     import importlib.util
     from pathlib import Path
 

@@ -15,7 +15,7 @@ import pytest
 
 from pharmaseg import resources
 from pharmaseg.stack import lifecycle, processes
-from pharmaseg.stack.logrouter import to_log_entry
+from pharmaseg.stack.logrouter import Router, to_log_entry
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def score_batch(cloud_event):
 def run_cli(env: dict[str, str], *args: str, console_script: bool = False) -> subprocess.CompletedProcess:
     if console_script:
         if not CONSOLE_SCRIPT.exists():
-            pytest.skip("the pharmaseg console script is not installed")
+            pytest.fail(f"the pharmaseg console script is missing: {CONSOLE_SCRIPT} (run `make install`)")
         cmd = [str(CONSOLE_SCRIPT), "stack", *args]
     else:
         cmd = [sys.executable, "-m", "pharmaseg.stack", *args]
@@ -285,6 +285,41 @@ def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout)
     time.sleep(1.5)  # one more router tick: nothing else for this request may arrive
     rows = list(client.query(sql).result())
     assert [tuple(r.values()) for r in rows] == [("WARNING", 1.75, 3, "cloud_run_revision", "fake-service")]
+
+
+def test_log_router_loads_each_line_once_across_failed_loads_and_restarts(local_stack, tmp_path):
+    """Offsets move only after a load succeeds, and a restarted router starts from them."""
+    from pharmaseg import gcp
+
+    project, endpoint = local_stack["project"], local_stack["emulators"]["bigquery"]
+    logs, offsets = tmp_path / "logs", tmp_path / "offsets.json"
+    logs.mkdir()
+    request_id = uuid.uuid4().hex
+    log = logs / "svc.stdout.log"
+
+    def append(cluster: int) -> None:
+        with open(log, "a") as out:
+            out.write(json.dumps({"event": "prediction", "request_id": request_id, "cluster": cluster}) + "\n")
+
+    def router() -> Router:
+        return Router(logs, project, offsets_file=offsets, endpoint=endpoint)
+
+    append(1)
+    failing = router()
+    failing.table_id = f"{project}.no_such_dataset.{resources.table_name('predictions_log')}"
+    with pytest.raises(Exception, match="no_such_dataset"):
+        failing.tick()
+    assert not offsets.exists()
+    assert router().tick() == 1  # the line the failed load held back
+    append(2)
+    assert router().tick() == 1  # a restart: only the new line
+    assert router().tick() == 0
+    client = gcp.bigquery_client(project, endpoint=endpoint)
+    sql = (
+        f"SELECT jsonPayload.cluster AS cluster FROM `{local_stack['tables']['predictions_log']}` "
+        f"WHERE jsonPayload.request_id = '{request_id}' ORDER BY cluster"
+    )
+    assert [r.cluster for r in client.query(sql).result()] == [1, 2]
 
 
 def _schema_tuples(fields):

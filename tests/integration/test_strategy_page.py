@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from pharmaseg.features import FEATURE_LABELS
 from pharmaseg.registry import ModelRegistry
 from tests.polling import wait_for
 
@@ -81,7 +82,13 @@ def test_selecting_germany_shows_its_segment_and_reasons(page_stack, page):
     card.locator(".segment").wait_for()
     assert card.locator(".segment").inner_text() == "High-Value Pharma Markets"
     assert card.locator("#reasons tr").count() == 4  # header + the top 3
-    assert "runner-up" in card.inner_text() and "What would move it" in card.inner_text()
+    text = card.inner_text()
+    assert "runner-up" in text and "What would move it" in text
+    assert "its own figures in the model's training data (2011-2020)" in text  # input_kind "stored", in words
+    first = card.locator("#reasons tr").nth(1).locator("td").first.inner_text()
+    feature = first.splitlines()[-1]
+    assert first.splitlines()[0] == FEATURE_LABELS[feature]  # plain words above the column name
+    assert "shares add up to 100%" in text
     assert page.locator('.pt[data-country="DEU"]').get_attribute("class") == "pt selected"
     assert page.errors == []
 
@@ -104,7 +111,7 @@ def test_the_market_form_with_three_headline_figures_shows_an_answer(page_stack,
     page.get_by_role("button", name="Score this market").click()
     page.locator("#card .segment").wait_for()
     text = page.locator("#card").inner_text()
-    assert "BRA" in text and "partial" in text and "PC_GDP_avg" in text
+    assert "BRA" in text and "only 3 of 9 features" in text and "provisional" in text and "PC_GDP_avg" in text
     assert page.locator("#card .segment").inner_text() in {
         "Declining Markets",
         "Stable Moderate Markets",

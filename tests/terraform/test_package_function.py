@@ -1,4 +1,4 @@
-"""scripts/package_function.py: same sources -> same bytes; any change -> a new md5."""
+"""scripts/package_function.py: only what the function imports; same sources -> same bytes; any change -> a new md5."""
 
 from __future__ import annotations
 
@@ -33,7 +33,18 @@ def repo(tmp_path) -> Path:
     (lib / "__init__.py").write_text("from pharmaseg.core import VALUE\n")
     (lib / "core.py").write_text("VALUE = 42\n")
     (lib / "resources" / "resources.json").write_text('{"functions": {"demo": {}}}')
+    (tmp_path / "pyproject.toml").write_text('[tool.setuptools.package-data]\npharmaseg = ["resources/*.json"]\n')
     return tmp_path
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def library_entries(name: str, repo: Path) -> list[str]:
+    return [a for a in package.archive_entries(name, repo) if a.startswith("pharmaseg/")]
 
 
 def test_same_sources_give_the_same_md5(repo, tmp_path):
@@ -63,13 +74,7 @@ def test_archive_layout_lets_main_import_pharmaseg(repo, tmp_path):
         assert names == sorted(names)
         assert {i.date_time for i in zf.infolist()} == {package.FIXED_DATE}
         zf.extractall(tmp_path / "x")
-    assert names == [
-        "main.py",
-        "pharmaseg/__init__.py",
-        "pharmaseg/core.py",
-        "pharmaseg/resources/resources.json",
-        "requirements.txt",
-    ]
+    assert names == ["main.py", "pharmaseg/__init__.py", "pharmaseg/core.py", "requirements.txt"]
     out = subprocess.run(
         [sys.executable, "-c", "import main; print(main.demo(None))"],
         cwd=tmp_path / "x",
@@ -91,23 +96,92 @@ def test_cli_packages_every_declared_function(repo, tmp_path):
     assert (tmp_path / "out" / "demo.zip").is_file()
 
 
-def test_real_functions_package_reproducibly(tmp_path):
-    ready = [
-        fn
-        for fn in package.declared_functions()
-        if (REPO_ROOT / "functions" / fn / "main.py").is_file()
-        and (REPO_ROOT / "functions" / fn / "requirements.txt").is_file()
+def test_only_the_modules_the_function_imports_ship(repo):
+    """Imports at any depth count (lazy ones inside functions too), through packages' __init__.py,
+    but not what runs only as a script: a private entry point that only the __main__ block calls."""
+    lib = repo / "shared" / "pharmaseg"
+    write(
+        lib,
+        {
+            "core.py": (
+                "VALUE = 42\n\n\ndef lazy():\n    from pharmaseg.sub import leaf\n\n    return leaf\n\n\n"
+                "def _main():\n    import pharmaseg.devtool\n\n\n"
+                "def run():\n    from pharmaseg import tool\n\n\n"
+                'if __name__ == "__main__":\n    import pharmaseg.unused\n\n    _main()\n    run()\n'
+            ),
+            "sub/__init__.py": "",
+            "sub/leaf.py": "from pharmaseg.sub.deep import helper\n",
+            "sub/deep/__init__.py": "",
+            "sub/deep/helper.py": "",
+            "tool.py": "",
+            "devtool.py": "",
+            "unused.py": "",
+        },
+    )
+    assert library_entries("demo", repo) == [
+        "pharmaseg/__init__.py",
+        "pharmaseg/core.py",
+        "pharmaseg/sub/__init__.py",
+        "pharmaseg/sub/deep/__init__.py",
+        "pharmaseg/sub/deep/helper.py",
+        "pharmaseg/sub/leaf.py",
+        "pharmaseg/tool.py",
     ]
-    if not ready:
-        pytest.skip("no function folder is complete yet")
-    for fn in ready:
-        a = package.package_function(fn, tmp_path / "a")
-        b = package.package_function(fn, tmp_path / "b")
-        assert package.md5(a) == package.md5(b), fn
-        with zipfile.ZipFile(a) as zf:
-            assert {
-                "main.py",
-                "requirements.txt",
-                "pharmaseg/__init__.py",
-                "pharmaseg/resources/resources.json",
-            } <= set(zf.namelist())
+
+
+def test_a_private_entry_point_called_elsewhere_ships_its_imports(repo):
+    write(
+        repo / "shared" / "pharmaseg",
+        {
+            "core.py": (
+                "VALUE = _main\n\n\ndef _main():\n    import pharmaseg.devtool\n\n\n"
+                'if __name__ == "__main__":\n    _main()\n'
+            ),
+            "devtool.py": "",
+        },
+    )
+    assert "pharmaseg/devtool.py" in library_entries("demo", repo)
+
+
+def test_package_data_ships_with_the_module_that_names_its_folder(repo):
+    lib = repo / "shared" / "pharmaseg"
+    write(lib, {"reader.py": 'from pathlib import Path\n\nDIR = Path(__file__).parent / "resources"\n'})
+    assert "pharmaseg/resources/resources.json" not in library_entries("demo", repo)
+    write(lib, {"core.py": "import pharmaseg.reader\n\nVALUE = 42\n"})
+    assert "pharmaseg/resources/resources.json" in library_entries("demo", repo)
+
+
+def test_an_import_of_a_missing_library_module_names_the_importer(repo, tmp_path):
+    write(repo / "shared" / "pharmaseg", {"core.py": "from pharmaseg.gone import thing\n\nVALUE = 42\n"})
+    with pytest.raises(package.PackagingError, match=r"core\.py imports pharmaseg\.gone"):
+        package.package_function("demo", tmp_path / "out", repo)
+
+
+def test_relative_imports_resolve_in_their_package(repo):
+    write(
+        repo / "shared" / "pharmaseg",
+        {"__init__.py": "from .core import VALUE\n", "core.py": "from . import sub\n", "sub/__init__.py": ""},
+    )
+    assert "pharmaseg/sub/__init__.py" in library_entries("demo", repo)
+
+
+def test_every_declared_function_has_its_files(repo_root):
+    missing = [
+        f"functions/{fn}/{required}"
+        for fn in package.declared_functions()
+        for required in ("main.py", "requirements.txt")
+        if not (repo_root / "functions" / fn / required).is_file()
+    ]
+    assert not missing, f"declared in resources.json but missing: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("fn", package.declared_functions())
+def test_real_functions_package_reproducibly_without_dev_code(fn, tmp_path):
+    a = package.package_function(fn, tmp_path / "a")
+    b = package.package_function(fn, tmp_path / "b")
+    assert package.md5(a) == package.md5(b), fn
+    with zipfile.ZipFile(a) as zf:
+        names = set(zf.namelist())
+    assert {"main.py", "requirements.txt", "pharmaseg/__init__.py"} <= names
+    dev_only = {n for n in names if n.startswith(("pharmaseg/stack/", "pharmaseg/cli.py", "pharmaseg/drift/simulate"))}
+    assert not dev_only, f"{fn} ships the dev-only {sorted(dev_only)}"

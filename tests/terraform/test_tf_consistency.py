@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from tfcheck.consistency import (
     check_entry_point_wiring,
     check_function_env,
@@ -48,15 +47,13 @@ def test_entry_points_are_wired_from_resources_json(module):
 def test_entry_points_exist_in_main_py(repo_root):
     findings, missing = entry_point_findings(repo_root)
     assert not findings, _lines(findings)
-    if missing:
-        pytest.skip(f"no main.py yet for: {', '.join(missing)}")
+    assert not missing, f"declared in resources.json without a functions/<name>/main.py: {', '.join(missing)}"
 
 
 def test_requirements_are_pinned_and_complete(repo_root):
     findings, missing = requirements_findings(repo_root)
     assert not findings, _lines(findings)
-    if missing:
-        pytest.skip(f"no requirements.txt yet for: {', '.join(missing)}")
+    assert not missing, f"declared in resources.json without a functions/<name>/requirements.txt: {', '.join(missing)}"
 
 
 def test_predict_is_private_by_default(module):

@@ -1,6 +1,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from pharmaseg import config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -11,22 +13,63 @@ def test_configuration_doc_lists_every_setting_as_the_code_defines_it():
     assert config.markdown_table() in doc, "docs/configuration.md is stale: regenerate it with `pharmaseg config`"
 
 
-def test_functions_and_library_read_the_environment_only_through_config():
-    """A variable read with os.environ elsewhere would escape the docs and the Terraform check."""
+def test_only_config_reads_the_environment():
+    """A variable read anywhere else would escape the settings table, the docs and the Terraform check."""
     offenders = []
     for path in [*REPO.glob("functions/*/main.py"), *REPO.glob("shared/pharmaseg/**/*.py")]:
-        if "stack" in path.parts or path.name in {"config.py", "gcp.py", "gcs_reader.py", "cli.py"}:
+        if path.name == "config.py":
             continue
-        for name in re.findall(r"os\.environ(?:\.get)?\(?\[?[\"'](PHARMASEG_\w+)", path.read_text()):
-            offenders.append(f"{path.relative_to(REPO)}: {name}")
+        for line_no, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\bos\.(environ|getenv)\b|\benviron\.get\(", line):
+                offenders.append(f"{path.relative_to(REPO)}:{line_no}: {line.strip()}")
     assert not offenders
 
 
-def test_required_setting_names_the_variable(monkeypatch):
-    monkeypatch.delenv("PHARMASEG_MODELS_BUCKET", raising=False)
-    try:
-        config.required("PHARMASEG_MODELS_BUCKET")
-    except RuntimeError as exc:
-        assert "PHARMASEG_MODELS_BUCKET must be set" in str(exc)
-    else:
-        raise AssertionError("expected an error")
+def test_each_function_gets_exactly_the_settings_it_reads():
+    for function, cls in config.CLASSES.items():
+        fields = set(cls.__dataclass_fields__)
+        assert fields == {s.field for s in config.SETTINGS.values() if function in s.functions}, function
+
+
+def test_settings_are_converted_once_to_their_type():
+    settings = config.load(
+        "predict",
+        {
+            "GOOGLE_CLOUD_PROJECT": "p",
+            "PHARMASEG_MODELS_BUCKET": "m",
+            "PHARMASEG_MAX_INSTANCES": "7",
+            "PHARMASEG_CANDIDATE_TRAFFIC": "0.25",
+        },
+    )
+    assert settings.max_instances == 7 and settings.candidate_traffic == 0.25
+    assert settings.model_alias == "production" and settings.alias_ttl_seconds == 30.0  # defaults, typed
+    assert settings.reports_bucket is None  # optional for predict
+
+
+def test_a_function_that_cannot_start_names_every_bad_variable():
+    environ = {"PHARMASEG_MODELS_BUCKET": "m", "PHARMASEG_DRIFT_ALPHA": "lots", "PHARMASEG_DRIFT_CORRECTION": "sidak"}
+    with pytest.raises(config.SettingsError) as caught:
+        config.load("check_drift", environ)
+    message = str(caught.value)
+    for name in ("GOOGLE_CLOUD_PROJECT", "PHARMASEG_REPORTS_BUCKET", "PHARMASEG_DRIFT_ALPHA", "sidak"):
+        assert name in message
+    assert "PHARMASEG_MODELS_BUCKET" not in message
+
+
+def test_numbers_outside_their_bounds_are_refused():
+    environ = {"GOOGLE_CLOUD_PROJECT": "p", "PHARMASEG_MODELS_BUCKET": "m", "PHARMASEG_CANDIDATE_TRAFFIC": "1.5"}
+    with pytest.raises(config.SettingsError, match=r"PHARMASEG_CANDIDATE_TRAFFIC: '1.5' is outside \[0, 1\]"):
+        config.load("predict", environ)
+
+
+def test_a_requirement_is_per_function():
+    """The reports bucket is required by retrain but optional for predict (which only streams reports)."""
+    base = {"GOOGLE_CLOUD_PROJECT": "p", "PHARMASEG_MODELS_BUCKET": "m"}
+    assert config.load("predict", base).reports_bucket is None
+    with pytest.raises(config.SettingsError, match="PHARMASEG_REPORTS_BUCKET: must be set"):
+        config.load("retrain", base)
+
+
+def test_undeclared_variables_cannot_be_read():
+    with pytest.raises(KeyError, match="not declared"):
+        config.value("PHARMASEG_TYPO")

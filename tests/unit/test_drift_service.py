@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pharmaseg import config
+from pharmaseg.config import DriftSettings
 from pharmaseg.drift import methods, service
 
 NOW = datetime(2030, 1, 8, tzinfo=UTC)
@@ -13,12 +15,12 @@ NOW = datetime(2030, 1, 8, tzinfo=UTC)
 
 def _settings(**kw):
     base = dict(project="p", dataset="d", models_bucket="m", reports_bucket="r", retrain_topic="t")
-    return service.DriftSettings(**{**base, **kw})
+    return DriftSettings(**{**base, **kw})
 
 
 def test_empty_message_uses_the_configured_period():
     request = service.parse_message(b"")
-    period = service.period_for(request, _settings(period_days=7), NOW)
+    period = service.period_for(request, _settings(drift_period_days=7), NOW)
     assert period.end == NOW and period.start == NOW - timedelta(days=7)
 
 
@@ -79,13 +81,16 @@ def test_settings_from_env(monkeypatch):
         "PHARMASEG_DRIFT_JOINT_MAX_ROWS": "800",
     }.items():
         monkeypatch.setenv(name, value)
-    settings = service.DriftSettings.from_env()
-    assert settings.policy.alpha == 0.01 and settings.policy.correction == "bh"
-    assert settings.policy.joint_max_rows == 800
-    assert settings.policy.min_rows == 30 and settings.cooldown_hours == 168 and settings.retrain == "auto"
+    settings = config.load("check_drift")
+    policy = service.policy_of(settings)
+    assert policy.alpha == 0.01 and policy.correction == "bh" and policy.joint_max_rows == 800
+    assert policy.min_rows == 30 and settings.drift_cooldown_hours == 168 and settings.drift_retrain == "auto"
     monkeypatch.setenv("PHARMASEG_DRIFT_RETRAIN", "sometimes")
-    with pytest.raises(methods.DriftError):
-        service.DriftSettings.from_env()
+    monkeypatch.setenv("PHARMASEG_DRIFT_MIN_ROWS", "many")
+    with pytest.raises(config.SettingsError) as err:
+        config.load("check_drift")
+    assert "PHARMASEG_DRIFT_RETRAIN: 'sometimes' is not one of auto, never" in str(err.value)
+    assert "PHARMASEG_DRIFT_MIN_ROWS: invalid literal" in str(err.value)
 
 
 def _doc(verdict="drift"):
@@ -174,6 +179,6 @@ def test_retrain_message_follows_the_retrain_contract():
     assert parsed.promotion == "auto"
 
 
-def test_handle_event_checks_the_event_type():
-    with pytest.raises(ValueError):
-        service.handle_event("google.cloud.storage.object.v1.finalized", {})
+def test_handle_checks_the_event_type():
+    with pytest.raises(ValueError, match="expects google.cloud.pubsub"):
+        service.DriftService(_settings()).handle("google.cloud.storage.object.v1.finalized", {})

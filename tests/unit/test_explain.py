@@ -410,12 +410,20 @@ def test_germany_is_explained_by_its_own_numbers(model):
         assert (r.contribution > 0) == (abs(row[j] - original[e.cluster, j]) < abs(row[j] - original[e.runner_up, j]))
     what_if = doc["what_if"]
     moved = [what_if["moved_values"][f] for f in FEATURE_NAMES]
-    assert artifact.segment(int(artifact.predict(np.asarray([moved])).clusters[0])).name == what_if["lands_in"] != HIGH_VALUE
+    assert (
+        artifact.segment(int(artifact.predict(np.asarray([moved])).clusters[0])).name
+        == what_if["lands_in"]
+        != HIGH_VALUE
+    )
     flip = what_if["single_feature"]
     j = FEATURE_NAMES.index(flip["feature"])
     flipped = list(row)
     flipped[j] = e.single_feature.to
-    assert artifact.segment(int(artifact.predict(np.asarray([flipped])).clusters[0])).name == flip["flips_to"] != HIGH_VALUE
+    assert (
+        artifact.segment(int(artifact.predict(np.asarray([flipped])).clusters[0])).name
+        == flip["flips_to"]
+        != HIGH_VALUE
+    )
     ref = artifact.reference["features"][flip["feature"]]
     assert ref["min"] <= flip["to"] <= ref["max"]
 

@@ -12,10 +12,11 @@ import json
 import msgspec
 import pytest
 
+from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.prediction import contract, logline
-from pharmaseg.prediction.service import HttpRequest, PredictionService, PredictSettings, traffic_bucket
+from pharmaseg.prediction.service import HttpRequest, PredictionService, traffic_bucket
 from pharmaseg.resources import table_schema
 
 

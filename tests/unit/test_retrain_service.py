@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 
-from pharmaseg.errors import ConcurrentUpdateError, VersionNotFoundError
+from pharmaseg.config import RetrainSettings
+from pharmaseg.errors import ConcurrentUpdateError, PharmasegError, VersionNotFoundError
 from pharmaseg.retraining import handler, service
 from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import RetrainRequest
@@ -238,19 +240,12 @@ def event_data(payload, message_id="m1"):
 
 @pytest.fixture
 def deps(oecd_path):
-    from pharmaseg.retraining.gate import GateThresholds
-
-    return handler.Dependencies(
-        registry=FakeRegistry(),
-        store=FakeStore(),
-        storage_client=None,
-        thresholds=GateThresholds(),
-        defaults={"default_data_uri": "gs://sources/oecd.csv", "default_window": "2011-2020"},
-    )
+    settings = RetrainSettings(project="p", retrain_data_uri="gs://sources/oecd.csv", retrain_window="2011-2020")
+    return handler.RetrainService(settings, registry=FakeRegistry(), store=FakeStore(), storage_client=None)
 
 
 def test_handler_acknowledges_a_malformed_message_and_logs_why(deps, capsys):
-    assert handler.handle_event(handler.EVENT_TYPE, event_data({"reason": "r", "k": 0}), "e1", deps) is None
+    assert deps.handle(handler.EVENT_TYPE, event_data({"reason": "r", "k": 0}), "e1") is None
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["severity"] == "ERROR" and line["event"] == "retrain_malformed"
     assert "k must be between 2 and 10" in line["error"] and line["message_id"] == "m1"
@@ -276,13 +271,13 @@ class EmptyStorage:
 def test_handler_acknowledges_untrainable_data(deps, capsys):
     data = event_data({"reason": "r", "data_uri": "gs://nope/x.csv"})
     deps.storage_client = EmptyStorage()
-    assert handler.handle_event(handler.EVENT_TYPE, data, "e1", deps) is None
+    assert deps.handle(handler.EVENT_TYPE, data, "e1") is None
     assert '"event": "retrain_failed"' in capsys.readouterr().out
 
 
 def test_handler_refuses_other_event_types(deps):
     with pytest.raises(ValueError, match="messagePublished"):
-        handler.handle_event("google.cloud.storage.object.v1.deleted", {}, "e1", deps)
+        deps.handle("google.cloud.storage.object.v1.deleted", {}, "e1")
 
 
 class FakePublisher:
@@ -301,14 +296,20 @@ class FakePublisher:
         return future
 
 
+def listen_to_sources(service):
+    """The service as deployed with a sources bucket ``src`` and a retrain topic, publishing to a fake."""
+    service.publisher = FakePublisher()
+    service.settings = replace(service.settings, retrain_topic="retrain", sources_bucket="src")
+
+
 def source_event(bucket, name="oecd_pharma_spending.csv", generation=7):
     return {"bucket": bucket, "name": name, "generation": str(generation), "size": "100"}
 
 
 def test_a_new_source_file_publishes_a_request_for_that_generation_and_its_latest_window(deps, oecd_path):
     deps.storage_client = FileStorage(oecd_path)
-    deps.publisher, deps.project, deps.retrain_topic, deps.sources_bucket = FakePublisher(), "p", "retrain", "src"
-    message_id = handler.handle_event(handler.STORAGE_FINALIZED, source_event("src"), "e1", deps)
+    listen_to_sources(deps)
+    message_id = deps.handle(handler.STORAGE_FINALIZED, source_event("src"), "e1")
     assert message_id == "msg-1"
     topic, request, attributes = deps.publisher.published[0]
     assert topic == "projects/p/topics/retrain"
@@ -326,15 +327,15 @@ def test_a_new_source_file_publishes_a_request_for_that_generation_and_its_lates
     ],
 )
 def test_storage_events_of_other_objects_are_ignored(deps, event, why, capsys):
-    deps.publisher, deps.project, deps.retrain_topic, deps.sources_bucket = FakePublisher(), "p", "retrain", "src"
-    assert handler.handle_event(handler.STORAGE_FINALIZED, event, "e1", deps) is None
+    listen_to_sources(deps)
+    assert deps.handle(handler.STORAGE_FINALIZED, event, "e1") is None
     assert deps.publisher.published == [] and why in capsys.readouterr().out
 
 
 def test_the_local_stacks_notification_form_is_a_storage_event(deps, oecd_path):
     """On the local stack the storage emulator's notification arrives as a Pub/Sub message."""
     deps.storage_client = FileStorage(oecd_path)
-    deps.publisher, deps.project, deps.retrain_topic, deps.sources_bucket = FakePublisher(), "p", "retrain", "src"
+    listen_to_sources(deps)
     data = event_data(source_event("src"))
     data["message"]["attributes"] = {
         "eventType": "OBJECT_FINALIZE",
@@ -343,18 +344,22 @@ def test_the_local_stacks_notification_form_is_a_storage_event(deps, oecd_path):
         "objectGeneration": "9",
         "payloadFormat": "JSON_API_V1",
     }
-    assert handler.handle_event(handler.EVENT_TYPE, data, "e1", deps) == "msg-1"
+    assert deps.handle(handler.EVENT_TYPE, data, "e1") == "msg-1"
     assert deps.publisher.published[0][1]["data_uri"].endswith("#9")
 
 
-def test_default_data_uri_from_settings(monkeypatch):
-    monkeypatch.delenv("PHARMASEG_RETRAIN_DATA_URI", raising=False)
-    monkeypatch.delenv("PHARMASEG_SOURCES_BUCKET", raising=False)
-    assert handler.default_data_uri() is None
-    monkeypatch.setenv("PHARMASEG_SOURCES_BUCKET", "src")
-    assert handler.default_data_uri() == "gs://src/oecd_pharma_spending.csv"
-    monkeypatch.setenv("PHARMASEG_RETRAIN_DATA_URI", "gs://x/y.csv")
-    assert handler.default_data_uri() == "gs://x/y.csv"
+def test_default_data_uri_from_settings():
+    assert handler.default_data_uri(RetrainSettings()) is None
+    assert handler.default_data_uri(RetrainSettings(sources_bucket="src")) == "gs://src/oecd_pharma_spending.csv"
+    both = RetrainSettings(sources_bucket="src", retrain_data_uri="gs://x/y.csv")
+    assert handler.default_data_uri(both) == "gs://x/y.csv"
+
+
+def test_bad_gate_thresholds_stop_the_function_at_start():
+    with pytest.raises(PharmasegError, match="unknown gate threshold"):
+        handler.RetrainService(
+            RetrainSettings(gate_thresholds='{"min_arii": 0.8}'), registry=None, store=None, storage_client=None
+        )
 
 
 class FileStorage(EmptyStorage):
@@ -373,7 +378,7 @@ def test_a_drift_request_published_twice_is_one_version_and_one_decision(deps, o
     data["message"]["attributes"] = {"origin": "check_drift", "drift_report_id": "msg-42"}
     again = event_data({"reason": "drift detected", "n_bootstrap": 2}, message_id="m-second")
     again["message"]["attributes"] = dict(data["message"]["attributes"])
-    first = handler.handle_event(handler.EVENT_TYPE, data, "e1", deps)
-    second = handler.handle_event(handler.EVENT_TYPE, again, "e2", deps)
+    first = deps.handle(handler.EVENT_TYPE, data, "e1")
+    second = deps.handle(handler.EVENT_TYPE, again, "e2")
     assert second.version == first.version and second.duplicate
     assert [r["message_id"] for r in deps.store.rows] == ["drift-report:msg-42"]

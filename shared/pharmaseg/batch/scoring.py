@@ -35,7 +35,7 @@ from pharmaseg.features import FEATURE_NAMES, Window
 
 DEFAULT_BLOCK_SIZE = 4 << 20
 DEFAULT_RAW_LIMIT = 1024
-DEFAULT_BORDERLINE_CONFIDENCE = float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
+DEFAULT_BORDERLINE_CONFIDENCE = SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default
 SLICE_ROWS = 8192  # rows validated and scored at a time within a parsed block
 _ISO = pa.array(sorted(ISO3166_ALPHA3))
 _KEY_PATTERN = r"^[A-Z]{3}(:[^\x00-\x1f]{1,64})?$"

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pharmaseg import bq as bq_load
 from pharmaseg import config, pubsub, resources
+from pharmaseg.config import DriftSettings
 from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
 from pharmaseg.logs import log
@@ -35,53 +35,16 @@ MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reaso
 LATEST_OBJECT = "drift/latest.json"
 
 
-@dataclass(frozen=True)
-class DriftSettings:
-    project: str
-    dataset: str
-    models_bucket: str
-    reports_bucket: str
-    retrain_topic: str | None
-    alias: str = "production"
-    period_days: float = 7.0
-    policy: methods.DriftPolicy = methods.DriftPolicy()
-    retrain: str = "auto"
-    promotion: str = "auto"
-    cooldown_hours: float = 168.0
-
-    @classmethod
-    def from_env(cls) -> DriftSettings:
-        """Every value from its documented setting (pharmaseg.config)."""
-        s = config.setting
-        try:
-            policy = methods.DriftPolicy(
-                alpha=float(s("PHARMASEG_DRIFT_ALPHA")),
-                correction=s("PHARMASEG_DRIFT_CORRECTION"),
-                min_rows=int(s("PHARMASEG_DRIFT_MIN_ROWS")),
-                ks_max_rows=int(s("PHARMASEG_DRIFT_KS_MAX_ROWS")),
-                joint_max_rows=int(s("PHARMASEG_DRIFT_JOINT_MAX_ROWS")),
-                bootstrap=int(s("PHARMASEG_DRIFT_BOOTSTRAP")),
-            )
-            settings = cls(
-                project=config.required("GOOGLE_CLOUD_PROJECT"),
-                dataset=s("PHARMASEG_DATASET"),
-                models_bucket=config.required("PHARMASEG_MODELS_BUCKET"),
-                reports_bucket=config.required("PHARMASEG_REPORTS_BUCKET"),
-                retrain_topic=s("PHARMASEG_RETRAIN_TOPIC"),
-                alias=s("PHARMASEG_MODEL_ALIAS"),
-                period_days=float(s("PHARMASEG_DRIFT_PERIOD_DAYS")),
-                policy=policy,
-                retrain=s("PHARMASEG_DRIFT_RETRAIN"),
-                promotion=s("PHARMASEG_DRIFT_RETRAIN_PROMOTION"),
-                cooldown_hours=float(s("PHARMASEG_DRIFT_COOLDOWN_HOURS")),
-            )
-        except ValueError as exc:
-            raise methods.DriftError(f"invalid drift setting: {exc}") from None
-        if settings.retrain not in RETRAIN_POLICIES:
-            raise methods.DriftError(f"PHARMASEG_DRIFT_RETRAIN must be auto or never, got {settings.retrain!r}")
-        if settings.period_days <= 0 or settings.cooldown_hours < 0:
-            raise methods.DriftError("PHARMASEG_DRIFT_PERIOD_DAYS must be > 0 and the cooldown >= 0")
-        return settings
+def policy_of(settings: DriftSettings) -> methods.DriftPolicy:
+    """The statistical policy of a check, from the function's settings."""
+    return methods.DriftPolicy(
+        alpha=settings.drift_alpha,
+        correction=settings.drift_correction,
+        min_rows=settings.drift_min_rows,
+        ks_max_rows=settings.drift_ks_max_rows,
+        joint_max_rows=settings.drift_joint_max_rows,
+        bootstrap=settings.drift_bootstrap,
+    )
 
 
 # -- the trigger message ---------------------------------------------------------------------------
@@ -141,7 +104,7 @@ def parse_message(data: bytes | str | dict | None) -> dict[str, Any]:
 def period_for(request: dict[str, Any], settings: DriftSettings, now: datetime) -> queries.Period:
     if "period_start" in request:
         return queries.Period(request["period_start"], request.get("period_end", now))
-    days = request.get("period_days", settings.period_days)
+    days = request.get("period_days", settings.drift_period_days)
     return queries.Period(now - timedelta(days=days), now)
 
 
@@ -318,169 +281,204 @@ def _upload(gcs, bucket: str, name: str, body: bytes | str, content_type: str) -
 # -- the run ------------------------------------------------------------------------------------------
 
 
-def run(
-    settings: DriftSettings,
-    request: dict[str, Any] | None = None,
-    *,
-    message_id: str | None = None,
-    now: datetime | None = None,
-    bq=None,
-    gcs=None,
-    publisher=None,
-    registry=None,
-) -> dict[str, Any]:
-    """One drift check; returns the report document (also written to GCS and summarised in BigQuery)."""
-    from pharmaseg import gcp
-    from pharmaseg.registry import ModelRegistry
+class DriftService:
+    """What ``functions/check_drift`` runs: one check per message, its clients created once.
 
-    started = time.perf_counter()
-    request = request or {}
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    bq = bq or gcp.bigquery_client(settings.project)
-    report_id = f"msg-{message_id}" if message_id else f"run-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    if message_id:
-        earlier = existing_report(bq, settings, report_id)
-        if earlier:
-            log(
-                "INFO",
-                f"drift check {report_id} already ran; redelivery ignored",
-                event="drift_check_duplicate",
-                report_id=report_id,
-                verdict=earlier.get("verdict"),
+    Clients default to the real ones (created on first use, following the emulator variables);
+    tests pass their own.
+    """
+
+    def __init__(self, settings: DriftSettings, *, bq=None, gcs=None, publisher=None, registry=None):
+        self.settings = settings
+        self._bq, self._gcs, self._publisher, self._registry = bq, gcs, publisher, registry
+
+    @classmethod
+    def from_env(cls) -> DriftService:
+        return cls(config.load("check_drift"))
+
+    @property
+    def bq(self):
+        if self._bq is None:
+            from pharmaseg import gcp
+
+            self._bq = gcp.bigquery_client(self.settings.project)
+        return self._bq
+
+    @property
+    def gcs(self):
+        if self._gcs is None:
+            from pharmaseg import gcp
+
+            self._gcs = gcp.storage_client(self.settings.project)
+        return self._gcs
+
+    @property
+    def publisher(self):
+        if self._publisher is None:
+            from pharmaseg import gcp
+
+            self._publisher = gcp.publisher_client()
+        return self._publisher
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from pharmaseg.registry import ModelRegistry
+
+            self._registry = ModelRegistry(self.settings.models_bucket, client=self.gcs)
+        return self._registry
+
+    def handle(self, event_type: str, data: dict[str, Any] | None, event_id: str | None = None):
+        """A Pub/Sub CloudEvent in, a report out; None when the message was refused (and acknowledged).
+
+        Errors that a retry cannot fix (a malformed message, no production model) are logged as
+        ERROR and swallowed so Pub/Sub does not redeliver forever; anything else (BigQuery or
+        GCS unavailable) raises, and the subscription's retry policy tries again.
+        """
+        from pharmaseg.errors import RegistryError
+
+        if event_type != pubsub.PUBLISHED:
+            raise ValueError(f"check_drift expects {pubsub.PUBLISHED} events, got {event_type!r}")
+        message_id = None
+        try:
+            message = pubsub.unwrap(data, event_id)
+            message_id = message.message_id
+            request = parse_message(message.data)
+        except (pubsub.MalformedMessageError, methods.DriftError) as exc:
+            log("ERROR", f"drift check refused: {exc}", event="drift_check_rejected", message_id=message_id)
+            return None
+        try:
+            return self.run(request, message_id=message_id)
+        except RegistryError as exc:
+            log("ERROR", f"drift check impossible: {exc}", event="drift_check_failed", message_id=message_id)
+            return None
+
+    def run(
+        self, request: dict[str, Any] | None = None, *, message_id: str | None = None, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """One drift check; returns the report document (also written to GCS and summarised in BigQuery)."""
+        request = request or {}
+        now = (now or datetime.now(UTC)).astimezone(UTC)
+        settings = self.settings
+        started = time.perf_counter()
+        report_id = f"msg-{message_id}" if message_id else f"run-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        if message_id:
+            earlier = existing_report(self.bq, settings, report_id)
+            if earlier:
+                log(
+                    "INFO",
+                    f"drift check {report_id} already ran; redelivery ignored",
+                    event="drift_check_duplicate",
+                    report_id=report_id,
+                    verdict=earlier.get("verdict"),
+                )
+                return {"report_id": report_id, "duplicate": True, **earlier}
+        period = period_for(request, settings, now)
+        artifact = self.registry.load(self.registry.resolve(settings.model_alias))
+        refs = methods.references(artifact.reference, artifact.feature_names)
+        policy = policy_of(settings)
+        recent = queries.fetch_recent(
+            self.bq,
+            settings.project,
+            settings.dataset,
+            refs,
+            period,
+            model_version=artifact.version,
+            ks_max_rows=policy.ks_max_rows,
+            joint_max_rows=policy.joint_max_rows,
+            min_rows=policy.min_rows,
+        )
+        t0 = time.perf_counter()
+        joint_ref = joint_result = None
+        if recent.n >= policy.min_rows:
+            joint_ref = joint.JointReference.from_artifact(artifact)
+            joint_result = joint.compare(
+                joint_ref, recent.rows, min_rows=policy.min_rows, sampled_from=recent.sampled_from
             )
-            return {"report_id": report_id, "duplicate": True, **earlier}
-    period = period_for(request, settings, now)
-    gcs = gcs or gcp.storage_client(settings.project)
-    registry = registry or ModelRegistry(settings.models_bucket, client=gcs)
-    artifact = registry.load(registry.resolve(settings.alias))
-    refs = methods.references(artifact.reference, artifact.feature_names)
-    policy = settings.policy
-    recent = queries.fetch_recent(
-        bq,
-        settings.project,
-        settings.dataset,
-        refs,
-        period,
-        model_version=artifact.version,
-        ks_max_rows=policy.ks_max_rows,
-        joint_max_rows=policy.joint_max_rows,
-        min_rows=policy.min_rows,
-    )
-    t0 = time.perf_counter()
-    joint_ref = joint_result = None
-    if recent.n >= policy.min_rows:
-        joint_ref = joint.JointReference.from_artifact(artifact)
-        joint_result = joint.compare(joint_ref, recent.rows, min_rows=policy.min_rows, sampled_from=recent.sampled_from)
-    result = methods.evaluate(
-        refs,
-        n=recent.n,
-        raw=recent.raw,
-        binned=recent.binned,
-        segment_shares=artifact.reference.get("segment_shares", []),
-        n_ref=int(artifact.reference.get("n", 0)),
-        cluster_counts=[recent.cluster_counts.get(i, 0) for i in range(artifact.k)],
-        joint=joint_result,
-        policy=policy,
-    )
-    compute_seconds = time.perf_counter() - t0
-    day = f"{now:%Y/%m/%d}"
-    base = f"drift/{day}/{report_id}"
-    doc: dict[str, Any] = {
-        "report_id": report_id,
-        "run_at": now.isoformat(),
-        "model_version": artifact.version,
-        "model_window": artifact.window,
-        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
-        "rows": {"online": recent.rows_online, "batch": recent.rows_batch, "total": recent.n},
-        "path": "raw" if recent.raw is not None else ("binned" if recent.binned is not None else "none"),
-        "request": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in request.items()},
-        "result": result.to_dict(),
-        "report_uri": f"gs://{settings.reports_bucket}/{base}.html",
-        "json_uri": f"gs://{settings.reports_bucket}/{base}.json",
-    }
-    # retraining decision
-    policy = request.get("retrain", settings.retrain)
-    decision = {"requested": False, "policy": policy, "message_id": None, "decision": "no drift"}
-    if result.verdict == "drift":
+        result = methods.evaluate(
+            refs,
+            n=recent.n,
+            raw=recent.raw,
+            binned=recent.binned,
+            segment_shares=artifact.reference.get("segment_shares", []),
+            n_ref=int(artifact.reference.get("n", 0)),
+            cluster_counts=[recent.cluster_counts.get(i, 0) for i in range(artifact.k)],
+            joint=joint_result,
+            policy=policy,
+        )
+        compute_seconds = time.perf_counter() - t0
+        base = f"drift/{now:%Y/%m/%d}/{report_id}"
+        doc: dict[str, Any] = {
+            "report_id": report_id,
+            "run_at": now.isoformat(),
+            "model_version": artifact.version,
+            "model_window": artifact.window,
+            "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+            "rows": {"online": recent.rows_online, "batch": recent.rows_batch, "total": recent.n},
+            "path": "raw" if recent.raw is not None else ("binned" if recent.binned is not None else "none"),
+            "request": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in request.items()},
+            "result": result.to_dict(),
+            "report_uri": f"gs://{settings.reports_bucket}/{base}.html",
+            "json_uri": f"gs://{settings.reports_bucket}/{base}.json",
+        }
+        doc["retrain"] = self._retrain_decision(
+            doc, result.verdict, request.get("retrain", settings.drift_retrain), now
+        )
+        doc["timings_s"] = {**{f"query_{k}": v for k, v in recent.query_seconds.items()}, "compute": compute_seconds}
+        supports = {}
+        for ref in refs:
+            if recent.raw is not None:
+                values = recent.raw[ref.name]
+                supports[ref.name] = (values, [1.0] * len(values))
+            elif recent.binned is not None:
+                supports[ref.name] = recent.binned[ref.name].support()
+        names = [s.name for s in artifact.segments]
+        recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_ref else None
+        page = reports.to_html(doc, refs, supports, names, recent_errors)
+        doc["timings_s"]["total"] = time.perf_counter() - started
+        _upload(self.gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
+        _upload(self.gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
+        # the pointer before the row: a crash in between leaves no row, so the redelivery redoes both
+        write_latest(self.gcs, settings.reports_bucket, latest_pointer(doc, settings.reports_bucket))
+        bq_load.load_ndjson(self.bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
+        fields = dict(
+            report_id=report_id,
+            verdict=result.verdict,
+            model_version=artifact.version,
+            rows=recent.n,
+            drifted_features=result.drifted_features,
+            prediction_drift=bool(result.prediction.get("drift")),
+            joint_drift=result.joint_drift,
+            retrain_requested=doc["retrain"]["requested"],
+            retrain_decision=doc["retrain"]["decision"],
+            report_uri=doc["report_uri"],
+        )
+        if result.verdict == "drift":
+            log("WARNING", f"drift detected: {result.reason}", event="drift_detected", **fields)
+        else:
+            log("INFO", f"drift check: {result.verdict} ({result.reason})", event="drift_check", **fields)
+        return doc
+
+    def _retrain_decision(self, doc: dict[str, Any], verdict: str, policy: str, now: datetime) -> dict[str, Any]:
+        """Whether this check asks for a retrain: only on drift, under policy auto, outside the cooldown."""
+        settings = self.settings
+        decision = {"requested": False, "policy": policy, "message_id": None, "decision": "no drift"}
+        if verdict != "drift":
+            return decision
         if policy != "auto":
             decision["decision"] = f"not requested: policy {policy}"
         elif not settings.retrain_topic:
             decision["decision"] = "not requested: no retrain topic configured"
         else:
-            allowed, why = cooldown_decision(last_retrain_request(bq, settings), now, settings.cooldown_hours)
+            allowed, why = cooldown_decision(
+                last_retrain_request(self.bq, settings), now, settings.drift_cooldown_hours
+            )
             if allowed:
-                from pharmaseg import gcp as _gcp
-
-                publisher = publisher or _gcp.publisher_client()
-                message = retrain_message(doc, settings.promotion)
-                decision.update(
-                    requested=True,
-                    message=message,
-                    message_id=_publish(publisher, settings.project, settings.retrain_topic, message, report_id),
-                    decision=f"requested ({why})",
+                message = retrain_message(doc, settings.drift_retrain_promotion)
+                published = _publish(
+                    self.publisher, settings.project, settings.retrain_topic, message, doc["report_id"]
                 )
+                decision.update(requested=True, message=message, message_id=published, decision=f"requested ({why})")
             else:
                 decision["decision"] = f"not requested: {why}"
-    doc["retrain"] = decision
-    doc["timings_s"] = {**{f"query_{k}": v for k, v in recent.query_seconds.items()}, "compute": compute_seconds}
-    # reports and row
-    supports = {}
-    for ref in refs:
-        if recent.raw is not None:
-            values = recent.raw[ref.name]
-            supports[ref.name] = (values, [1.0] * len(values))
-        elif recent.binned is not None:
-            supports[ref.name] = recent.binned[ref.name].support()
-    names = [s.name for s in artifact.segments]
-    recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_ref else None
-    page = reports.to_html(doc, refs, supports, names, recent_errors)
-    doc["timings_s"]["total"] = time.perf_counter() - started
-    _upload(gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
-    _upload(gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
-    # the pointer before the row: a crash in between leaves no row, so the redelivery redoes both
-    write_latest(gcs, settings.reports_bucket, latest_pointer(doc, settings.reports_bucket))
-    bq_load.load_ndjson(bq, _table(settings, "drift_reports"), [drift_row(doc)], "drift_reports")
-    fields = dict(
-        report_id=report_id,
-        verdict=result.verdict,
-        model_version=artifact.version,
-        rows=recent.n,
-        drifted_features=result.drifted_features,
-        prediction_drift=bool(result.prediction.get("drift")),
-        joint_drift=result.joint_drift,
-        retrain_requested=decision["requested"],
-        retrain_decision=decision["decision"],
-        report_uri=doc["report_uri"],
-    )
-    if result.verdict == "drift":
-        log("WARNING", f"drift detected: {result.reason}", event="drift_detected", **fields)
-    else:
-        log("INFO", f"drift check: {result.verdict} ({result.reason})", event="drift_check", **fields)
-    return doc
-
-
-def handle_event(event_type: str, data: dict[str, Any] | None, event_id: str | None = None) -> dict[str, Any] | None:
-    """A Pub/Sub CloudEvent in, a report out; None when the message was refused (and acknowledged).
-
-    Errors that a retry cannot fix (a malformed message, no production model, bad settings) are
-    logged as ERROR and swallowed so Pub/Sub does not redeliver forever; anything else (BigQuery
-    or GCS unavailable) raises, and the subscription's retry policy tries again.
-    """
-    from pharmaseg.errors import RegistryError
-
-    if event_type != pubsub.PUBLISHED:
-        raise ValueError(f"check_drift expects {pubsub.PUBLISHED} events, got {event_type!r}")
-    message_id = None
-    try:
-        message = pubsub.unwrap(data, event_id)
-        message_id = message.message_id
-        request = parse_message(message.data)
-        settings = DriftSettings.from_env()
-    except (pubsub.MalformedMessageError, methods.DriftError, RuntimeError) as exc:
-        log("ERROR", f"drift check refused: {exc}", event="drift_check_rejected", message_id=message_id)
-        return None
-    try:
-        return run(settings, request, message_id=message_id)
-    except RegistryError as exc:
-        log("ERROR", f"drift check impossible: {exc}", event="drift_check_failed", message_id=message_id)
-        return None
+        return decision

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pharmaseg.features import FEATURE_LABELS
 from pharmaseg.registry import SEMVER, parse_version
 from pharmaseg.segment_map import segment_map
 from pharmaseg.segments import segment_style
@@ -157,6 +158,7 @@ def build(service) -> bytes:
         legend=_legend(model),
         options=options,
         drift=_drift_section(latest, reports is not None),
+        labels=json.dumps(FEATURE_LABELS).replace("<", "\\u003c"),  # inside <script>: no "</script>"
         script=_asset("strategy.js"),
         style=_asset("strategy.css"),
     )

@@ -14,6 +14,7 @@ itself costs (docs/benchmarks.md).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.explain import explainer_for
 from pharmaseg.features import FEATURE_NAMES, Window, derive_features
@@ -39,31 +41,7 @@ from pharmaseg.registry import SEMVER
 JSON = "application/json"
 SERVICE_NAME = "Pharmaceutical Market Segmentation API"
 _encoder = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True)
-class PredictSettings:
-    """What one instance of the function is configured with (read once from the environment)."""
-
-    max_body_bytes: int = 262_144
-    max_instances: int = 100
-    alias: str = "production"
-    candidate_alias: str = "candidate"
-    candidate_traffic: float = 0.0
-    borderline_confidence: float = 0.2
-
-    @classmethod
-    def from_env(cls) -> PredictSettings:
-        from pharmaseg import config
-
-        return cls(
-            max_body_bytes=int(config.setting("PHARMASEG_MAX_BODY_BYTES")),
-            max_instances=int(config.setting("PHARMASEG_MAX_INSTANCES")),
-            alias=config.setting("PHARMASEG_MODEL_ALIAS"),
-            candidate_alias=config.setting("PHARMASEG_CANDIDATE_ALIAS"),
-            candidate_traffic=float(config.setting("PHARMASEG_CANDIDATE_TRAFFIC")),
-            borderline_confidence=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
-        )
+_FEATURES = list(FEATURE_NAMES)
 
 
 @dataclass
@@ -104,11 +82,10 @@ def _error(exc: RequestError) -> HttpResponse:
 class PredictionService:
     """The HTTP prediction API over a model source (``registry.ModelCache``)."""
 
-    def __init__(self, settings: PredictSettings, models, *, reports=None, page_ttl_seconds: float = 30.0):
+    def __init__(self, settings: PredictSettings, models, *, reports=None):
         self.settings = settings
         self.models = models
         self.reports = reports  # a GcsReader on the reports bucket, or None
-        self.page_ttl_seconds = page_ttl_seconds
         self._page: tuple[float, bytes] | None = None
         self._page_lock = threading.Lock()
         self._windows: dict[str, Window] = {}
@@ -122,6 +99,18 @@ class PredictionService:
             "/model/info": {"GET": self._model_info},
             "/openapi.json": {"GET": self._openapi},
         }
+
+    @classmethod
+    def from_env(cls) -> PredictionService:
+        """The service as the function runs it: settings from the environment, models read lean from GCS."""
+        from pharmaseg import config
+        from pharmaseg.gcs_reader import GcsReader
+        from pharmaseg.registry import ModelCache
+
+        settings = config.load("predict")
+        models = ModelCache(GcsReader(settings.models_bucket), ttl_seconds=settings.alias_ttl_seconds)
+        reports = GcsReader(settings.reports_bucket) if settings.reports_bucket else None
+        return cls(settings, models, reports=reports)
 
     # -- routing ---------------------------------------------------------------------------------
 
@@ -159,7 +148,7 @@ class PredictionService:
         try:
             if version:
                 return self.models.version(version)
-            return self.models.alias(alias or self.settings.alias)
+            return self.models.alias(alias or self.settings.model_alias)
         except VersionNotFoundError as exc:
             if version:
                 raise RequestError(404, "unknown model version", [("version", str(exc))]) from None
@@ -212,8 +201,9 @@ class PredictionService:
         pinned = self._load(version=version) if version else None
         production = pinned or self._load()
         now = datetime.now(UTC).isoformat()
-        answers, lines, problems = [], [], []
         request_id = _request_id(request)
+        answers, lines, problems = [], [], []
+        borderline = self.settings.borderline_confidence
         for instance in parsed.instances:
             candidate = None if pinned else self._candidate_for(instance.country)
             model = candidate or production
@@ -222,43 +212,43 @@ class PredictionService:
             except RequestError as exc:
                 problems.append(exc)
                 continue
-            explanation = explainer_for(model, self.settings.borderline_confidence).explain(row, used)
+            explanation = explainer_for(model, borderline).explain(row, used)
             segment = model.segments[explanation.cluster]
-            answer = {
-                "country": instance.country,
-                "cluster": explanation.cluster,
-                "cluster_name": segment.name,
-                "recommendation": segment.recommendation,
-                "confidence": round(explanation.confidence, 6),
-                **explanation.to_dict(all_reasons),
-                "distances": {s.name: round(d, 6) for s, d in zip(model.segments, explanation.distances)},
-                "input_kind": instance.kind,
-                "features_used": explanation.features,
-                "features_missing": [f for f in FEATURE_NAMES if f not in explanation.features],
-                "ignored_fields": instance.ignored,
-                "window": model.window,
-                "model_version": model.version,
-                "variant": "candidate" if candidate else "production",
-                "timestamp": now,
-            }
+            answer = explanation.to_dict(all_reasons)
+            answer.update(
+                country=instance.country,
+                cluster=explanation.cluster,
+                cluster_name=segment.name,
+                recommendation=segment.recommendation,
+                confidence=explanation.confidence,
+                distances=dict(zip(explanation.segment_names, explanation.distances)),
+                input_kind=instance.kind,
+                features_used=explanation.features,
+                features_missing=explanation.space.missing,
+                ignored_fields=instance.ignored,
+                window=model.window,
+                model_version=model.version,
+                variant="candidate" if candidate else "production",
+                timestamp=now,
+            )
             answers.append(answer)
             lines.append((instance, explanation, answer, model))
         if problems:  # a bad series is a 400; only unknown countries alone make a 404
             worst = next((p for p in problems if p.status == 400), problems[0])
             raise RequestError(worst.status, worst.error, [x for p in problems for x in p.problems])
         elapsed = time.perf_counter() - request.started
-        seconds = round(elapsed, 6)
         for answer in answers:
-            answer["processing_time_seconds"] = seconds
+            answer["processing_time_seconds"] = elapsed
         logline.write([_log_line(i, e, a, m, request_id, now, elapsed * 1000) for i, e, a, m in lines])
         if parsed.listed is None:
             return HttpResponse(200, _encoder.encode(answers[0]))
-        doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": seconds}
+        doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": elapsed}
         return HttpResponse(200, _encoder.encode(doc))
 
     def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None]:
         """The model's feature row for one instance and the positions it gives (None: all nine)."""
-        names = model.feature_names
+        if model.feature_names != _FEATURES:
+            raise RequestError(503, "model unavailable", [("model", f"{model.version} has other features")])
         if instance.kind == "stored":
             code = instance.country.strip().upper()
             row = model.training_features.get(code)
@@ -274,17 +264,14 @@ class PredictionService:
                         )
                     ],
                 )
-            return list(row), None
+            return row, None
         if instance.kind == "series":
             window = self._window(model.window)
             problems = series_window_problems(instance, window)
             if problems:
                 raise RequestError(400, "invalid request", problems)
             return derive_features([window_values(instance, window)])[0].tolist(), None
-        values = instance.values
-        if len(values) == len(names):
-            return [values[n] for n in names], None
-        return [values.get(n, 0.0) for n in names], tuple(i for i, n in enumerate(names) if n in values)
+        return instance.row, instance.given
 
     # -- the other routes ------------------------------------------------------------------------
 
@@ -361,9 +348,9 @@ class PredictionService:
         """The strategy page, built on first request (never on the cold path) and kept for a while."""
         now = time.monotonic()
         cached = self._page
-        if cached is None or now - cached[0] > self.page_ttl_seconds:
+        if cached is None or now - cached[0] > self.settings.alias_ttl_seconds:
             with self._page_lock:
-                if self._page is None or now - self._page[0] > self.page_ttl_seconds:
+                if self._page is None or now - self._page[0] > self.settings.alias_ttl_seconds:
                     from pharmaseg.prediction import page
 
                     self._page = (now, page.build(self))
@@ -386,9 +373,14 @@ class PredictionService:
 # -- request helpers -----------------------------------------------------------------------------
 
 
+# Request ids without a system call per request: this process's random prefix and a counter.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count()
+
+
 def _request_id(request: HttpRequest) -> str:
-    trace = (request.headers.get("X-Cloud-Trace-Context") or "").split("/", 1)[0]
-    return trace or os.urandom(16).hex()
+    trace = request.headers.get("X-Cloud-Trace-Context")
+    return trace.split("/", 1)[0] if trace else f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 def _query(request: HttpRequest) -> dict[str, list[str]]:
@@ -438,16 +430,3 @@ def _log_line(instance: Instance, explanation, answer: dict[str, Any], model, re
         variant=answer["variant"],
         latency_ms=round(latency_ms, 3),
     )
-
-
-def from_env() -> PredictionService:
-    """The service as the function runs it: settings from the environment, models read lean from GCS."""
-    from pharmaseg import config
-    from pharmaseg.gcs_reader import GcsReader
-    from pharmaseg.registry import ModelCache
-
-    ttl = float(config.setting("PHARMASEG_ALIAS_TTL_SECONDS"))
-    models = ModelCache(GcsReader(config.required("PHARMASEG_MODELS_BUCKET")), ttl_seconds=ttl)
-    reports_bucket = config.setting("PHARMASEG_REPORTS_BUCKET")
-    reports = GcsReader(reports_bucket) if reports_bucket else None
-    return PredictionService(PredictSettings.from_env(), models, reports=reports, page_ttl_seconds=ttl)

@@ -42,13 +42,19 @@ class RequestError(Exception):
         self.problems = list(problems)
 
 
-@dataclass
+@dataclass(slots=True)
 class Instance:
-    """One country of a request, in the terms the model scores."""
+    """One country of a request, in the terms the model scores.
+
+    ``row`` holds the features given in FEATURE_NAMES order (0.0 where not given) and ``given``
+    their positions, None when all nine are; a series or a stored country has neither yet (the
+    serving model's window, or its training rows, decide them).
+    """
 
     country: str
     kind: str  # contract.InputKind
-    values: dict[str, float] = field(default_factory=dict)  # the features given (original units)
+    row: list[float] | None = None
+    given: tuple[int, ...] | None = None
     series: list[contract.YearRecord] | None = None
     ignored: dict[str, str] = field(default_factory=dict)
     path: str = ""  # where it sits in the body, for error messages: "" or "instances[3]."
@@ -77,17 +83,30 @@ def _guess(body: bytes) -> type:
     return StoredInput
 
 
+# Where each feature sits in a decoded FeatureInput (msgspec.structs.astuple order), and where
+# each summary field's feature sits in FEATURE_NAMES.
+_FEATURE_AT = [[f.name for f in msgspec.structs.fields(FeatureInput)].index(n) for n in FEATURE_NAMES]
+_SUMMARY_AT = {name: FEATURE_NAMES.index(feature) for name, feature in SUMMARY_FIELDS.items()}
+_SUMMARY_GIVEN = tuple(sorted(_SUMMARY_AT.values()))
+_UNSET = msgspec.UNSET
+
+
 def to_instance(item: Any, path: str = "") -> Instance:
-    """The Instance of a decoded single-country Struct."""
+    """The Instance of a decoded single-country Struct (the per-request path: a few list operations)."""
     if isinstance(item, FeatureInput):
-        values = {n: v for n in FEATURE_NAMES if (v := getattr(item, n)) is not msgspec.UNSET}
-        kind = "features" if len(values) == len(FEATURE_NAMES) else "partial"
-        return Instance(item.country, kind, values, path=path)
+        fields = msgspec.structs.astuple(item)
+        row = [fields[i] for i in _FEATURE_AT]
+        if _UNSET not in row:
+            return Instance(item.country, "features", row, None, path=path)
+        given = tuple(j for j, v in enumerate(row) if v is not _UNSET)
+        return Instance(item.country, "partial", [0.0 if v is _UNSET else v for v in row], given, path=path)
     if isinstance(item, SeriesInput):
         return Instance(item.country, "series", series=item.series, path=path)
     if isinstance(item, SummaryInput):
-        values = {feature: getattr(item, name) for name, feature in SUMMARY_FIELDS.items()}
-        return Instance(item.country, "summary", values, ignored=dict(SUMMARY_IGNORED), path=path)
+        row = [0.0] * len(FEATURE_NAMES)
+        for name, j in _SUMMARY_AT.items():
+            row[j] = getattr(item, name)
+        return Instance(item.country, "summary", row, _SUMMARY_GIVEN, ignored=dict(SUMMARY_IGNORED), path=path)
     return Instance(item.country, "stored", path=path)
 
 

@@ -15,10 +15,10 @@ Pub/Sub redelivers and, after the subscription's attempts, dead-letters it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from pharmaseg import config
+from pharmaseg.config import RetrainSettings
 from pharmaseg.logs import log
 from pharmaseg.pubsub import PUBLISHED as EVENT_TYPE
 from pharmaseg.pubsub import MalformedMessageError, unwrap
@@ -30,65 +30,12 @@ DEFAULT_DATA_OBJECT = "oecd_pharma_spending.csv"
 NEW_SOURCE_REQUESTER = "sources bucket"
 
 
-@dataclass
-class Dependencies:
-    registry: Any
-    store: Any
-    storage_client: Any
-    thresholds: Any
-    defaults: dict[str, Any]
-    reports: Any = None  # ModelReportWriter; None: no report (unit tests)
-    project: str | None = None
-    sources_bucket: str | None = None
-    retrain_topic: str | None = None
-    publisher: Any = None
-
-
-_deps: Dependencies | None = None
-
-
-def default_data_uri() -> str | None:
+def default_data_uri(settings: RetrainSettings) -> str | None:
     """PHARMASEG_RETRAIN_DATA_URI, else the OECD file in the sources bucket, else None."""
-    uri = config.setting("PHARMASEG_RETRAIN_DATA_URI")
-    if uri:
-        return uri
-    bucket = config.setting("PHARMASEG_SOURCES_BUCKET")
+    if settings.retrain_data_uri:
+        return settings.retrain_data_uri
+    bucket = settings.sources_bucket
     return f"gs://{bucket}/{DEFAULT_DATA_OBJECT}" if bucket else None
-
-
-def dependencies() -> Dependencies:
-    """Clients and settings, created once per process (lazy globals: the first event pays)."""
-    global _deps
-    if _deps is None:
-        from pharmaseg import gcp, resources
-        from pharmaseg.model_report import ModelReportWriter
-        from pharmaseg.registry import ModelRegistry
-        from pharmaseg.retraining.gate import GateThresholds
-        from pharmaseg.retraining.service import ModelVersionsTable
-
-        project = config.required("GOOGLE_CLOUD_PROJECT")
-        storage = gcp.storage_client(project)
-        table_id = f"{project}.{config.setting('PHARMASEG_DATASET')}.{resources.table_name('model_versions')}"
-        _deps = Dependencies(
-            registry=ModelRegistry(config.required("PHARMASEG_MODELS_BUCKET"), client=storage),
-            store=ModelVersionsTable(gcp.bigquery_client(project), table_id),
-            storage_client=storage,
-            thresholds=GateThresholds.from_json(config.setting("PHARMASEG_GATE_THRESHOLDS")),
-            defaults={
-                "default_data_uri": default_data_uri(),
-                "default_window": config.setting("PHARMASEG_RETRAIN_WINDOW") or None,
-                "default_bootstrap": int(config.setting("PHARMASEG_RETRAIN_BOOTSTRAP")),
-            },
-            reports=ModelReportWriter(
-                storage,
-                config.required("PHARMASEG_REPORTS_BUCKET"),
-                borderline_below=float(config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")),
-            ),
-            project=project,
-            sources_bucket=config.setting("PHARMASEG_SOURCES_BUCKET"),
-            retrain_topic=config.setting("PHARMASEG_RETRAIN_TOPIC"),
-        )
-    return _deps
 
 
 def request_id(message) -> str:
@@ -113,97 +60,147 @@ def _is_storage_notification(data: Any) -> bool:
     return isinstance(attributes, dict) and "eventType" in attributes and "bucketId" in attributes
 
 
-def handle_event(event_type: str, data: Any, event_id: str | None = None, deps: Dependencies | None = None):
-    """Handle one event; returns the Decision, the published message id (new source file), or None
-    when the event was acknowledged without effect."""
-    if event_type == STORAGE_FINALIZED or (event_type == EVENT_TYPE and _is_storage_notification(data)):
-        return _handle_storage_event(event_type, data, deps or dependencies())
-    if event_type != EVENT_TYPE:
-        raise ValueError(f"expected a {EVENT_TYPE} or {STORAGE_FINALIZED} event, got {event_type!r}")
-    deps = deps or dependencies()
-    message_id = event_id
-    try:
-        message = unwrap(data, event_id)
-        message_id = request_id(message)
-        request = decode_request(message.data, **deps.defaults)
-        return handle_request(request, message_id, deps, publish_time=message.publish_time)
-    except (MalformedMessageError, MalformedRequestError) as exc:
-        log(
-            "ERROR",
-            f"retrain message {message_id} is malformed: {exc}",
-            event="retrain_malformed",
-            message_id=message_id,
-            error=str(exc),
+class RetrainService:
+    """What ``functions/retrain`` runs: one retrain (or one new-source request) per event.
+
+    ``from_env`` builds the real clients once per instance; unit tests pass fakes (a registry,
+    a model_versions store, a storage client) and call ``handle`` directly.
+    """
+
+    def __init__(
+        self,
+        settings: RetrainSettings,
+        *,
+        registry: Any,
+        store: Any,
+        storage_client: Any,
+        reports: Any = None,  # ModelReportWriter; None: no report (unit tests)
+        publisher: Any = None,  # None: publish_request creates one when a new source file needs it
+    ):
+        from pharmaseg.retraining.gate import GateThresholds
+
+        self.settings = settings
+        self.registry, self.store, self.storage_client = registry, store, storage_client
+        self.reports, self.publisher = reports, publisher
+        self.thresholds = GateThresholds.from_json(settings.gate_thresholds)
+
+    @classmethod
+    def from_env(cls) -> RetrainService:
+        from pharmaseg import gcp, resources
+        from pharmaseg.model_report import ModelReportWriter
+        from pharmaseg.registry import ModelRegistry
+        from pharmaseg.retraining.service import ModelVersionsTable
+
+        settings = config.load("retrain")
+        storage = gcp.storage_client(settings.project)
+        table_id = f"{settings.project}.{settings.dataset}.{resources.table_name('model_versions')}"
+        return cls(
+            settings,
+            registry=ModelRegistry(settings.models_bucket, client=storage),
+            store=ModelVersionsTable(gcp.bigquery_client(settings.project), table_id),
+            storage_client=storage,
+            reports=ModelReportWriter(
+                storage, settings.reports_bucket, borderline_below=settings.borderline_confidence
+            ),
         )
-    except TrainingFailedError as exc:
-        log(
-            "ERROR",
-            f"retrain message {message_id} cannot train: {exc}",
-            event="retrain_failed",
-            message_id=message_id,
-            error=str(exc),
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """What a request that names no data, window or bootstrap count gets."""
+        return {
+            "default_data_uri": default_data_uri(self.settings),
+            "default_window": self.settings.retrain_window or None,
+            "default_bootstrap": self.settings.retrain_bootstrap,
+        }
+
+    def handle(self, event_type: str, data: Any, event_id: str | None = None):
+        """Handle one event; returns the Decision, the published message id (new source file), or None
+        when the event was acknowledged without effect."""
+        if event_type == STORAGE_FINALIZED or (event_type == EVENT_TYPE and _is_storage_notification(data)):
+            return self._storage_event(event_type, data)
+        if event_type != EVENT_TYPE:
+            raise ValueError(f"expected a {EVENT_TYPE} or {STORAGE_FINALIZED} event, got {event_type!r}")
+        message_id = event_id
+        try:
+            message = unwrap(data, event_id)
+            message_id = request_id(message)
+            request = decode_request(message.data, **self.defaults)
+            return self.retrain(request, message_id, publish_time=message.publish_time)
+        except (MalformedMessageError, MalformedRequestError) as exc:
+            log(
+                "ERROR",
+                f"retrain message {message_id} is malformed: {exc}",
+                event="retrain_malformed",
+                message_id=message_id,
+                error=str(exc),
+            )
+        except TrainingFailedError as exc:
+            log(
+                "ERROR",
+                f"retrain message {message_id} cannot train: {exc}",
+                event="retrain_failed",
+                message_id=message_id,
+                error=str(exc),
+            )
+        return None
+
+    def retrain(self, request, message_id: str, **kwargs: Any) -> Decision:
+        return retrain(
+            request,
+            message_id,
+            registry=self.registry,
+            store=self.store,
+            thresholds=self.thresholds,
+            storage_client=self.storage_client,
+            reports=self.reports,
+            **kwargs,
         )
-    return None
 
+    def _storage_event(self, event_type: str, data: Any) -> str | None:
+        try:
+            ref = parse_event(event_type, data)
+        except EventError as exc:
+            log("ERROR", f"malformed storage event: {exc}", event="retrain_bad_event")
+            return None
+        if ref is None:  # a delete or metadata notification
+            return None
+        bucket = self.settings.sources_bucket
+        why = skip_reason(ref, "", bucket) if bucket else "no sources bucket configured"
+        if why:
+            log("INFO", f"ignored: {why}", event="retrain_source_ignored", source_uri=ref.uri)
+            return None
+        return self.request_for_new_source(ref)
 
-def handle_request(request, message_id: str, deps: Dependencies, **kwargs: Any) -> Decision:
-    return retrain(
-        request,
-        message_id,
-        registry=deps.registry,
-        store=deps.store,
-        thresholds=deps.thresholds,
-        storage_client=deps.storage_client,
-        reports=deps.reports,
-        **kwargs,
-    )
+    def request_for_new_source(self, ref: ObjectRef) -> str | None:
+        """Publish a retrain request for this generation of a new source file and its latest complete window."""
+        from pharmaseg.retraining.publish import publish_request
+        from pharmaseg.retraining.service import current_production, read_source, training_window
 
-
-def _handle_storage_event(event_type: str, data: Any, deps: Dependencies) -> str | None:
-    try:
-        ref = parse_event(event_type, data)
-    except EventError as exc:
-        log("ERROR", f"malformed storage event: {exc}", event="retrain_bad_event")
-        return None
-    if ref is None:  # a delete or metadata notification
-        return None
-    why = skip_reason(ref, "", deps.sources_bucket) if deps.sources_bucket else "no sources bucket configured"
-    if why:
-        log("INFO", f"ignored: {why}", event="retrain_source_ignored", source_uri=ref.uri)
-        return None
-    return request_for_new_source(ref, deps)
-
-
-def request_for_new_source(ref: ObjectRef, deps: Dependencies) -> str | None:
-    """Publish a retrain request for this generation of a new source file and its latest complete window."""
-    from pharmaseg.retraining.publish import publish_request
-    from pharmaseg.retraining.service import current_production, read_source, training_window
-
-    uri = f"gs://{ref.bucket}/{ref.name}#{ref.generation}"
-    try:
-        source = read_source(uri, deps.storage_client)
-        window = training_window(None, source, current_production(deps.registry), deps.thresholds)
-    except TrainingFailedError as exc:
-        log("ERROR", f"new source file cannot train: {exc}", event="retrain_failed", source_uri=uri, error=str(exc))
-        return None
-    if not deps.retrain_topic or not deps.project:
-        raise RuntimeError("PHARMASEG_RETRAIN_TOPIC must be set for new source files to trigger retraining")
-    message_id = publish_request(
-        deps.project,
-        deps.retrain_topic,
-        publisher=deps.publisher,
-        attributes={"origin": "sources_bucket", "source_object": f"{ref.bucket}/{ref.name}#{ref.generation}"},
-        reason=f"new source data: {uri}",
-        data_uri=uri,
-        window=str(window),
-        requested_by=NEW_SOURCE_REQUESTER,
-    )
-    log(
-        "NOTICE",
-        f"new source file {uri}: retrain requested for its latest complete window {window}",
-        event="retrain_requested",
-        source_uri=uri,
-        window=str(window),
-        message_id=message_id,
-    )
-    return message_id
+        uri = f"gs://{ref.bucket}/{ref.name}#{ref.generation}"
+        try:
+            source = read_source(uri, self.storage_client)
+            window = training_window(None, source, current_production(self.registry), self.thresholds)
+        except TrainingFailedError as exc:
+            log("ERROR", f"new source file cannot train: {exc}", event="retrain_failed", source_uri=uri, error=str(exc))
+            return None
+        if not self.settings.retrain_topic:
+            raise RuntimeError("PHARMASEG_RETRAIN_TOPIC must be set for new source files to trigger retraining")
+        message_id = publish_request(
+            self.settings.project,
+            self.settings.retrain_topic,
+            publisher=self.publisher,
+            attributes={"origin": "sources_bucket", "source_object": f"{ref.bucket}/{ref.name}#{ref.generation}"},
+            reason=f"new source data: {uri}",
+            data_uri=uri,
+            window=str(window),
+            requested_by=NEW_SOURCE_REQUESTER,
+        )
+        log(
+            "NOTICE",
+            f"new source file {uri}: retrain requested for its latest complete window {window}",
+            event="retrain_requested",
+            source_uri=uri,
+            window=str(window),
+            message_id=message_id,
+        )
+        return message_id

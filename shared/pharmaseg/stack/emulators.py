@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
-from pharmaseg import resources
+from pharmaseg import config, resources
 from pharmaseg.stack import processes
 from pharmaseg.stack.layout import HOST, StackError, StackLayout
 
@@ -88,7 +87,7 @@ def bigquery_command(layout: StackLayout) -> list[str]:
 
 
 def _env(layout: StackLayout, name: str, *, events: bool) -> dict[str, str]:
-    env = dict(os.environ)
+    env = config.environment()
     # Never let an emulator reach real Google Cloud through a developer's settings.
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     if name == "storage" and events:

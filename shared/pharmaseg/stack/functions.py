@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pharmaseg import config, resources
@@ -48,7 +47,6 @@ def settings_env(layout: StackLayout, name: str, environ: dict[str, str] | None 
     ``PHARMASEG_DATASET``) always name this stack's resources; the others take the caller's
     environment, else their documented default.
     """
-    environ = os.environ if environ is None else environ
     forced = {"GOOGLE_CLOUD_PROJECT": layout.project, "PHARMASEG_DATASET": resources.dataset_name()}
     for role in resources.bucket_roles():
         forced[f"PHARMASEG_{role.upper()}_BUCKET"] = resources.bucket_name(role, layout.project)
@@ -58,14 +56,16 @@ def settings_env(layout: StackLayout, name: str, environ: dict[str, str] | None 
     for setting in config.SETTINGS.values():
         if name not in setting.functions:
             continue
-        value = forced.get(setting.name, environ.get(setting.name, setting.default))
+        value = forced.get(setting.name) or config.value(setting.name, environ=environ)
+        if value is None and setting.default is not None:
+            value = str(setting.default)
         if value is not None:
             env[setting.name] = value
     return env
 
 
 def function_env(layout: StackLayout, name: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = config.environment()
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     env.update(emulator_env(layout))
     env.update(settings_env(layout, name))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import glob
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pharmaseg import resources
+from pharmaseg import config, resources
 from pharmaseg.errors import PharmasegError
 
 PORT_BASE_ENV = "PHARMASEG_STACK_PORT_BASE"
@@ -52,16 +51,19 @@ class StackLayout:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StackLayout:
         """The layout configured by PHARMASEG_STACK_* variables (defaults otherwise)."""
-        env = os.environ if environ is None else environ
-        base = env.get(PORT_BASE_ENV) or str(DEFAULT_PORT_BASE)
+
+        def env(name: str) -> str | None:
+            return config.value(name, environ=environ)
+
+        base = env(PORT_BASE_ENV) or str(DEFAULT_PORT_BASE)
         if not base.isdigit() or not 1024 <= int(base) <= 65535 - PORT_BLOCK:
             raise StackError(f"{PORT_BASE_ENV}={base!r} is not a port between 1024 and {65535 - PORT_BLOCK}")
         return cls(
-            project=env.get(PROJECT_ENV) or DEFAULT_PROJECT,
+            project=env(PROJECT_ENV) or DEFAULT_PROJECT,
             port_base=int(base),
-            state_dir=Path(env.get(STATE_DIR_ENV) or REPO_ROOT / ".stack").resolve(),
-            emulators_venv=Path(env.get(EMULATORS_VENV_ENV) or REPO_ROOT / ".venv-emulators").resolve(),
-            functions_dir=Path(env.get(FUNCTIONS_DIR_ENV) or REPO_ROOT / "functions").resolve(),
+            state_dir=Path(env(STATE_DIR_ENV) or REPO_ROOT / ".stack").resolve(),
+            emulators_venv=Path(env(EMULATORS_VENV_ENV) or REPO_ROOT / ".venv-emulators").resolve(),
+            functions_dir=Path(env(FUNCTIONS_DIR_ENV) or REPO_ROOT / "functions").resolve(),
         )
 
     # ports and URLs

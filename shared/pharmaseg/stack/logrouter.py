@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import signal
 import sys
@@ -24,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pharmaseg import resources
+from pharmaseg import bq, resources
+from pharmaseg.logs import log
 
 ROLE = "predictions_log"
 SUFFIX = ".stdout.log"
@@ -146,20 +146,11 @@ class Router:
         return rows, new_offsets
 
     def _load(self, rows: list[dict[str, Any]]) -> None:
-        from google.cloud import bigquery
-
         if self.client is None:
             from pharmaseg import gcp
 
             self.client = gcp.bigquery_client(self.project, endpoint=self.endpoint)
-        body = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
-        job_config = bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
-            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-            schema=[bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(ROLE)],
-        )
-        job = self.client.load_table_from_file(io.BytesIO(body), self.table_id, job_config=job_config)
-        job.result(timeout=60)
+        bq.load_ndjson(self.client, self.table_id, rows, ROLE, timeout=60)
 
     def tick(self) -> int:
         """One pass: load what is new; returns rows loaded. Offsets move only after a successful load."""
@@ -195,18 +186,17 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(json.dumps({"severity": "INFO", "message": f"log router started, table {router.table_id}"}), flush=True)
+    log("INFO", f"log router started, table {router.table_id}")
     failures = 0
     while not stopping:
         try:
             n = router.tick()
             if n:
-                message = {"severity": "INFO", "message": f"loaded {n} rows", "total": router.loaded}
-                print(json.dumps(message), flush=True)
+                log("INFO", f"loaded {n} rows", total=router.loaded)
             failures = 0
         except Exception as exc:  # keep routing: the next tick retries the same lines
             failures += 1
-            print(json.dumps({"severity": "ERROR", "message": f"load failed ({failures}): {exc!r}"}), flush=True)
+            log("ERROR", f"load failed ({failures}): {exc!r}")
         deadline = time.monotonic() + min(args.interval * (2 ** min(failures, 4)), 30)
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -1,7 +1,12 @@
-"""Start, watch and stop the stack's processes: one process group each, found again by pid."""
+"""Start, watch and stop the stack's processes: one process group each, found again by pid.
+
+A record keeps each pid with psutil's create time, because the state file outlives the processes
+it names: a pid alone could by then belong to another process.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -14,50 +19,50 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pharmaseg.stack.layout import HOST, StackError
 
+# psutil's create time is boot time + ticks since boot, and the boot time follows steps of the wall
+# clock: a record matches within a second (no pid is reused that fast).
+SAME_START_S = 1.0
+GONE = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
 
-def _stat_fields(pid: int) -> list[str] | None:
+
+def start_time(pid: int) -> float | None:
+    """The process's create time (seconds since the epoch), or None if there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    # The command name (field 2) may hold spaces; everything after its closing paren is split.
-    return raw[raw.rfind(")") + 2 :].split()
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (tells a pid from a reused one)."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def alive(pid: int, started: int | None = None) -> bool:
+def alive(pid: int, started: float | None = None) -> bool:
     """True if ``pid`` runs (zombies count as gone) and, when given, started at ``started``."""
     _reap(pid)
-    fields = _stat_fields(pid)
-    if not fields or fields[0] in ("Z", "X"):
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() in GONE:
+            return False
+        return started is None or abs(proc.create_time() - started) < SAME_START_S
+    except psutil.Error:
         return False
-    return started is None or int(fields[19]) == started
 
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of the process group ``pgid``."""
     members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                members.append(int(entry))
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if proc.info["status"] not in GONE and os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
     return members
 
 
 def _reap(pid: int) -> None:
-    """Collect our own exited child so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    """Collect our own exited child so that it does not linger as a zombie (others: no effect)."""
+    with contextlib.suppress(psutil.Error):
+        psutil.Process(pid).wait(timeout=0)
 
 
 def spawn(
@@ -79,7 +84,7 @@ def spawn(
     return {"pid": proc.pid, "start_time": start_time(proc.pid), "cmd": cmd, "log": str(stdout)}
 
 
-def stop(pid: int, started: int | None = None, *, timeout: float = 10.0) -> bool:
+def stop(pid: int, started: float | None = None, *, timeout: float = 10.0) -> bool:
     """SIGTERM the process group led by ``pid``, SIGKILL what is left after ``timeout``; True if all gone."""
     if started is not None and not alive(pid, started) and not group_members(pid):
         return True
@@ -91,13 +96,13 @@ def stop(pid: int, started: int | None = None, *, timeout: float = 10.0) -> bool
         except PermissionError as exc:
             raise StackError(f"cannot signal process group {pid}: {exc}") from exc
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not group_members(pid) and not alive(pid):
+        while True:
+            if not alive(pid) and not group_members(pid):
                 return True
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.05)
-    _reap(pid)
-    return not group_members(pid) and not alive(pid)
+    return False
 
 
 def port_free(port: int, host: str = HOST) -> bool:

@@ -18,6 +18,35 @@ function signed(value) {
   return (value >= 0 ? "+" : "") + fmt(value);
 }
 
+// FEATURE_LABELS (feature -> plain words) is defined by the page, from pharmaseg.features.
+function label(feature) {
+  return FEATURE_LABELS[feature] || feature;
+}
+
+// What the answer was computed from, in words (input_kind of the API answer).
+function inputWords(a) {
+  const used = a.features_used.length;
+  switch (a.input_kind) {
+    case "stored":
+      return "its own figures in the model's training data (" + a.window + ")";
+    case "series":
+      return "the yearly figures given (" + a.window + ")";
+    case "features":
+      return "the nine features given";
+    default: // partial or summary: fewer than nine features
+      return (
+        "only " + used + " of 9 features (" + a.features_used.join(", ") +
+        "), so provisional: the others were not given (" + a.input_kind + " input)"
+      );
+  }
+}
+
+function featureCell(feature) {
+  const td = el("td", label(feature));
+  td.appendChild(el("span", feature, "code"));
+  return td;
+}
+
 function row(table, name, value) {
   const tr = el("tr");
   tr.appendChild(el("th", name));
@@ -35,8 +64,7 @@ function show(a) {
   const facts = el("table");
   row(facts, "confidence", fmt(a.confidence) + (a.borderline ? " (borderline)" : ""));
   row(facts, "runner-up", a.runner_up.cluster_name);
-  const scored = a.features_missing.length ? " (scored on " + a.features_used.join(", ") + ")" : "";
-  row(facts, "input", a.input_kind + scored);
+  row(facts, "computed from", inputWords(a));
   row(facts, "model", a.model_version + ", window " + a.window);
   card.appendChild(facts);
   if (a.borderline) {
@@ -52,21 +80,27 @@ function show(a) {
   a.reasons.forEach((r) => {
     const tr = el("tr");
     const share = r.share === null ? "-" : Math.round(r.share * 100) + "%";
-    [r.feature, fmt(r.value), fmt(r.segment_value), fmt(r.runner_up_value), share].forEach((c) =>
-      tr.appendChild(el("td", c)),
-    );
+    tr.appendChild(featureCell(r.feature));
+    [fmt(r.value), fmt(r.segment_value), fmt(r.runner_up_value), share].forEach((c) => tr.appendChild(el("td", c)));
     reasons.appendChild(tr);
   });
   card.appendChild(reasons);
+  const note = "Share: the feature's part of what separates this segment from the runner-up; over all nine " +
+    "features the shares add up to 100%.";
+  const pulls = a.reasons.some((r) => r.share !== null && (r.share > 1 || r.share < 0));
+  card.appendChild(
+    el("p", note + (pulls ? " A share above 100% means other features pull the other way (negative shares)." : ""),
+      "note"),
+  );
 
   card.appendChild(el("h3", "What would move it"));
   const w = a.what_if;
-  const changes = Object.entries(w.changes).map(([f, c]) => f + " " + signed(c)).join(", ");
+  const changes = Object.entries(w.changes).map(([f, c]) => label(f) + " " + signed(c)).join(", ");
   const smallest = "The smallest change into " + w.lands_in + " (" + fmt(w.distance) + " standard deviations): ";
   card.appendChild(el("p", smallest + changes, "what-if"));
   const flip = w.single_feature;
   const alone = flip
-    ? "One feature alone: " + flip.feature + " " + signed(flip.change) + " (to " + fmt(flip.to) + ") makes it " +
+    ? "One feature alone: " + label(flip.feature) + " " + signed(flip.change) + " (to " + fmt(flip.to) + ") makes it " +
       flip.flips_to + "."
     : w.single_feature_note;
   card.appendChild(el("p", alone));
