@@ -48,7 +48,6 @@ locals {
   // until it is set here).
   function_env = {
     predict = {
-      GOOGLE_CLOUD_PROJECT            = var.project_id
       PHARMASEG_MODELS_BUCKET         = local.bucket_names["models"]
       PHARMASEG_MODEL_ALIAS           = var.model_alias
       PHARMASEG_ALIAS_TTL_SECONDS     = tostring(var.alias_ttl_seconds)

@@ -69,9 +69,9 @@ _SETTINGS = [
         "GOOGLE_CLOUD_PROJECT",
         str,
         None,
-        "Required. Project holding the buckets, topics and dataset.",
-        ALL,
-        required_by=ALL,
+        "Required. Project of the dataset, topics and storage clients (predict reads GCS without one).",
+        ("score_batch", "retrain", "check_drift"),
+        required_by=("score_batch", "retrain", "check_drift"),
         attr="project",
     ),
     Setting(
@@ -272,7 +272,12 @@ _SETTINGS = [
         required_by=("score_batch",),
     ),
     Setting(
-        "PHARMASEG_BATCH_PREFIX", str, "incoming/", "Only objects under this inbox prefix are scored.", ("score_batch",)
+        "PHARMASEG_BATCH_PREFIX",
+        str,
+        "incoming/",
+        "Only objects under this inbox prefix are scored.",
+        ("score_batch",),
+        attr="prefix",
     ),
     Setting(
         "PHARMASEG_BATCH_RESULTS_PREFIX",
@@ -280,6 +285,7 @@ _SETTINGS = [
         "results/",
         "Where the scored CSV of incoming/<name> is written.",
         ("score_batch",),
+        attr="results_prefix",
     ),
     Setting(
         "PHARMASEG_BATCH_STAGING_PREFIX",
@@ -287,6 +293,7 @@ _SETTINGS = [
         "staging/",
         "Per-run staging objects (deleted after the commit).",
         ("score_batch",),
+        attr="staging_prefix",
     ),
     Setting(
         "PHARMASEG_BATCH_SQL_THRESHOLD_BYTES",
@@ -294,6 +301,7 @@ _SETTINGS = [
         104857600,
         "Features files larger than this are loaded and scored by BigQuery (SQL from the model).",
         ("score_batch",),
+        attr="sql_threshold_bytes",
         low=0,
     ),
     Setting(
@@ -302,6 +310,7 @@ _SETTINGS = [
         67108864,
         "Largest raw panel file accepted (read whole).",
         ("score_batch",),
+        attr="max_panel_bytes",
         low=1,
     ),
     Setting(
@@ -310,6 +319,7 @@ _SETTINGS = [
         1048576,
         "CSV parse block size: bounds the function's memory (a row must fit in one block).",
         ("score_batch",),
+        attr="block_size",
         low=4096,
     ),
     Setting(
@@ -318,6 +328,7 @@ _SETTINGS = [
         1024,
         "Characters of a rejected row kept in batch_rejects.",
         ("score_batch",),
+        attr="raw_limit",
         low=1,
     ),
     Setting(
@@ -326,6 +337,7 @@ _SETTINGS = [
         "",
         "Panel scoring window START-END; empty: the model's length, best-covered.",
         ("score_batch",),
+        attr="window",
     ),
     Setting(
         "PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS",
@@ -333,6 +345,7 @@ _SETTINGS = [
         3600.0,
         "Events older than this are acknowledged without scoring (stops endless retries).",
         ("score_batch",),
+        attr="max_event_age_seconds",
     ),
     Setting(
         "PHARMASEG_BATCH_LEASE_SECONDS",
@@ -340,6 +353,7 @@ _SETTINGS = [
         900.0,
         "After this a running run may be taken over by a retry.",
         ("score_batch",),
+        attr="lease_seconds",
         low=0,
     ),
 ]

@@ -3,9 +3,18 @@
 import json
 from pathlib import Path
 
+import pytest
 from functions_framework import create_app
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions/score_batch/main.py")
+
+
+@pytest.fixture(autouse=True)
+def configured(monkeypatch):
+    """The function's required settings (a function missing them fails at its first event)."""
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    monkeypatch.setenv("PHARMASEG_MODELS_BUCKET", "m")
+    monkeypatch.setenv("PHARMASEG_INBOX_BUCKET", "i")
 
 
 def send(event_type, data):

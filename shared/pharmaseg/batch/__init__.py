@@ -8,9 +8,9 @@ recognizes a header, ``countries`` a country code.
 """
 
 from pharmaseg.batch.run import BatchRun, event_too_old, process_object
-from pharmaseg.batch.settings import BatchSettings
 from pharmaseg.batch.sink import BatchSink
 from pharmaseg.batch.state import RunBusy, RunResult
+from pharmaseg.config import BatchSettings
 from pharmaseg.storage_events import EventError, ObjectRef, parse_event, skip_reason
 
 __all__ = [

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pharmaseg.batch.run import BatchRun
 
 PROGRESS_ROWS = 100_000
+# GCS reads and writes move this much per request: few round trips, bounded memory.
+IO_CHUNK_BYTES = 8 * 1024 * 1024
 _BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.float64(): "FLOAT", pa.bool_(): "BOOLEAN"}
 
 
@@ -66,7 +68,7 @@ def in_function(run: BatchRun, source, model: ModelArtifact, layout: Layout) -> 
     scored, rejects, published = (run.staging_object(n) for n in ("scored.csv", "rejects.csv", "rejects.published.csv"))
 
     def write_staged() -> Counts:  # one pass over the file; a retry starts it again from the top
-        chunk = settings.io_chunk_bytes
+        chunk = IO_CHUNK_BYTES
         with (
             scored.open("wb", chunk_size=chunk, content_type="text/csv") as s_out,
             rejects.open("wb", chunk_size=chunk, content_type="text/csv") as r_out,
@@ -162,7 +164,7 @@ def in_bigquery(run: BatchRun, model: ModelArtifact, layout: Layout) -> Staged:
     scored_from = f"SELECT {scored_columns} FROM `{scored_table}` WHERE reason IS NULL"
     rejects_from = f"SELECT {rejects_columns} FROM `{scored_table}` WHERE reason IS NOT NULL"
     scored, rejects = run.staging_object("scored.csv"), run.staging_object("rejects.csv")
-    chunk = settings.io_chunk_bytes
+    chunk = IO_CHUNK_BYTES
     export_query_csv(sink.client, f"{scored_from} ORDER BY row_number", scored, scored_schema(model.k), chunk)
     export_query_csv(sink.client, f"{rejects_from} ORDER BY row_number", rejects, REJECTS_SCHEMA, chunk)
     return Staged(

@@ -17,15 +17,14 @@ from pharmaseg.artifact import ModelArtifact
 from pharmaseg.batch import paths
 from pharmaseg.batch.layouts import FEATURES, detect_layout
 from pharmaseg.batch.retries import retried
-from pharmaseg.batch.settings import BatchSettings
 from pharmaseg.batch.sink import TERMINAL, BatchSink, now
 from pharmaseg.batch.state import RejectFile, RunBusy, RunResult, RunState, Staged
+from pharmaseg.config import BatchSettings
 from pharmaseg.errors import DataValidationError
 from pharmaseg.logs import log
 from pharmaseg.storage_events import ObjectRef, skip_reason
 
 HEAD_BYTES = 64 * 1024
-_DEFAULTS = BatchSettings()
 # A file that can never score: the run is committed as rejected and the event acknowledged.
 _REJECTING = (RejectFile, DataValidationError, pa.ArrowInvalid, UnicodeDecodeError)
 
@@ -205,10 +204,11 @@ def process_object(
     storage,
     sink: BatchSink,
     load_model: Callable[[], ModelArtifact],
-    settings: BatchSettings = _DEFAULTS,
+    settings: BatchSettings | None = None,
     hook: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Score one object generation exactly once (see the module docstring and docs/batch.md)."""
+    settings = settings or BatchSettings()  # the documented defaults
     reason = skip_reason(ref, settings.prefix)
     if reason:
         log("INFO", f"ignored: {reason}", event="batch_ignored", source_uri=ref.uri, generation=ref.generation)

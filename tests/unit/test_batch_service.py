@@ -1,0 +1,61 @@
+"""BatchService.handle refuses what it must not score before it touches a client (none is given here)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pharmaseg.batch.service import BatchService
+from pharmaseg.config import BatchSettings
+from pharmaseg.storage_events import STORAGE_FINALIZED
+
+
+@pytest.fixture
+def service():
+    return BatchService(BatchSettings(inbox_bucket="inbox", max_event_age_seconds=3600))
+
+
+def finalized(bucket="inbox", name="incoming/a.csv"):
+    return {"bucket": bucket, "name": name, "generation": "5", "size": "10"}
+
+
+def last_log(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_malformed_event_is_logged_and_acknowledged(service, capsys):
+    assert service.handle(STORAGE_FINALIZED, {"bucket": "inbox"}) is None
+    line = last_log(capsys)
+    assert line["severity"] == "ERROR" and line["event"] == "batch_bad_event"
+
+
+def test_another_buckets_object_is_ignored(service, capsys):
+    assert service.handle(STORAGE_FINALIZED, finalized(bucket="elsewhere")) is None
+    line = last_log(capsys)
+    assert line["event"] == "batch_ignored" and "outside the bucket" in line["message"]
+
+
+def test_a_stale_event_is_dropped_instead_of_retried_forever(service, capsys):
+    stale = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    assert service.handle(STORAGE_FINALIZED, finalized(), stale) is None
+    line = last_log(capsys)
+    assert line["event"] == "batch_dropped" and line["source_uri"] == "gs://inbox/incoming/a.csv"
+
+
+def test_a_delete_notification_scores_nothing(service, capsys):
+    """The local stack's form: the storage emulator's notification inside a Pub/Sub message."""
+    attributes = {"eventType": "OBJECT_DELETE", "bucketId": "inbox", "objectId": "incoming/a.csv"}
+    data = {"message": {"data": "", "messageId": "m1", "attributes": attributes}}
+    assert service.handle("google.cloud.pubsub.topic.v1.messagePublished", data) is None
+    assert last_log(capsys)["event"] == "batch_ignored"
+
+
+def test_settings_come_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    monkeypatch.setenv("PHARMASEG_MODELS_BUCKET", "m")
+    monkeypatch.setenv("PHARMASEG_INBOX_BUCKET", "inbox")
+    monkeypatch.setenv("PHARMASEG_BATCH_BLOCK_BYTES", "65536")
+    settings = BatchService.from_env().settings
+    assert settings.block_size == 65536 and settings.prefix == "incoming/" and settings.window == ""
