@@ -56,7 +56,7 @@ def _artifact():
 def run(log=print) -> str:
     from google.cloud import bigquery
 
-    from pharmaseg import gcp, resources
+    from pharmaseg import cloud_resources, gcp
     from pharmaseg.bq import load_ndjson
     from pharmaseg.config import DriftSettings
     from pharmaseg.drift import methods, service, simulate
@@ -81,9 +81,11 @@ def run(log=print) -> str:
         dataset = "bench"
         bq.create_dataset(bigquery.Dataset(f"{layout.project}.{dataset}"))
         for role in ("predictions_log", "batch_predictions", "drift_reports"):
-            schema = [bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
-            bq.create_table(bigquery.Table(f"{layout.project}.{dataset}.{resources.table_name(role)}", schema=schema))
-        table = f"{layout.project}.{dataset}.{resources.table_name('batch_predictions')}"
+            schema = [bigquery.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
+            bq.create_table(
+                bigquery.Table(f"{layout.project}.{dataset}.{cloud_resources.table_name(role)}", schema=schema)
+            )
+        table = f"{layout.project}.{dataset}.{cloud_resources.table_name('batch_predictions')}"
         refs = methods.references(artifact.reference, artifact.feature_names)
         settings = DriftSettings(
             project=layout.project,

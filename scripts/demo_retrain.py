@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pharmaseg import gcp, resources
+from pharmaseg import cloud_resources, gcp
 from pharmaseg.retraining.handler import DEFAULT_DATA_OBJECT
 
 WAIT_SECONDS = 180
@@ -119,7 +119,7 @@ def run(status: dict[str, Any]) -> None:
     print(f"new data: uploaded {DATA.name} to {uri} (generation {generation})")
     print("the retrain function asks for a retrain on its latest complete window, trains, registers and gates it")
     table_id = status.get("tables", {}).get("model_versions") or (
-        f"{status['project']}.{status['dataset']}.{resources.table_name('model_versions')}"
+        f"{status['project']}.{status['dataset']}.{cloud_resources.table_name('model_versions')}"
     )
     row = wait_for_decision(bigquery, table_id, f"source:{uri.removeprefix('gs://')}#{generation}")
     print_decision(row, status)

@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.errors import PharmasegError
 from pharmaseg.retraining.publish import publish_request
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--promotion", choices=("auto", "never", "force"))
     parser.add_argument("--requested-by", default=os.environ.get("USER", "publish_retrain.py"))
     parser.add_argument("--project", help="default: the running local stack's project")
-    parser.add_argument("--topic", default=resources.topic_name("retrain"))
+    parser.add_argument("--topic", default=cloud_resources.topic_name("retrain"))
     args = parser.parse_args(argv)
     project = args.project
     if project is None:

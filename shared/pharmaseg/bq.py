@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 
 
 def load_ndjson(
@@ -35,7 +35,7 @@ def load_ndjson(
     config = bigquery.LoadJobConfig(
         source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
         write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-        schema=[bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)],
+        schema=[bigquery.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)],
     )
     job = client.load_table_from_file(io.BytesIO(rows), table_id, job_config=config, job_id=job_id)
     return job.result(timeout=timeout)

@@ -151,7 +151,7 @@ def _report_of(args: argparse.Namespace, version: str) -> str | None:
 
 def _decisions(args: argparse.Namespace):
     """The model_versions table, where a person's promotions and rollbacks are recorded."""
-    from pharmaseg import gcp, resources
+    from pharmaseg import cloud_resources, gcp
     from pharmaseg.retraining.service import ModelVersionsTable
 
     project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
@@ -162,7 +162,7 @@ def _decisions(args: argparse.Namespace):
         )
     dataset = config.setting("PHARMASEG_DATASET")
     return ModelVersionsTable(
-        gcp.bigquery_client(project), f"{project}.{dataset}.{resources.table_name('model_versions')}"
+        gcp.bigquery_client(project), f"{project}.{dataset}.{cloud_resources.table_name('model_versions')}"
     )
 
 

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from google.cloud import bigquery as bq
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, process_object
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.gcp import bigquery_client, storage_client
@@ -148,8 +148,8 @@ def test_hostile_file_on_the_bigquery_path_publishes_no_formula_cell(local_stack
     dataset = f"hostile_{uuid.uuid4().hex[:8]}"
     client.create_dataset(f"{project}.{dataset}")
     for role in ("batch_predictions", "batch_rejects", "batch_runs"):
-        schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
-        client.create_table(bq.Table(f"{project}.{dataset}.{resources.table_name(role)}", schema=schema))
+        schema = [bq.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
+        client.create_table(bq.Table(f"{project}.{dataset}.{cloud_resources.table_name(role)}", schema=schema))
     data, starts = hostile_file(model[1], odd_widths=False)
     name = "incoming/hostile-large.csv"
     blob = bucket.blob(name)
@@ -168,7 +168,7 @@ def test_hostile_file_on_the_bigquery_path_publishes_no_formula_cell(local_stack
         4,
         10,
     )
-    rejects_table = f"{project}.{dataset}.{resources.table_name('batch_rejects')}"
+    rejects_table = f"{project}.{dataset}.{cloud_resources.table_name('batch_rejects')}"
     bq_rejects = query(client, f"SELECT * FROM `{rejects_table}` WHERE run_id = '{result.run_id}'")
     # The SQL path rebuilds the raw record by joining the fields (no CSV quoting).
     sql_starts = {**starts, 7: "=", 11: "\r", 12: "\n"}

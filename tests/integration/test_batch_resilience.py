@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from google.cloud import bigquery as bq
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.batch import BatchSink, ObjectRef, sink
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.gcp import bigquery_client, storage_client
@@ -269,8 +269,10 @@ def test_a_claim_replayed_after_it_succeeded_still_owns_the_run(bigquery, monkey
     client = bigquery.client()
     dataset = f"claims_{uuid.uuid4().hex[:8]}"
     client.create_dataset(f"{bigquery.project}.{dataset}")
-    schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("batch_runs")]
-    client.create_table(bq.Table(f"{bigquery.project}.{dataset}.{resources.table_name('batch_runs')}", schema=schema))
+    schema = [bq.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema("batch_runs")]
+    client.create_table(
+        bq.Table(f"{bigquery.project}.{dataset}.{cloud_resources.table_name('batch_runs')}", schema=schema)
+    )
     runs = BatchSink(client, bigquery.project, dataset)
     ref = ObjectRef("b", "incoming/x.csv", 1)
     instant = sink.now()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pharmaseg import pubsub, resources
+from pharmaseg import cloud_resources, pubsub
 from pharmaseg.bq import load_ndjson
 from pharmaseg.config import DriftSettings
 from pharmaseg.drift import methods, queries, service, simulate
@@ -56,8 +56,8 @@ def _create_tables(bq, project: str, dataset: str) -> None:
 
     bq.create_dataset(bigquery.Dataset(f"{project}.{dataset}"), exists_ok=True)
     for role in ("predictions_log", "batch_predictions", "drift_reports"):
-        schema = [bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
-        bq.create_table(bigquery.Table(f"{project}.{dataset}.{resources.table_name(role)}", schema=schema))
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
+        bq.create_table(bigquery.Table(f"{project}.{dataset}.{cloud_resources.table_name(role)}", schema=schema))
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD
             else:
                 values = draw(refs, n, rng)
             times = simulate.timestamps(n, *period, rng)
-            table = f"{settings.project}.{settings.dataset}.{resources.table_name(role)}"
+            table = f"{settings.project}.{settings.dataset}.{cloud_resources.table_name(role)}"
             load_ndjson(env["bq"], table, simulate.ndjson(make(values, artifact, times)), role)
 
 
@@ -390,7 +390,7 @@ def test_the_sample_query_draws_uniformly_from_the_whole_period(env):
     values = np.zeros((n, len(artifact.feature_names)))
     values[:, 0] = np.arange(n)  # the row's rank in time
     times = simulate.timestamps(n, *PERIOD, np.random.default_rng(12))
-    table = f"{settings.project}.{settings.dataset}.{resources.table_name('batch_predictions')}"
+    table = f"{settings.project}.{settings.dataset}.{cloud_resources.table_name('batch_predictions')}"
     load_ndjson(env["bq"], table, simulate.ndjson(simulate.batch_rows(values, artifact, times)), "batch_predictions")
     refs = methods.references(artifact.reference, artifact.feature_names)
     period = queries.Period(*PERIOD)

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.stack import functions as stack_functions
 from pharmaseg.stack import processes
@@ -36,8 +36,8 @@ from tests.unit.conftest import DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_CACHE = REPO_ROOT / ".venv-functions"
-FUNCTIONS = list(resources.functions())
-EVENT_FUNCTIONS = [name for name, spec in resources.functions().items() if spec["trigger"] != "http"]
+FUNCTIONS = list(cloud_resources.functions())
+EVENT_FUNCTIONS = [name for name, spec in cloud_resources.functions().items() if spec["trigger"] != "http"]
 
 _spec = importlib.util.spec_from_file_location("package_function", REPO_ROOT / "scripts" / "package_function.py")
 package = importlib.util.module_from_spec(_spec)
@@ -99,7 +99,7 @@ class Served:
     """One functions-framework process serving an unzipped archive from its clean venv."""
 
     def __init__(self, name: str, venv: Path, folder: Path, env: dict[str, str]):
-        spec = resources.functions()[name]
+        spec = cloud_resources.functions()[name]
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log = folder.parent / f"{name}.log"
@@ -192,7 +192,7 @@ def test_predict_archive_answers_health_and_a_prediction(gcs, pubsub, bigquery, 
 
     table, artifact = trained
     client = gcs.client()
-    bucket = client.create_bucket(resources.bucket_name("models", project)).name
+    bucket = client.create_bucket(cloud_resources.bucket_name("models", project)).name
     registry = ModelRegistry(bucket, client=client)
     version = registry.register(copy.deepcopy(artifact))
     registry.promote(version, reason="archive test")

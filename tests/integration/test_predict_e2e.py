@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.gcp import bigquery_client
 from pharmaseg.panel import panel_features, read_panel
@@ -52,7 +52,7 @@ def test_train_register_promote_predict_and_promote_again_without_restart(local_
     assert status["pids"]["predict"] == pid_before  # same process: no restart was needed
 
     client = bigquery_client()
-    table_id = f"{resources.dataset_name()}.{resources.table_name('predictions_log')}"
+    table_id = f"{cloud_resources.dataset_name()}.{cloud_resources.table_name('predictions_log')}"
     query = (
         f"SELECT jsonPayload.model_version AS v, jsonPayload.features.USD_CAP_avg AS usd FROM {table_id} "
         f"WHERE jsonPayload.country = 'DEU' AND jsonPayload.model_version = '{second}'"

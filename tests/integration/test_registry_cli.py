@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from tests.unit.conftest import DATA
 
 PHARMASEG = str(Path(sys.executable).parent / "pharmaseg")
@@ -30,8 +30,8 @@ def cli(gcs, bigquery):
     client = bigquery.client()
     dataset = f"cli_{suffix}"
     client.create_dataset(dataset)
-    table_id = f"{bigquery.project}.{dataset}.{resources.table_name('model_versions')}"
-    schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("model_versions")]
+    table_id = f"{bigquery.project}.{dataset}.{cloud_resources.table_name('model_versions')}"
+    schema = [bq.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema("model_versions")]
     client.create_table(bq.Table(table_id, schema=schema))
     env = {
         **os.environ,

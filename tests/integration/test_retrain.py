@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.config import RetrainSettings
 from pharmaseg.model_report import ModelReportWriter
 from pharmaseg.registry import ModelRegistry
@@ -51,8 +51,8 @@ def env(gcs, bigquery):
     client = bigquery.client()
     dataset = f"retrain_{suffix}"
     client.create_dataset(dataset)
-    table_id = f"{bigquery.project}.{dataset}.{resources.table_name('model_versions')}"
-    schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema("model_versions")]
+    table_id = f"{bigquery.project}.{dataset}.{cloud_resources.table_name('model_versions')}"
+    schema = [bq.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema("model_versions")]
     client.create_table(bq.Table(table_id, schema=schema))
     settings = RetrainSettings(
         project=bigquery.project,

@@ -15,7 +15,7 @@ import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery as bq
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, parse_event, process_object
 from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
 from pharmaseg.batch.tables import EXPLANATION_COLUMNS
@@ -53,8 +53,8 @@ def env(local_stack_env, model):
     dataset = f"batch_test_{uuid.uuid4().hex[:8]}"
     client.create_dataset(f"{project}.{dataset}")
     for role in ("batch_predictions", "batch_rejects", "batch_runs"):
-        schema = [bq.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
-        client.create_table(bq.Table(f"{project}.{dataset}.{resources.table_name(role)}", schema=schema))
+        schema = [bq.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
+        client.create_table(bq.Table(f"{project}.{dataset}.{cloud_resources.table_name(role)}", schema=schema))
     sink = BatchSink(client, project, dataset)
 
     class Env:
@@ -81,7 +81,7 @@ def env(local_stack_env, model):
         )
 
     def rows(role, run_id):
-        table = f"{project}.{dataset}.{resources.table_name(role)}"
+        table = f"{project}.{dataset}.{cloud_resources.table_name(role)}"
         order = "" if role == "batch_runs" else " ORDER BY row_number"
         return [dict(r.items()) for r in client.query(f"SELECT * FROM `{table}` WHERE run_id = '{run_id}'{order}")]
 

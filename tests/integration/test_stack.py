@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.stack import lifecycle, processes
 from pharmaseg.stack.logrouter import Router, to_log_entry
 from tests.polling import wait_for
@@ -103,12 +103,14 @@ def test_up_reports_status_json(cli_stack):
     assert status["project"] == layout.project
     assert status["emulators"] == {n: layout.url(n) for n in ("storage", "pubsub", "bigquery")}
     assert status["functions"] == {"predict": layout.url("predict"), "score_batch": layout.url("score_batch")}
-    assert status["buckets"] == {r: resources.bucket_name(r, layout.project) for r in resources.bucket_roles()}
-    assert status["topics"] == {r: resources.topic_name(r) for r in resources.topic_roles()}
-    assert status["dataset"] == resources.dataset_name()
+    assert status["buckets"] == {
+        r: cloud_resources.bucket_name(r, layout.project) for r in cloud_resources.bucket_roles()
+    }
+    assert status["topics"] == {r: cloud_resources.topic_name(r) for r in cloud_resources.topic_roles()}
+    assert status["dataset"] == cloud_resources.dataset_name()
     assert status["env"]["BIGQUERY_EMULATOR_HOST"] == layout.url("bigquery")
     pushed = {(s["topic"], s["function"]) for s in status["subscriptions"].values()}
-    assert (resources.topic_name("storage_events"), "score_batch") in pushed
+    assert (cloud_resources.topic_name("storage_events"), "score_batch") in pushed
     assert cli_stack["startup_s"] < 60
 
 
@@ -136,7 +138,7 @@ def test_functions_get_the_stack_settings(cli_stack):
     )
     assert response.json() == {
         "project": layout.project,
-        "models": resources.bucket_name("models", layout.project),
+        "models": cloud_resources.bucket_name("models", layout.project),
         "storage": layout.url("storage"),
     }
 
@@ -148,7 +150,7 @@ def test_inbox_upload_reaches_score_batch_as_pubsub_cloudevent(cli_stack):
     layout = cli_stack["layout"]
     client = gcp.storage_client(layout.project, endpoint=layout.url("storage"))
     name = f"incoming/{uuid.uuid4().hex}.csv"
-    client.bucket(resources.bucket_name("inbox", layout.project)).blob(name).upload_from_string("a,b\n1,2\n")
+    client.bucket(cloud_resources.bucket_name("inbox", layout.project)).blob(name).upload_from_string("a,b\n1,2\n")
     events_file = cli_stack["root"] / "events.jsonl"
 
     def delivered():
@@ -161,7 +163,7 @@ def test_inbox_upload_reaches_score_batch_as_pubsub_cloudevent(cli_stack):
     assert event["type"] == "google.cloud.pubsub.topic.v1.messagePublished"
     attributes = event["data"]["message"]["attributes"]
     assert attributes["eventType"] == "OBJECT_FINALIZE"
-    assert attributes["bucketId"] == resources.bucket_name("inbox", layout.project)
+    assert attributes["bucketId"] == cloud_resources.bucket_name("inbox", layout.project)
 
 
 def test_prediction_log_line_reaches_bigquery(cli_stack):
@@ -306,7 +308,7 @@ def test_log_router_loads_each_line_once_across_failed_loads_and_restarts(local_
 
     append(1)
     failing = router()
-    failing.table_id = f"{project}.no_such_dataset.{resources.table_name('predictions_log')}"
+    failing.table_id = f"{project}.no_such_dataset.{cloud_resources.table_name('predictions_log')}"
     with pytest.raises(Exception, match="no_such_dataset"):
         failing.tick()
     assert not offsets.exists()
@@ -338,13 +340,13 @@ def test_tables_have_the_resource_schemas(local_stack):
     from pharmaseg import gcp
 
     client = gcp.bigquery_client(local_stack["project"], endpoint=local_stack["emulators"]["bigquery"])
-    for role in resources.table_roles():
+    for role in cloud_resources.table_roles():
         table = client.get_table(local_stack["tables"][role])
         assert _schema_tuples([f.to_api_repr() for f in table.schema]) == _schema_tuples(
-            resources.table_schema(role)
+            cloud_resources.table_schema(role)
         ), role
-        assert table.time_partitioning.field == resources.table_spec(role)["partition_field"]
-        assert table.clustering_fields == resources.table_spec(role)["clustering"]
+        assert table.time_partitioning.field == cloud_resources.table_spec(role)["partition_field"]
+        assert table.clustering_fields == cloud_resources.table_spec(role)["clustering"]
 
 
 def test_buckets_and_topics_exist(local_stack):

@@ -24,14 +24,14 @@ def test_resources_and_schemas_come_from_resources_json(module, repo_root):
 
 def test_terraform_creates_what_the_local_stack_creates(module, repo_root):
     """Same roles as pharmaseg.resources, which the local stack provisions from."""
-    from pharmaseg import resources
+    from pharmaseg import cloud_resources
 
     spec = load_spec(repo_root)
-    assert list(spec["buckets"]) == resources.bucket_roles()
-    assert list(spec["topics"]) == resources.topic_roles()
-    assert list(spec["tables"]) == resources.table_roles()
-    assert spec["dataset"] == resources.dataset_name()
-    assert set(spec["functions"]) == set(resources.functions())
+    assert list(spec["buckets"]) == cloud_resources.bucket_roles()
+    assert list(spec["topics"]) == cloud_resources.topic_roles()
+    assert list(spec["tables"]) == cloud_resources.table_roles()
+    assert spec["dataset"] == cloud_resources.dataset_name()
+    assert set(spec["functions"]) == set(cloud_resources.functions())
 
 
 def test_every_setting_is_set_for_the_functions_that_read_it(module, repo_root):

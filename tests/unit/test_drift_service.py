@@ -119,10 +119,10 @@ def _doc(verdict="drift"):
 
 
 def test_drift_row_matches_the_table_schema():
-    from pharmaseg import resources
+    from pharmaseg import cloud_resources
 
     row = service.drift_row(_doc())
-    schema = resources.table_schema("drift_reports")
+    schema = cloud_resources.table_schema("drift_reports")
     assert set(row) == {f["name"] for f in schema}
     feature_fields = {f["name"] for f in next(f for f in schema if f["name"] == "features")["fields"]}
     assert set(row["features"][0]) == feature_fields
@@ -143,12 +143,12 @@ def _joint_doc():
 
 
 def test_the_joint_record_matches_its_schema_and_is_null_when_not_tested():
-    from pharmaseg import resources
+    from pharmaseg import cloud_resources
 
     doc = _doc()
     doc["result"]["joint"] = _joint_doc()
     row = service.drift_row(doc)
-    schema = next(f for f in resources.table_schema("drift_reports") if f["name"] == "joint")
+    schema = next(f for f in cloud_resources.table_schema("drift_reports") if f["name"] == "joint")
     assert schema["mode"] == "NULLABLE" and set(row["joint"]) == {f["name"] for f in schema["fields"]}
     assert row["joint"]["sampled_from"] == 120000 and row["joint"]["drift"] is True
     assert service.drift_row(_doc())["joint"] is None

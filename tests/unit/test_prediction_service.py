@@ -12,12 +12,12 @@ import json
 import msgspec
 import pytest
 
+from pharmaseg.cloud_resources import table_schema
 from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.prediction import contract, logline
 from pharmaseg.prediction.service import HttpRequest, PredictionService, traffic_bucket
-from pharmaseg.resources import table_schema
 
 
 class Models:

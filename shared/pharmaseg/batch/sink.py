@@ -27,9 +27,9 @@ from pharmaseg.batch.scoring import Counts
 from pharmaseg.batch.sql import literal
 from pharmaseg.batch.state import RunState, Staged
 from pharmaseg.batch.tables import EXPLANATION_COLUMNS
+from pharmaseg.cloud_resources import table_name
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.logs import log
-from pharmaseg.resources import table_name
 from pharmaseg.storage_events import ObjectRef
 
 TERMINAL = ("succeeded", "rejected")

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.drift.methods import FINE_BINS, BinnedSample, DriftError, FeatureReference
 
 # Oversampling before the trim: 4 standard deviations of the binomial count above the cap, so a
@@ -91,8 +91,8 @@ def _ident(name: str) -> str:
 
 def recent_cte(project: str, dataset: str, features: Sequence[str]) -> str:
     """``WITH recent AS (...)``: the production version's online and batch rows of the period, one shape."""
-    log_table = f"`{project}.{dataset}.{resources.table_name('predictions_log')}`"
-    batch_table = f"`{project}.{dataset}.{resources.table_name('batch_predictions')}`"
+    log_table = f"`{project}.{dataset}.{cloud_resources.table_name('predictions_log')}`"
+    batch_table = f"`{project}.{dataset}.{cloud_resources.table_name('batch_predictions')}`"
     online_cols = ", ".join(f"jsonPayload.features.{_ident(f)} AS {f}" for f in features)
     batch_cols = ", ".join(_ident(f) for f in features)
     return (

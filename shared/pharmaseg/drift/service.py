@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pharmaseg import bq as bq_load
-from pharmaseg import config, pubsub, resources
+from pharmaseg import cloud_resources, config, pubsub
 from pharmaseg.config import DriftSettings
 from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
@@ -122,7 +122,7 @@ def cooldown_decision(last_request: datetime | None, now: datetime, cooldown_hou
 
 
 def _table(settings: DriftSettings, role: str) -> str:
-    return f"{settings.project}.{settings.dataset}.{resources.table_name(role)}"
+    return f"{settings.project}.{settings.dataset}.{cloud_resources.table_name(role)}"
 
 
 def last_retrain_request(bq, settings: DriftSettings) -> datetime | None:

@@ -86,14 +86,14 @@ class RetrainService:
 
     @classmethod
     def from_env(cls) -> RetrainService:
-        from pharmaseg import gcp, resources
+        from pharmaseg import cloud_resources, gcp
         from pharmaseg.model_report import ModelReportWriter
         from pharmaseg.registry import ModelRegistry
         from pharmaseg.retraining.service import ModelVersionsTable
 
         settings = config.load("retrain")
         storage = gcp.storage_client(settings.project)
-        table_id = f"{settings.project}.{settings.dataset}.{resources.table_name('model_versions')}"
+        table_id = f"{settings.project}.{settings.dataset}.{cloud_resources.table_name('model_versions')}"
         return cls(
             settings,
             registry=ModelRegistry(settings.models_bucket, client=storage),

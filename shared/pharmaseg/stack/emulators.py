@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pharmaseg import config, resources
+from pharmaseg import cloud_resources, config
 from pharmaseg.stack import processes
 from pharmaseg.stack.layout import HOST, StackError, StackLayout
 
@@ -41,7 +41,7 @@ def storage_command(layout: StackLayout, *, events: bool) -> list[str]:
             "-event.pubsub-project-id",
             layout.project,
             "-event.pubsub-topic",
-            resources.topic_name("storage_events"),
+            cloud_resources.topic_name("storage_events"),
             "-event.list",
             "finalize",
         ]

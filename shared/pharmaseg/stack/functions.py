@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pharmaseg import config, resources
+from pharmaseg import cloud_resources, config
 from pharmaseg.stack import processes
 from pharmaseg.stack.layout import HOST, StackError, StackLayout
 
@@ -13,7 +13,7 @@ def discover(layout: StackLayout) -> dict[str, dict[str, Any]]:
     """Functions of resources.json whose ``functions/<name>/main.py`` exists, in resources order."""
     return {
         name: spec
-        for name, spec in resources.functions().items()
+        for name, spec in cloud_resources.functions().items()
         if (layout.functions_dir / name / "main.py").is_file()
     }
 
@@ -35,8 +35,8 @@ def emulator_env(layout: StackLayout) -> dict[str, str]:
 def client_env(layout: StackLayout) -> dict[str, str]:
     """What a person's shell needs for the CLI against this stack: the emulators and the buckets."""
     env = emulator_env(layout)
-    for role in resources.bucket_roles():
-        env[f"PHARMASEG_{role.upper()}_BUCKET"] = resources.bucket_name(role, layout.project)
+    for role in cloud_resources.bucket_roles():
+        env[f"PHARMASEG_{role.upper()}_BUCKET"] = cloud_resources.bucket_name(role, layout.project)
     return env
 
 
@@ -47,11 +47,11 @@ def settings_env(layout: StackLayout, name: str, environ: dict[str, str] | None 
     ``PHARMASEG_DATASET``) always name this stack's resources; the others take the caller's
     environment, else their documented default.
     """
-    forced = {"GOOGLE_CLOUD_PROJECT": layout.project, "PHARMASEG_DATASET": resources.dataset_name()}
-    for role in resources.bucket_roles():
-        forced[f"PHARMASEG_{role.upper()}_BUCKET"] = resources.bucket_name(role, layout.project)
-    for role in resources.topic_roles():
-        forced[f"PHARMASEG_{role.upper()}_TOPIC"] = resources.topic_name(role)
+    forced = {"GOOGLE_CLOUD_PROJECT": layout.project, "PHARMASEG_DATASET": cloud_resources.dataset_name()}
+    for role in cloud_resources.bucket_roles():
+        forced[f"PHARMASEG_{role.upper()}_BUCKET"] = cloud_resources.bucket_name(role, layout.project)
+    for role in cloud_resources.topic_roles():
+        forced[f"PHARMASEG_{role.upper()}_TOPIC"] = cloud_resources.topic_name(role)
     env = {}
     for setting in config.SETTINGS.values():
         if name not in setting.functions:
@@ -74,8 +74,8 @@ def function_env(layout: StackLayout, name: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",  # one log line per print, as Cloud Run's stdout capture sees it
             "K_SERVICE": name,
             "K_REVISION": f"{name}-local",
-            "FUNCTION_TARGET": resources.functions()[name]["entry_point"],
-            "FUNCTION_SIGNATURE_TYPE": signature_type(resources.functions()[name]),
+            "FUNCTION_TARGET": cloud_resources.functions()[name]["entry_point"],
+            "FUNCTION_SIGNATURE_TYPE": signature_type(cloud_resources.functions()[name]),
             "PORT": str(layout.port(name)),
         }
     )
@@ -83,7 +83,7 @@ def function_env(layout: StackLayout, name: str) -> dict[str, str]:
 
 
 def command(layout: StackLayout, name: str) -> list[str]:
-    spec = resources.functions()[name]
+    spec = cloud_resources.functions()[name]
     return [
         str(layout.python_bin("functions-framework")),
         "--target",
@@ -127,7 +127,7 @@ def start(layout: StackLayout, names: list[str], *, timeout: float = 60.0) -> tu
             port=layout.port(name),
             url=layout.url(name),
             stderr=str(stderr),
-            trigger=resources.functions()[name]["trigger"],
+            trigger=cloud_resources.functions()[name]["trigger"],
         )
         record["log"] = str(stderr)  # startup failures (tracebacks) land on stderr
         records[name] = record

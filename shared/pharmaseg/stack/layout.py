@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pharmaseg import config, resources
+from pharmaseg import cloud_resources, config
 from pharmaseg.errors import PharmasegError
 
 PORT_BASE_ENV = "PHARMASEG_STACK_PORT_BASE"
@@ -71,7 +71,7 @@ class StackLayout:
         """The port of an emulator (storage, pubsub, bigquery, bigquery_grpc) or of a function."""
         if component in EMULATOR_OFFSETS:
             return self.port_base + EMULATOR_OFFSETS[component]
-        names = list(resources.functions())
+        names = list(cloud_resources.functions())
         if component in names:
             return self.port_base + FUNCTION_OFFSET + names.index(component)
         raise KeyError(component)
@@ -86,7 +86,7 @@ class StackLayout:
 
     def all_ports(self) -> dict[str, int]:
         ports = {name: self.port(name) for name in EMULATOR_OFFSETS}
-        ports.update({name: self.port(name) for name in resources.functions()})
+        ports.update({name: self.port(name) for name in cloud_resources.functions()})
         return ports
 
     # files

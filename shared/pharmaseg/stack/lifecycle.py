@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pharmaseg import resources
+from pharmaseg import cloud_resources
 from pharmaseg.stack import emulators, functions, processes, provision
 from pharmaseg.stack.layout import StackError, StackLayout
 
@@ -133,7 +133,7 @@ def _complete(layout: StackLayout, state: dict[str, Any], *, log) -> None:
         write_state(layout, state)
     running = {n: r["url"] for n, r in state["functions"].items() if _alive(r)}
     state["subscriptions"] = provision.create_push_subscriptions(layout, running)
-    provision.delete_push_subscriptions(layout, [n for n in resources.functions() if n not in running])
+    provision.delete_push_subscriptions(layout, [n for n in cloud_resources.functions() if n not in running])
 
 
 def _clean_data(layout: StackLayout) -> None:
@@ -185,12 +185,14 @@ def status(layout: StackLayout) -> dict[str, Any]:
         "env": functions.client_env(layout),
         "functions": {n: r["url"] for n, r in funcs.items()},
         "function_errors": state.get("function_errors", {}),
-        "buckets": state.get("buckets") or {r: resources.bucket_name(r, project) for r in resources.bucket_roles()},
-        "topics": state.get("topics") or {r: resources.topic_name(r) for r in resources.topic_roles()},
+        "buckets": state.get("buckets")
+        or {r: cloud_resources.bucket_name(r, project) for r in cloud_resources.bucket_roles()},
+        "topics": state.get("topics") or {r: cloud_resources.topic_name(r) for r in cloud_resources.topic_roles()},
         "subscriptions": state.get("subscriptions", {}),
-        "dataset": state.get("dataset", resources.dataset_name()),
+        "dataset": state.get("dataset", cloud_resources.dataset_name()),
         "tables": {
-            r: f"{project}.{resources.dataset_name()}.{resources.table_name(r)}" for r in resources.table_roles()
+            r: f"{project}.{cloud_resources.dataset_name()}.{cloud_resources.table_name(r)}"
+            for r in cloud_resources.table_roles()
         },
         "gcs_root": str(layout.gcs_root),
         "pids": {n: r["pid"] for n, r in {**procs, **funcs}.items() if "pid" in r},

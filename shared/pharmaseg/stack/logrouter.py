@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pharmaseg import bq, resources
+from pharmaseg import bq, cloud_resources
 from pharmaseg.logs import log
 
 ROLE = "predictions_log"
@@ -67,7 +67,7 @@ def to_log_entry(
     """One structured stdout line -> the row the Cloud Logging sink writes (predictions_log schema)."""
     now = now or datetime.now(UTC)
     payload = {k: v for k, v in line.items() if k not in LIFTED and not k.startswith(SPECIAL_PREFIX)}
-    schema = {f["name"]: f for f in resources.table_schema(ROLE)}
+    schema = {f["name"]: f for f in cloud_resources.table_schema(ROLE)}
     return {
         "timestamp": _timestamp(line, now),
         "severity": str(line.get("severity", "DEFAULT")).upper(),
@@ -110,7 +110,7 @@ class Router:
         self.project = project
         self.offsets_file = offsets_file
         self.client = client
-        self.table_id = f"{project}.{resources.dataset_name()}.{resources.table_name(ROLE)}"
+        self.table_id = f"{project}.{cloud_resources.dataset_name()}.{cloud_resources.table_name(ROLE)}"
         self.offsets: dict[str, dict[str, int]] = {}
         if offsets_file.exists():
             self.offsets = json.loads(offsets_file.read_text())

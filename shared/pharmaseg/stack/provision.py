@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pharmaseg import gcp, resources
+from pharmaseg import cloud_resources, gcp
 from pharmaseg.stack.layout import StackLayout
 
 # How the emulator's push subscriptions mimic Eventarc's: which function a topic triggers.
@@ -18,7 +18,7 @@ ACK_DEADLINE_S = 600
 def create_buckets(layout: StackLayout) -> dict[str, str]:
     """Every bucket role of resources.json -> its bucket name, created if missing."""
     client = gcp.storage_client(layout.project, endpoint=layout.url("storage"))
-    names = {role: resources.bucket_name(role, layout.project) for role in resources.bucket_roles()}
+    names = {role: cloud_resources.bucket_name(role, layout.project) for role in cloud_resources.bucket_roles()}
     existing = {b.name for b in client.list_buckets()}
     for name in names.values():
         if name not in existing:
@@ -40,12 +40,12 @@ def create_topics(layout: StackLayout) -> dict[str, str]:
     """Every topic role -> topic name, created if missing; plus a pull subscription on the dead letters."""
     publisher = gcp.publisher_client(endpoint=layout.pubsub_host)
     subscriber = gcp.subscriber_client(endpoint=layout.pubsub_host)
-    names = {role: resources.topic_name(role) for role in resources.topic_roles()}
+    names = {role: cloud_resources.topic_name(role) for role in cloud_resources.topic_roles()}
     for name in names.values():
         path = publisher.topic_path(layout.project, name)
         if not _exists(lambda p=path: publisher.get_topic(topic=p)):
             publisher.create_topic(name=path)
-    dead = resources.topic_name("dead_letter")
+    dead = cloud_resources.topic_name("dead_letter")
     sub = subscriber.subscription_path(layout.project, f"{dead}-pull")
     if not _exists(lambda: subscriber.get_subscription(subscription=sub)):
         subscriber.create_subscription(name=sub, topic=publisher.topic_path(layout.project, dead))
@@ -58,7 +58,7 @@ def event_topics(function: str) -> list[str]:
     Storage triggers listen on ``storage_events``, where fake-gcs-server publishes the finalize
     notifications (Eventarc's storage triggers in production).
     """
-    spec = resources.functions()[function]
+    spec = cloud_resources.functions()[function]
     roles = []
     for trigger in [spec, *spec.get("extra_triggers", [])]:
         if trigger["trigger"] == "storage_finalize":
@@ -69,7 +69,7 @@ def event_topics(function: str) -> list[str]:
 
 
 def subscription_name(function: str, role: str) -> str:
-    return f"{resources.topic_name(role)}-{function}-push"
+    return f"{cloud_resources.topic_name(role)}-{function}-push"
 
 
 def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -84,13 +84,13 @@ def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]
 
     publisher = gcp.publisher_client(endpoint=layout.pubsub_host)
     subscriber = gcp.subscriber_client(endpoint=layout.pubsub_host)
-    dead_topic = publisher.topic_path(layout.project, resources.topic_name("dead_letter"))
+    dead_topic = publisher.topic_path(layout.project, cloud_resources.topic_name("dead_letter"))
     created = {}
     for function, url in function_urls.items():
         for role in event_topics(function):
             name = subscription_name(function, role)
             path = subscriber.subscription_path(layout.project, name)
-            topic = publisher.topic_path(layout.project, resources.topic_name(role))
+            topic = publisher.topic_path(layout.project, cloud_resources.topic_name(role))
             push = types.PushConfig(push_endpoint=url.rstrip("/") + "/")
             try:
                 current = subscriber.get_subscription(subscription=path)
@@ -122,7 +122,7 @@ def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]
                 dead_letter = bool(current.dead_letter_policy.dead_letter_topic)
             created[name] = {
                 "function": function,
-                "topic": resources.topic_name(role),
+                "topic": cloud_resources.topic_name(role),
                 "push_endpoint": push.push_endpoint,
                 "dead_letter": dead_letter,
             }
@@ -150,13 +150,13 @@ def create_tables(layout: StackLayout) -> dict[str, Any]:
     from google.cloud import bigquery
 
     client = gcp.bigquery_client(layout.project, endpoint=layout.url("bigquery"))
-    dataset = resources.dataset_name()
+    dataset = cloud_resources.dataset_name()
     client.create_dataset(bigquery.Dataset(f"{layout.project}.{dataset}"), exists_ok=True)
     tables = {}
-    for role in resources.table_roles():
-        spec = resources.table_spec(role)
+    for role in cloud_resources.table_roles():
+        spec = cloud_resources.table_spec(role)
         table_id = f"{layout.project}.{dataset}.{spec['table']}"
-        schema = [bigquery.SchemaField.from_api_repr(f) for f in resources.table_schema(role)]
+        schema = [bigquery.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
         table = bigquery.Table(table_id, schema=schema)
         if spec.get("partition_field"):
             table.time_partitioning = bigquery.TimePartitioning(field=spec["partition_field"])

@@ -1,4 +1,4 @@
-"""Resource names and BigQuery schemas, read from the JSON files Terraform reads too.
+"""Names and schemas of the product's cloud resources: buckets, topics, tables, the four functions.
 
 ``resources/resources.json`` and ``resources/schemas/*.json`` are the single source of truth:
 the local stack creates exactly what they describe and Terraform provisions the same.
