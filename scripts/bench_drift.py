@@ -11,7 +11,6 @@ have USD_CAP_avg shifted by 1 std, so the check should say drift.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 import tempfile
@@ -37,20 +36,10 @@ def _free_base(start: int = 24600) -> int:
 
 
 def _artifact():
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
     from pharmaseg.sources import default_data
-    from pharmaseg.training import TrainingParams, train
+    from pharmaseg.training import TrainingParams, train_file
 
-    path = Path(default_data())
-    panel = read_panel(path)
-    return train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=5),
-        source_uri=str(path),
-        source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        rows_read=len(panel.rows),
-    )
+    return train_file(default_data(), params=TrainingParams(n_bootstrap=5))[1]
 
 
 def run(log=print) -> str:

@@ -9,7 +9,6 @@ Each figure is the best of 9 timeit repeats. Run: `.venv/bin/python scripts/benc
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import timeit
 from pathlib import Path
@@ -37,21 +36,10 @@ def run(log=print) -> str:
 
     from pharmaseg.config import SETTINGS
     from pharmaseg.explain import REQUIRED_FEATURES, Explainer
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
     from pharmaseg.sources import default_data
-    from pharmaseg.training import TrainingParams, train
+    from pharmaseg.training import train_file
 
-    data = Path(default_data())
-    panel = read_panel(data)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table,
-        TrainingParams(n_bootstrap=0),
-        source_uri=str(data),
-        source_sha256=hashlib.sha256(data.read_bytes()).hexdigest(),
-        rows_read=len(panel.rows),
-    )
+    table, artifact = train_file(default_data())
     explainer = Explainer(artifact, SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
     row = table.values[table.countries.index("DEU")].tolist()
     levels = explainer.used_indexes(REQUIRED_FEATURES)

@@ -82,23 +82,13 @@ def _data_path() -> Path:
 
 
 def _model_and_windows():
-    import hashlib
-
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
+    from pharmaseg.training import TrainingParams, train_file
 
     path = _data_path()
-    panel = read_panel(path)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table,
-        TrainingParams(n_bootstrap=5),
-        source_uri=str(path),
-        source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-        rows_read=len(panel.rows),
-    )
-    later = panel_features(panel, Window(2012, 2021)).values
+    table, artifact = train_file(path, params=TrainingParams(n_bootstrap=5))
+    later = panel_features(read_panel(path), Window(2012, 2021)).values
     return artifact, np.asarray(table.values, dtype=float), np.asarray(later, dtype=float)
 
 

@@ -591,7 +591,6 @@ def _main(argv: list[str] | None = None) -> int:
     threshold flags. Imports the training stack here only, never on the serving path.
     """
     import argparse
-    import hashlib
     import json
     from pathlib import Path
 
@@ -611,21 +610,13 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--borderline", type=float, default=default, help="threshold (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    data = Path(args.data)
-    panel = read_panel(data)
-    table = panel_features(panel, Window.parse(args.window))
     if args.model:
+        table = panel_features(read_panel(args.data), Window.parse(args.window))
         artifact = ModelArtifact.from_json(Path(args.model).read_bytes())
     else:
-        from pharmaseg.training import TrainingParams, train
+        from pharmaseg.training import train_file
 
-        artifact = train(
-            table,
-            TrainingParams(n_bootstrap=0),
-            source_uri=str(data),
-            source_sha256=hashlib.sha256(data.read_bytes()).hexdigest(),
-            rows_read=len(panel.rows),
-        )
+        table, artifact = train_file(args.data, args.window)
     unknown = [c for c in args.countries if c not in table.countries]
     if unknown:
         parser.error(f"not a training country of {table.window}: {', '.join(unknown)}")

@@ -200,3 +200,23 @@ def train(
             without_size=[c for c in table.countries if c not in table.market_sizes],
         ),
     )
+
+
+def train_file(
+    path: str | Path, window: str = "2011-2020", params: TrainingParams = TrainingParams(n_bootstrap=0)
+) -> tuple[FeatureTable, ModelArtifact]:
+    """Train on a local OECD file: its feature table and the model, lineage filled from the file.
+
+    The one-liner the demo, the benchmarks and the tests share, so that "the original model"
+    means one thing everywhere (the CLI's ``train`` also reads gs:// URIs and records its trigger).
+    """
+    from pharmaseg.features import Window
+    from pharmaseg.panel import panel_features, read_panel
+
+    path = Path(path)
+    panel = read_panel(path)
+    table = panel_features(panel, Window.parse(window))
+    artifact = train(
+        table, params, source_uri=str(path), source_sha256=sha256_of(path.read_bytes()), rows_read=len(panel.rows)
+    )
+    return table, artifact

@@ -39,19 +39,9 @@ def served_model(gcs_server, original_production_model):
 
 @pytest.fixture(scope="module")
 def original_production_model():
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
-    from tests.unit.conftest import DATA
+    from tests.models import trained
 
-    panel = read_panel(DATA)
-    return train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=0),
-        source_uri=str(DATA),
-        source_sha256="0" * 64,
-        rows_read=len(panel.rows),
-    )
+    return trained()[1]
 
 
 @pytest.fixture(scope="module")

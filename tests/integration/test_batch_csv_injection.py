@@ -17,13 +17,11 @@ from google.cloud import bigquery as bq
 
 from pharmaseg import cloud_resources
 from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, process_object
-from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.gcp import bigquery_client, storage_client
-from pharmaseg.panel import panel_features, read_panel
 from pharmaseg.registry import ModelRegistry
-from pharmaseg.training import TrainingParams, train
+from tests.models import trained
 from tests.polling import wait_for
-from tests.unit.conftest import DATA
 
 pytestmark = pytest.mark.integration
 HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
@@ -33,11 +31,7 @@ NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")  # what a spreadsh
 
 @pytest.fixture(scope="module")
 def model():
-    panel = read_panel(DATA)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
-    )
+    table, artifact = trained(n_bootstrap=2)
     artifact.version = "9.1.0"
     return artifact, table
 

@@ -24,15 +24,13 @@ from google.cloud import bigquery as bq
 
 from pharmaseg import cloud_resources
 from pharmaseg.batch import BatchSink, ObjectRef, sink
-from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.gcp import bigquery_client, storage_client
-from pharmaseg.panel import panel_features, read_panel
 from pharmaseg.registry import ModelRegistry
 from pharmaseg.stack import emulators, lifecycle, processes
-from pharmaseg.training import TrainingParams, train
 from tests.integration import own_stack
+from tests.models import trained
 from tests.polling import wait_for
-from tests.unit.conftest import DATA
 
 pytestmark = pytest.mark.integration
 HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
@@ -137,11 +135,7 @@ def stack(request, tmp_path_factory, stack_layout_factory):
     root = tmp_path_factory.mktemp("resilience")
     (root / "functions").mkdir()
     (root / "functions" / "score_batch").symlink_to(REPO / "functions" / "score_batch")
-    panel = read_panel(DATA)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
-    )
+    table, artifact = trained(n_bootstrap=2)
     layout, status = own_stack.start_own_stack(
         conftest,
         stack_layout_factory,

@@ -9,7 +9,6 @@ subscription, the check_drift function, and the retrain topic.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -35,20 +34,9 @@ PERIOD = (datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 8, tzinfo=UTC))
 
 @pytest.fixture(scope="module")
 def artifact():
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
+    from tests.models import trained
 
-    if not DATA.is_file():
-        pytest.fail(f"OECD data not found at {DATA}")
-    panel = read_panel(DATA)
-    return train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=5),
-        source_uri=str(DATA),
-        source_sha256=hashlib.sha256(DATA.read_bytes()).hexdigest(),
-        rows_read=len(panel.rows),
-    )
+    return trained(n_bootstrap=5)[1]
 
 
 def _create_tables(bq, project: str, dataset: str) -> None:

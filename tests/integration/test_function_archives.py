@@ -28,11 +28,10 @@ import pytest
 import requests
 
 from pharmaseg import cloud_resources
-from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.stack import functions as stack_functions
 from pharmaseg.stack import processes
 from pharmaseg.stack.layout import HOST, StackError, StackLayout
-from tests.unit.conftest import DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_CACHE = REPO_ROOT / ".venv-functions"
@@ -152,15 +151,9 @@ def project() -> str:
 
 @pytest.fixture(scope="module")
 def trained():
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
+    from tests.models import trained
 
-    panel = read_panel(DATA)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table, TrainingParams(n_bootstrap=0), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
-    )
-    return table, artifact
+    return trained()
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

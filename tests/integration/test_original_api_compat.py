@@ -88,19 +88,9 @@ def original_production(gcs_server, oecd_model):
 
 @pytest.fixture(scope="module")
 def oecd_model():
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
-    from tests.unit.conftest import DATA
+    from tests.models import trained
 
-    panel = read_panel(DATA)
-    return train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=0),
-        source_uri=str(DATA),
-        source_sha256="0" * 64,
-        rows_read=len(panel.rows),
-    )
+    return trained()[1]
 
 
 def test_readme_request_answers_with_the_documented_keys_and_segment(client):

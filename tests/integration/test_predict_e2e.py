@@ -9,13 +9,11 @@ import urllib.request
 import pytest
 
 from pharmaseg import cloud_resources
-from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.gcp import bigquery_client
-from pharmaseg.panel import panel_features, read_panel
 from pharmaseg.registry import ModelRegistry
-from pharmaseg.training import TrainingParams, train
+from tests.models import trained
 from tests.polling import wait_for
-from tests.unit.conftest import DATA
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +29,7 @@ def post(url, body):
 def test_train_register_promote_predict_and_promote_again_without_restart(local_stack_env):
     status = local_stack_env
     url = status["functions"]["predict"] + "/predict"
-    panel = read_panel(DATA)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
-    )
+    table, artifact = trained(n_bootstrap=2)
     registry = ModelRegistry(status["buckets"]["models"])
     first = registry.register(copy.deepcopy(artifact))
     registry.promote(first, reason="e2e")

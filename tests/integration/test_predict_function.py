@@ -13,8 +13,8 @@ import pytest
 from functions_framework import create_app
 from openapi_spec_validator import validate
 
-from pharmaseg.features import FEATURE_NAMES, Window
-from pharmaseg.panel import panel_features, read_panel
+from pharmaseg.features import FEATURE_NAMES
+from pharmaseg.panel import read_panel
 from pharmaseg.registry import ModelRegistry
 from tests.unit.conftest import DATA
 
@@ -29,13 +29,9 @@ def panel():
 
 @pytest.fixture(scope="module")
 def trained(panel):
-    from pharmaseg.training import TrainingParams, train
+    from tests.models import trained
 
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
-    )
-    return table, artifact
+    return trained(n_bootstrap=2)
 
 
 def features_of(table, country):

@@ -25,19 +25,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def model(request):
     """One trained artifact (original procedure) shared by the module; tests copy it."""
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
-    from tests.unit.conftest import DATA
+    from tests.models import trained
 
-    panel = read_panel(DATA)
-    return train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=2),
-        source_uri=str(DATA),
-        source_sha256="0" * 64,
-        rows_read=len(panel.rows),
-    )
+    return trained(n_bootstrap=2)[1]
 
 
 @pytest.fixture

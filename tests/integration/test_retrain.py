@@ -290,22 +290,13 @@ def stack(local_stack_env):
     if "retrain" not in status["functions"] or status["function_errors"].get("retrain"):
         pytest.fail(f"retrain function not running: {status['function_errors']}")
     from pharmaseg.gcp import storage_client
-    from pharmaseg.training import TrainingParams, train
 
     registry = ModelRegistry(status["buckets"]["models"])
     state = registry.alias("production")
     if state is None or registry.load(state.version).window != "2011-2020":
-        from pharmaseg.features import Window
-        from pharmaseg.panel import panel_features, read_panel
+        from tests.models import trained
 
-        panel = read_panel(DATA)
-        model = train(
-            panel_features(panel, Window(2011, 2020)),
-            TrainingParams(n_bootstrap=0),
-            source_uri=str(DATA),
-            source_sha256="0" * 64,
-            rows_read=len(panel.rows),
-        )
+        model = trained()[1]
         registry.promote(registry.register(model), reason="retrain tests: a 2011-2020 production")
     blob = storage_client(status["project"]).bucket(status["buckets"]["sources"]).blob(DATA_OBJECT)
     if not blob.exists():

@@ -119,21 +119,12 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory, stack_layout_factory):
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
+    from tests.models import trained
 
     conftest = own_stack.session_conftest(request)
     root = tmp_path_factory.mktemp("retrain-resilience")
     own_stack.functions_dir(root, "retrain")
-    panel = read_panel(DATA)
-    production = train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=0),
-        source_uri=str(DATA),
-        source_sha256="0" * 64,
-        rows_read=len(panel.rows),
-    )
+    production = trained()[1]
     layout, status = own_stack.start_own_stack(
         conftest, stack_layout_factory, root, SETTINGS, project="pharmaseg-retrain-resilience"
     )

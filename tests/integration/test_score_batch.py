@@ -20,11 +20,10 @@ from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, parse_event, pr
 from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
 from pharmaseg.batch.tables import EXPLANATION_COLUMNS
 from pharmaseg.explain import TOP_REASONS, Explainer
-from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.gcp import bigquery_client, storage_client
-from pharmaseg.panel import panel_features, read_panel
 from pharmaseg.registry import ModelRegistry
-from pharmaseg.training import TrainingParams, train
+from tests.models import trained
 from tests.unit.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -33,11 +32,7 @@ HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
 
 @pytest.fixture(scope="module")
 def model():
-    panel = read_panel(DATA)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table, TrainingParams(n_bootstrap=2), source_uri=str(DATA), source_sha256="0" * 64, rows_read=len(panel.rows)
-    )
+    table, artifact = trained(n_bootstrap=2)
     artifact.version = "9.0.0"
     return artifact, table
 

@@ -15,6 +15,7 @@ import pytest
 
 from pharmaseg.features import FEATURE_LABELS
 from pharmaseg.registry import ModelRegistry
+from tests.models import trained
 from tests.polling import wait_for
 
 
@@ -24,11 +25,7 @@ def page_stack(local_stack):
     from google.cloud import bigquery
 
     from pharmaseg import gcp
-    from pharmaseg.features import Window
     from pharmaseg.model_report import ModelReportWriter
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
-    from tests.unit.conftest import DATA
 
     status = local_stack
     for name in ("predict", "check_drift"):
@@ -36,14 +33,7 @@ def page_stack(local_stack):
             pytest.fail(f"{name} is not running: {status['function_errors']}")
     storage = gcp.storage_client(status["project"], endpoint=status["emulators"]["storage"])
     registry = ModelRegistry(status["buckets"]["models"], client=storage)
-    panel = read_panel(DATA)
-    model = train(
-        panel_features(panel, Window(2011, 2020)),
-        TrainingParams(n_bootstrap=0),
-        source_uri=str(DATA),
-        source_sha256="0" * 64,
-        rows_read=len(panel.rows),
-    )
+    model = trained()[1]
     version = registry.register(copy.deepcopy(model))
     registry.promote(version, reason="strategy page tests")
     ModelReportWriter(storage, status["buckets"]["reports"], borderline_below=0.2).publish(registry.load(version), None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -23,17 +22,6 @@ def oecd_path() -> Path:
 @pytest.fixture(scope="session")
 def original_model(oecd_path):
     """The original procedure on 2011-2020: the model every serving test compares against."""
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
+    from tests.models import trained
 
-    panel = read_panel(oecd_path)
-    table = panel_features(panel, Window(2011, 2020))
-    artifact = train(
-        table,
-        TrainingParams(n_bootstrap=10),
-        source_uri=str(oecd_path),
-        source_sha256=hashlib.sha256(oecd_path.read_bytes()).hexdigest(),
-        rows_read=len(panel.rows),
-    )
-    return table, artifact
+    return trained(n_bootstrap=10)

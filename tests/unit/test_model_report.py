@@ -17,18 +17,9 @@ HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 @pytest.fixture(scope="module")
 def candidate(oecd_path):
     """The 2012-2021 retrain the gate holds for review (the USA and Germany move)."""
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train
+    from tests.models import trained
 
-    panel = read_panel(oecd_path)
-    artifact = train(
-        panel_features(panel, Window(2012, 2021)),
-        TrainingParams(n_bootstrap=10),
-        source_uri=str(oecd_path),
-        source_sha256="0" * 64,
-        rows_read=len(panel.rows),
-    )
+    artifact = trained("2012-2021", n_bootstrap=10)[1]
     artifact.version = "1.1.0"
     return artifact
 
