@@ -2,7 +2,8 @@
 
 Each section measures its own baseline in the same run (these machines are noisy, so only
 ratios within a run mean something). Sections: the prediction function (scripts/bench_predict.py),
-batch scoring (scripts/bench_batch.py), the drift check at scale (scripts/bench_drift.py).
+the contract library (bench_contract.py), the explanations (bench_explain.py), batch scoring
+(bench_batch.py), the drift check at scale (bench_drift.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("bench_predict", "bench_batch", "bench_drift")
+SECTIONS = ("bench_predict", "bench_contract", "bench_explain", "bench_batch", "bench_drift")
 
 
 def _load(name: str):
@@ -38,6 +39,7 @@ def _merge(previous: str, sections: dict[str, str]) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "scripts"))  # the sections import their shared helpers (cloud_prices)
     only = [s for s in sys.argv[1:] if s in SECTIONS] or list(SECTIONS)
     sections = {}
     for name in only:

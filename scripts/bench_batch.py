@@ -135,6 +135,9 @@ def _block_sizes() -> tuple[int, ...]:
     return (configured,) if configured == SMALL_BLOCK else (configured, SMALL_BLOCK)
 
 
+MEMORY_GIB = 1.0  # score_batch's deployed memory (terraform/variables.tf function_settings)
+
+
 def run() -> str:
     """Measure and return the markdown section."""
     started = time.perf_counter()
@@ -142,6 +145,7 @@ def run() -> str:
     blocks = _block_sizes()
     peaks: dict[tuple[int, int], float] = {}
     index: dict[int, tuple[int, int]] = {}
+    seconds: dict[str, float] = {}  # per row at the largest size: the configured path, and the bound
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         model_path = tmp_path / "model.json"
@@ -154,6 +158,8 @@ def run() -> str:
                 path = _measure("path", csv_path, model_path, tmp_path, block)
                 assert path["rows"] == bound["rows"] == size, (path, bound)
                 peaks[size, block] = path["peak_mb"]
+                if block == blocks[0]:
+                    seconds.update(path=path["seconds"] / size, bound=bound["seconds"] / size)
                 rows_out.append(
                     f"| {size:,} | {nbytes / 1e6:.0f} MB | {block >> 20} MiB | {size / path['seconds']:,.0f} "
                     f"| {size / bound['seconds']:,.0f} | {path['seconds'] / bound['seconds']:.2f}x "
@@ -168,6 +174,9 @@ def run() -> str:
         f"{peaks[large, block] - peaks[small, block]:+.0f} MB, ratio {peaks[large, block] / peaks[small, block]:.2f}"
         for block in blocks
     ]
+    from cloud_prices import PRICES_READ, per_million
+
+    cost = {name: per_million(per_row, 1, MEMORY_GIB, requests=0) for name, per_row in seconds.items()}
     return "\n".join(
         [
             "## Batch scoring (in-function path)",
@@ -189,6 +198,13 @@ def run() -> str:
                 f"{keys:,} keys {held / 2**20:.1f} MiB ({held / keys:.1f} bytes a key)" for keys, held in index.values()
             )
             + f". Measured in {time.perf_counter() - started:.0f} s.",
+            "",
+            f"Cost of a million rows at Cloud Run list prices (read {PRICES_READ}; scripts/cloud_prices.py), "
+            f"score_batch's deployed size (1 vCPU, {MEMORY_GIB:g} GiB), scoring time only (GCS and BigQuery I/O "
+            f"and the one event per file, $0.40 per million events, are extra): the path "
+            f"{seconds['path'] * 1e6:.1f} instance-seconds, **${cost['path']:.5f}**; the bound "
+            f"{seconds['bound'] * 1e6:.1f} s, ${cost['bound']:.5f}. The original project had no batch path: "
+            "a million rows there are a million predictions of its API (prediction section).",
             "",
         ]
     )
