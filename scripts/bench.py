@@ -34,7 +34,12 @@ def _merge(previous: str, sections: dict[str, str]) -> str:
         if start in previous and end in previous:
             kept[name] = previous[previous.index(start) + len(start) : previous.index(end)].strip("\n")
     kept.update(sections)
-    return "\n".join(f"<!-- {n}:start -->\n{kept[n]}\n<!-- {n}:end -->\n" for n in SECTIONS if n in kept)
+    body = "\n".join(f"<!-- {n}:start -->\n{kept[n]}\n<!-- {n}:end -->\n" for n in SECTIONS if n in kept)
+    # Written by hand (the reading of the figures, profiles): kept as it is.
+    start, end = "<!-- notes:start -->", "<!-- notes:end -->"
+    if start in previous and end in previous:
+        body += "\n" + previous[previous.index(start) : previous.index(end) + len(end)] + "\n"
+    return body
 
 
 def main() -> int:

@@ -33,6 +33,10 @@ COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "5"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TARGETS = {"cold_ratio_max": 0.2, "throughput_ratio_min": 0.9}  # issue 11
+DIAGNOSTICS = {
+    "diagnostic: predict, explanations reused": "predict_memo_explain",
+    "diagnostic: predict, no log line": "predict_no_log",
+}
 MEMORY_GIB = 0.5  # predict's deployed memory (terraform/variables.tf function_settings), 1 vCPU
 
 
@@ -208,6 +212,11 @@ def run() -> str:
             "sklearn pickle + pandas (original)": (REPO / "scripts/bench_functions/sklearn_pickle/main.py", "predict"),
             "pharmaseg predict": (REPO / "functions/predict/main.py", "predict"),
         }
+        # Diagnostics (warm only): the same function with one part of the per-request work taken out.
+        parts = {
+            name: (REPO / "scripts/bench_functions" / folder / "main.py", "predict")
+            for name, folder in DIAGNOSTICS.items()
+        }
         colds = {name: [] for name in variants}
         rounds = {name: [] for name in variants}
         try:
@@ -216,8 +225,9 @@ def run() -> str:
                 for name, (source, target) in variants.items():
                     log = workdir / f"{target}-{source.parent.name}.log"
                     colds[name].append(cold_start(source, target, port, env, body, log))
+            rounds.update({name: [] for name in parts})
             for i in range(ROUNDS):
-                for name, (source, target) in variants.items():
+                for name, (source, target) in {**variants, **parts}.items():
                     log = workdir / f"{target}-{source.parent.name}.log"
                     rounds[name].append(warm(wrk, source, target, port, env, body, log))
                     print(f"bench predict: round {i + 1} {name}: {rounds[name][-1]}", file=sys.stderr, flush=True)
@@ -233,8 +243,8 @@ def _median(rows: list[dict], key: str) -> float:
 def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]]) -> str:
     from cloud_prices import PRICES_READ, per_million
 
-    floor, sklearn, ours = (rounds[n] for n in rounds)
-    names = list(rounds)
+    floor, sklearn, ours = (rounds[n] for n in colds)
+    names = list(colds)
     cold_ratio = statistics.median(colds[names[2]]) / statistics.median(colds[names[1]])
     throughput = [o["rps"] / f["rps"] for o, f in zip(ours, floor)]
     cpu = [f["cpu_us"] / o["cpu_us"] for o, f in zip(ours, floor)]
@@ -251,8 +261,9 @@ def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, rows in rounds.items():
+        cold = f"{statistics.median(colds[name]):.2f}" if name in colds else "-"
         lines.append(
-            f"| {name} | {statistics.median(colds[name]):.2f} | {_median(rows, 'p50_ms'):.2f} | "
+            f"| {name} | {cold} | {_median(rows, 'p50_ms'):.2f} | "
             f"{_median(rows, 'p99_ms'):.2f} | {_median(rows, 'rps'):.0f} | {_median(rows, 'cpu_us'):.0f} |"
         )
     per_round = ", ".join(f"{r:.0%}" for r in throughput)
@@ -266,6 +277,13 @@ def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]]) -> str:
         f"{statistics.median(cpu):.0%}",
         f"- p99 vs the floor: {_median(ours, 'p99_ms') / _median(floor, 'p99_ms'):.2f}x; "
         f"vs the original: {_median(ours, 'p99_ms') / _median(sklearn, 'p99_ms'):.2f}x",
+        "- where the CPU over the floor goes (the diagnostics, same rounds): "
+        + "; ".join(
+            f"{name.removeprefix('diagnostic: predict, ')} saves "
+            f"{_median(ours, 'cpu_us') - _median(rounds[name], 'cpu_us'):.0f} µs of the "
+            f"{_median(ours, 'cpu_us') - _median(floor, 'cpu_us'):.0f}"
+            for name in DIAGNOSTICS
+        ),
         "",
         "### Cost of a million predictions",
         "",
@@ -277,8 +295,8 @@ def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]]) -> str:
         "| function | instance-seconds per million | compute USD per million | with the $0.40 request fee |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for name, rows in rounds.items():
-        seconds = 1 / _median(rows, "rps")
+    for name in colds:
+        seconds = 1 / _median(rounds[name], "rps")
         compute = per_million(seconds, 1, MEMORY_GIB, requests=0)
         lines.append(f"| {name} | {seconds * 1e6:,.0f} | {compute:.4f} | {per_million(seconds, 1, MEMORY_GIB):.4f} |")
     lines.append("")
