@@ -157,12 +157,21 @@ def run(status: dict[str, Any]) -> None:
     row = check(status)
     drifted = [f["feature"] for f in row["features"] if f["drift"]]
     print(f"drift check verdict: {row['verdict']}  (rows online {row['rows_online']}, batch {row['rows_batch']})")
-    print(f"drifted features: {', '.join(drifted) or '-'}; segment shares: {row['prediction_drift'][:120]}...")
+    shares = json.loads(row["prediction_drift"]) if row.get("prediction_drift") else {}
+    shares_said = (
+        f"{'drift' if shares.get('drift') else 'no drift'} (Jensen-Shannon {shares.get('jensen_shannon', 0):.3f}, "
+        f"p_adj={shares.get('p_adjusted', 1):.3f})"
+        if shares
+        else "-"
+    )
+    print(f"drifted features: {', '.join(drifted) or '-'}; segment shares: {shares_said}")
     print(f"joint structure: {_joint_line(row.get('joint'))}")
     print(f"retraining requested: {row['retrain_requested']}")
     if row["retrain_requested"]:
         decision = _retrain_decision(status, row["report_id"])
-        print(f"  the retrain function: {decision['decision']} - {decision['decision_detail']}")
+        detail = decision["decision_detail"]
+        said = detail if detail.startswith(decision["decision"]) else f"{decision['decision']}: {detail}"
+        print(f"  the retrain function: {said}")
     print(f"HTML report: {row['report_uri']}")
     print(f"             {row['report_path']}")
 

@@ -79,6 +79,10 @@ def test_selecting_germany_shows_its_segment_and_reasons(page_stack, page):
     feature = first.splitlines()[-1]
     assert first.splitlines()[0] == FEATURE_LABELS[feature]  # plain words above the column name
     assert "shares add up to 100%" in text
+    moves = card.locator("#what-if li")
+    assert moves.count() == 9  # every feature of the smallest move into the runner-up, largest first
+    assert moves.first.inner_text().startswith("Share of health spending, year-to-year spread (%)")
+    assert "below zero, which no market can have" in card.inner_text()  # that spread would end at -0.04
     assert page.locator('.pt[data-country="DEU"]').get_attribute("class") == "pt selected"
     assert page.errors == []
 

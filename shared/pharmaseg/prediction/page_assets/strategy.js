@@ -95,9 +95,25 @@ function show(a) {
 
   card.appendChild(el("h3", "What would move it"));
   const w = a.what_if;
-  const changes = Object.entries(w.changes).map(([f, c]) => label(f) + " " + signed(c)).join(", ");
-  const smallest = "The smallest change into " + w.lands_in + " (" + fmt(w.distance) + " standard deviations): ";
-  card.appendChild(el("p", smallest + changes, "what-if"));
+  card.appendChild(
+    el("p", "The smallest change into " + w.lands_in + " (" + fmt(w.distance) + " standard deviations), " +
+      "largest relative changes first:", "what-if"),
+  );
+  // Relative to the value it changes, so a strategist sees first what moves most.
+  const relative = ([f, c]) => Math.abs(c) / Math.max(Math.abs(w.moved_values[f] - c), 1e-9);
+  const changes = el("ul");
+  changes.id = "what-if";
+  Object.entries(w.changes)
+    .sort((x, y) => relative(y) - relative(x))
+    .forEach(([f, c]) => changes.appendChild(el("li", label(f) + ": " + signed(c) + " (to " + fmt(w.moved_values[f]) + ")")));
+  card.appendChild(changes);
+  const impossible = Object.entries(w.moved_values).filter(([f, v]) => v < 0 && !f.endsWith("_growth"));
+  if (impossible.length) {
+    card.appendChild(
+      el("p", "This move takes " + impossible.map(([f]) => label(f)).join(", ") + " below zero, which no market " +
+        "can have: it shows the direction to the other segment, not a plan.", "note"),
+    );
+  }
   const flip = w.single_feature;
   const alone = flip
     ? "One feature alone: " + label(flip.feature) + " " + signed(flip.change) + " (to " + fmt(flip.to) + ") makes it " +
