@@ -6,8 +6,10 @@ The check itself is ``pharmaseg.drift.service.DriftService``; this module only h
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from pharmaseg import config
 from pharmaseg.drift.service import DriftService
 
+_settings = config.load("check_drift")  # at start: a bad or missing variable stops the revision, each one named
 _service: DriftService | None = None
 
 
@@ -15,6 +17,6 @@ _service: DriftService | None = None
 def check_drift(cloud_event: CloudEvent) -> None:
     """Run one drift check; malformed messages and a missing production model are logged and acknowledged."""
     global _service
-    if _service is None:  # settings and clients once per instance, on the first event
-        _service = DriftService.from_env()
+    if _service is None:  # clients once per instance, on the first event
+        _service = DriftService.deployed(_settings)
     _service.handle(cloud_event["type"], cloud_event.data, cloud_event["id"])

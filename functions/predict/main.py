@@ -8,8 +8,10 @@ and response. Its cold path imports neither scikit-learn, pandas, scipy nor a Bi
 import flask
 import functions_framework
 
+from pharmaseg import config
 from pharmaseg.prediction import service as prediction
 
+_settings = config.load("predict")  # at start: a bad or missing variable stops the revision, each one named
 _service: prediction.PredictionService | None = None
 
 
@@ -17,8 +19,8 @@ _service: prediction.PredictionService | None = None
 def predict(request: flask.Request) -> flask.Response:
     """Answer one request; every failure is a JSON error, never a stack trace."""
     global _service
-    if _service is None:  # a lazy global, as Google's samples do: the first request pays
-        _service = prediction.PredictionService.from_env()
+    if _service is None:  # a lazy global, as Google's samples do: the first request pays for the clients
+        _service = prediction.PredictionService.deployed(_settings)
     answer = _service.handle(
         prediction.HttpRequest(
             request.method,

@@ -6,8 +6,10 @@ The work is ``pharmaseg.retraining.handler.RetrainService``; this module only ha
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from pharmaseg import config
 from pharmaseg.retraining.handler import RetrainService
 
+_settings = config.load("retrain")  # at start: a bad or missing variable stops the revision, each one named
 _service: RetrainService | None = None
 
 
@@ -15,6 +17,6 @@ _service: RetrainService | None = None
 def retrain(cloud_event: CloudEvent) -> None:
     """Retrain, register, gate and maybe promote; malformed requests are logged and acknowledged."""
     global _service
-    if _service is None:  # settings and clients once per instance, on the first event
-        _service = RetrainService.from_env()
+    if _service is None:  # clients once per instance, on the first event
+        _service = RetrainService.deployed(_settings)
     _service.handle(cloud_event["type"], cloud_event.data, cloud_event["id"])

@@ -6,8 +6,10 @@ The work is ``pharmaseg.batch.service.BatchService``; this module only hands it 
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from pharmaseg import config
 from pharmaseg.batch.service import BatchService
 
+_settings = config.load("score_batch")  # at start: a bad or missing variable stops the revision, each one named
 _service: BatchService | None = None
 
 
@@ -15,6 +17,6 @@ _service: BatchService | None = None
 def score_batch(cloud_event: CloudEvent) -> None:
     """Score the object the event names; malformed, foreign and stale events are logged and acknowledged."""
     global _service
-    if _service is None:  # settings and clients once per instance, on the first event
-        _service = BatchService.from_env()
+    if _service is None:  # clients once per instance, on the first event
+        _service = BatchService.deployed(_settings)
     _service.handle(cloud_event["type"], cloud_event.data, cloud_event.get("time"))

@@ -16,6 +16,7 @@ CLI's data path, the local stack's own layout) are declared in ``TOOLING`` and r
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,10 +58,15 @@ class Setting:
                 raise ValueError(f"must be set: {self.doc}")
             return self.default
         value = raw if self.kind is str else self.kind(raw)
+        if self.kind is float and not math.isfinite(value):
+            raise ValueError(f"{raw!r} is not a finite number")
         if self.choices and value not in self.choices:
             raise ValueError(f"{raw!r} is not one of {', '.join(self.choices)}")
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise ValueError(f"{raw!r} is outside [{self.low:g}, {self.high:g}]")
+        if self.kind is not str:
+            low = -math.inf if self.low is None else self.low
+            high = math.inf if self.high is None else self.high
+            if not low <= value <= high:
+                raise ValueError(f"{raw!r} is outside [{low:g}, {high:g}]")
         return value
 
 
@@ -392,9 +398,29 @@ def load(function: str, environ: Mapping[str, str] | None = None) -> Any:
             values[setting.field] = setting.parse(environ.get(setting.name), function)
         except ValueError as exc:
             problems.append(f"{setting.name}: {exc}")
+    if not problems:
+        settings = CLASSES[function](**values)
+        problems = _rules_across_settings(function, settings)
     if problems:
         raise SettingsError(f"the {function} function cannot start: " + "; ".join(problems))
-    return CLASSES[function](**values)
+    return settings
+
+
+def _rules_across_settings(function: str, settings: Any) -> list[str]:
+    """What no single setting can check, checked by the code that owns the rule, when the function starts."""
+    try:
+        if function == "retrain":
+            from pharmaseg.retraining.gate import GateThresholds
+
+            GateThresholds.from_json(settings.gate_thresholds)
+        elif function == "check_drift":
+            from pharmaseg.drift.service import policy_of
+
+            policy_of(settings)
+    except PharmasegError as exc:
+        name = "PHARMASEG_GATE_THRESHOLDS" if function == "retrain" else "PHARMASEG_DRIFT_*"
+        return [f"{name}: {exc}"]
+    return []
 
 
 # -- variables that are not function settings ----------------------------------------------------

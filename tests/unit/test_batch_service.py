@@ -57,5 +57,7 @@ def test_settings_come_from_the_environment_once(monkeypatch):
     monkeypatch.setenv("PHARMASEG_MODELS_BUCKET", "m")
     monkeypatch.setenv("PHARMASEG_INBOX_BUCKET", "inbox")
     monkeypatch.setenv("PHARMASEG_BATCH_BLOCK_BYTES", "65536")
-    settings = BatchService.from_env().settings
+    from pharmaseg import config
+
+    settings = BatchService.deployed(config.load("score_batch")).settings
     assert settings.block_size == 65536 and settings.prefix == "incoming/" and settings.window == ""

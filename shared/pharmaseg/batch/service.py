@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pharmaseg import config
 from pharmaseg.batch.run import event_too_old, process_object
 from pharmaseg.batch.state import RunResult
 from pharmaseg.config import BatchSettings
@@ -24,8 +23,9 @@ class BatchService:
         self._storage, self._sink, self._models = storage, sink, models
 
     @classmethod
-    def from_env(cls) -> BatchService:
-        return cls(config.load("score_batch"))
+    def deployed(cls, settings: BatchSettings) -> BatchService:
+        """The service as the function runs it: real clients, created on the first event that needs them."""
+        return cls(settings)
 
     def _clients(self):
         if self._storage is None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pharmaseg import bq as bq_load
-from pharmaseg import cloud_resources, config, pubsub
+from pharmaseg import cloud_resources, pubsub
 from pharmaseg.config import DriftSettings
 from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
@@ -293,8 +293,9 @@ class DriftService:
         self._bq, self._gcs, self._publisher, self._registry = bq, gcs, publisher, registry
 
     @classmethod
-    def from_env(cls) -> DriftService:
-        return cls(config.load("check_drift"))
+    def deployed(cls, settings: DriftSettings) -> DriftService:
+        """The service as the function runs it: real clients, created on first use."""
+        return cls(settings)
 
     @property
     def bq(self):
@@ -349,7 +350,7 @@ class DriftService:
             return None
         try:
             return self.run(request, message_id=message_id)
-        except RegistryError as exc:
+        except (RegistryError, methods.DriftError) as exc:  # no production model, a period that ends first...
             log("ERROR", f"drift check impossible: {exc}", event="drift_check_failed", message_id=message_id)
             return None
 

@@ -86,6 +86,7 @@ class PredictionService:
         self.settings = settings
         self.models = models
         self.reports = reports  # a GcsReader on the reports bucket, or None
+        self._candidate_down_until = 0.0
         self._page: tuple[float, bytes] | None = None
         self._page_lock = threading.Lock()
         self._windows: dict[str, Window] = {}
@@ -101,13 +102,11 @@ class PredictionService:
         }
 
     @classmethod
-    def from_env(cls) -> PredictionService:
-        """The service as the function runs it: settings from the environment, models read lean from GCS."""
-        from pharmaseg import config
+    def deployed(cls, settings: PredictSettings) -> PredictionService:
+        """The service as the function runs it: models and reports read lean from GCS."""
         from pharmaseg.gcs_reader import GcsReader
         from pharmaseg.registry import ModelCache
 
-        settings = config.load("predict")
         models = ModelCache(GcsReader(settings.models_bucket), ttl_seconds=settings.alias_ttl_seconds)
         reports = GcsReader(settings.reports_bucket) if settings.reports_bucket else None
         return cls(settings, models, reports=reports)
@@ -118,6 +117,8 @@ class PredictionService:
         """Answer one request; never raises."""
         started = time.perf_counter()
         try:
+            if request.path == "/app/":  # the page's links are relative to /app
+                return HttpResponse(308, b"", headers={"Location": "../app"})
             path = request.path.rstrip("/") or "/"
             methods = self.routes.get(path)
             if methods is None and path.startswith("/reports/"):
@@ -161,9 +162,14 @@ class PredictionService:
         share = self.settings.candidate_traffic
         if share <= 0 or traffic_bucket(country) >= share:
             return None
+        if time.monotonic() < self._candidate_down_until:
+            return None
         try:
             return self.models.alias(self.settings.candidate_alias)
-        except Exception:
+        except Exception as exc:  # production serves; the A/B test waits one TTL before asking again
+            self._candidate_down_until = time.monotonic() + self.settings.alias_ttl_seconds
+            if not isinstance(exc, VersionNotFoundError):  # no candidate at all is normal, anything else is not
+                log("WARNING", f"candidate alias unavailable, production serves: {exc!r}"[:500], event="candidate_down")
             return None
 
     def _window(self, text: str) -> Window:

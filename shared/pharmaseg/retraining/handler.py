@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pharmaseg import config
 from pharmaseg.config import RetrainSettings
 from pharmaseg.logs import log
 from pharmaseg.pubsub import PUBLISHED as EVENT_TYPE
@@ -85,13 +84,13 @@ class RetrainService:
         self.thresholds = GateThresholds.from_json(settings.gate_thresholds)
 
     @classmethod
-    def from_env(cls) -> RetrainService:
+    def deployed(cls, settings: RetrainSettings) -> RetrainService:
+        """The service as the function runs it: real clients, built once per instance."""
         from pharmaseg import cloud_resources, gcp
         from pharmaseg.model_report import ModelReportWriter
         from pharmaseg.registry import ModelRegistry
         from pharmaseg.retraining.service import ModelVersionsTable
 
-        settings = config.load("retrain")
         storage = gcp.storage_client(settings.project)
         table_id = f"{settings.project}.{settings.dataset}.{cloud_resources.table_name('model_versions')}"
         return cls(
