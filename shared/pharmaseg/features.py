@@ -8,7 +8,6 @@ prediction function's cold path.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,11 +89,6 @@ def derive_features(cube: np.ndarray) -> np.ndarray:
     return np.stack([growth, level, volatility], axis=2).reshape(cube.shape[0], -1)
 
 
-def _is_number(value: Any) -> bool:
-    """A JSON number: the API promises numbers, so a string such as "12" is refused."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def measure_problem(value: Any) -> str | None:
     """Why ``value`` cannot be a spending measure, or None when it can."""
     if isinstance(value, bool) or value is None:
@@ -108,53 +102,3 @@ def measure_problem(value: Any) -> str | None:
     if number <= 0:
         return f"{value!r} must be greater than zero (spending cannot be zero or negative)"
     return None
-
-
-def features_from_series(
-    series: Iterable[Mapping[str, Any]], window: Window = DEFAULT_WINDOW, *, where: str = "series"
-) -> np.ndarray:
-    """Derive one country's 9 features from its yearly records (the HTTP function's raw input).
-
-    Every year of ``window`` must be present exactly once; years outside it are ignored, so a
-    caller may send a country's whole history. Raises DataValidationError listing every
-    problem with a JSON-path-like location.
-    """
-    problems: list[tuple[str, str]] = []
-    by_year: dict[int, list[float]] = {}
-    for i, record in enumerate(series):
-        at = f"{where}[{i}]"
-        if not isinstance(record, Mapping):
-            problems.append((at, f"must be an object with year and {', '.join(MEASURES)}"))
-            continue
-        unknown = sorted(set(record) - {"year", *MEASURES, "TOTAL_SPEND"})
-        if unknown:
-            problems.append((at, f"unknown field(s) {', '.join(unknown)}"))
-        year = record.get("year")
-        if not _is_number(year) or not math.isfinite(year) or year != int(year):
-            problems.append((f"{at}.year", f"{year!r} is not an integer year"))
-            continue
-        year = int(year)
-        values = []
-        for measure in MEASURES:
-            if measure not in record:
-                problem = "missing"
-            elif not _is_number(record[measure]):
-                problem = f"{record[measure]!r} is not a number"
-            else:
-                problem = measure_problem(record[measure])
-            if problem:
-                problems.append((f"{at}.{measure}", problem))
-            else:
-                values.append(float(record[measure]))
-        if year in by_year:
-            problems.append((f"{at}.year", f"duplicate year {year}"))
-        elif len(values) == len(MEASURES) and year in window.years:
-            by_year[year] = values
-    missing = [y for y in window.years if y not in by_year]
-    if missing and not problems:
-        problems.append((where, f"years {', '.join(map(str, missing))} of the model's window {window} are missing"))
-    if problems:
-        message = "; ".join(f"{path}: {problem}" for path, problem in problems)
-        raise DataValidationError(message, column=where, problems=problems)
-    cube = np.array([[by_year[y] for y in window.years]], dtype=float)
-    return derive_features(cube)[0]

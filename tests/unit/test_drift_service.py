@@ -182,3 +182,9 @@ def test_retrain_message_follows_the_retrain_contract():
 def test_handle_checks_the_event_type():
     with pytest.raises(ValueError, match="expects google.cloud.pubsub"):
         service.DriftService(_settings()).handle("google.cloud.storage.object.v1.finalized", {})
+
+
+def test_the_strategy_page_reads_the_pointer_the_check_writes():
+    from pharmaseg.prediction import page
+
+    assert page.LATEST_DRIFT == service.LATEST_OBJECT

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pharmaseg.errors import DataValidationError
-from pharmaseg.features import FEATURE_NAMES, Window, derive_features, features_from_series
+from pharmaseg.features import FEATURE_NAMES, Window, derive_features
 
 
 def test_feature_order_is_measure_then_statistic():
@@ -35,38 +35,3 @@ def test_window_parsing_and_errors():
         Window.parse("2011")
     with pytest.raises(DataValidationError, match="at least two years"):
         Window(2020, 2020)
-
-
-def _series(years, **override):
-    return [
-        {"year": y, "PC_HEALTHXP": 10.0 + i, "PC_GDP": 1.0 + i / 10, "USD_CAP": 300.0 + 5 * i, **override}
-        for i, y in enumerate(years)
-    ]
-
-
-def test_features_from_series_uses_window_years_only():
-    window = Window(2011, 2020)
-    inside = _series(range(2011, 2021))
-    with_extra = _series(range(2005, 2011)) + inside
-    np.testing.assert_allclose(features_from_series(inside, window), features_from_series(with_extra, window))
-    cube = np.array([[[r["PC_HEALTHXP"], r["PC_GDP"], r["USD_CAP"]] for r in inside]])
-    np.testing.assert_allclose(features_from_series(inside, window), derive_features(cube)[0])
-
-
-@pytest.mark.parametrize(
-    "series, message",
-    [
-        (_series(range(2011, 2020)), "years 2020 of the model's window 2011-2020 are missing"),
-        (_series(range(2011, 2021), PC_GDP="abc"), "series[0].PC_GDP: 'abc' is not a number"),
-        (_series(range(2011, 2021), USD_CAP=-1), "series[0].USD_CAP: -1 must be greater than zero"),
-        (_series(range(2011, 2021), PC_GDP=float("inf")), "series[0].PC_GDP: inf is not a finite number"),
-        (_series(range(2011, 2021), extra=1), "series[0]: unknown field(s) extra"),
-        (_series(range(2011, 2021)) + _series([2011]), "series[10].year: duplicate year 2011"),
-        ([{"year": "x"}], "series[0].year: 'x' is not an integer year"),
-        (["nope"], "series[0]: must be an object"),
-    ],
-)
-def test_features_from_series_names_the_bad_field(series, message):
-    with pytest.raises(DataValidationError) as err:
-        features_from_series(series, Window(2011, 2020))
-    assert message in str(err.value)

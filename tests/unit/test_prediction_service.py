@@ -155,6 +155,11 @@ def test_routes_methods_and_allow_header(service):
     assert call(service, "GET", "/model", query=b"version=latest")[0] == 400
 
 
+def test_the_page_at_app_slash_is_sent_to_app_where_its_relative_links_resolve(service):
+    response = service.handle(HttpRequest("GET", "/app/"))
+    assert response.status == 308 and response.headers["Location"] == "../app"
+
+
 def test_no_model_is_503_with_the_reason(model):
     service = PredictionService(PredictSettings(), Models())
     status, health = call(service, "GET", "/health")
@@ -173,6 +178,29 @@ def test_a_candidate_serves_its_share_of_countries_always_the_same(model, origin
     assert variants == ["candidate" if traffic_bucket(c) < 0.5 else "production" for c in table.countries[:30]]
     pinned = call(service, body=body, query=b"version=1.0.0")[1]["predictions"]
     assert {p["variant"] for p in pinned} == {"production"}  # a pinned version is never split
+
+
+class BrokenCandidate(Models):
+    """The candidate alias cannot be read (GCS down, a corrupt artifact): production must serve, loudly."""
+
+    calls = 0
+
+    def alias(self, name="production"):
+        if name == "candidate":
+            BrokenCandidate.calls += 1
+            raise RuntimeError("checksum mismatch")
+        return super().alias(name)
+
+
+def test_a_broken_candidate_is_reported_once_and_not_asked_again_within_the_ttl(model, original_model, capsys):
+    table, _ = original_model
+    service = PredictionService(PredictSettings(candidate_traffic=1.0), BrokenCandidate(production=model))
+    body = {"instances": [features(table, c) for c in table.countries[:5]]}
+    for _ in range(2):
+        assert {p["variant"] for p in call(service, body=body)[1]["predictions"]} == {"production"}
+    warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"candidate_down"' in line]
+    assert len(warnings) == 1 and "checksum mismatch" in warnings[0]["message"]
+    assert BrokenCandidate.calls == 1
 
 
 def test_the_log_line_is_the_predictions_log_schema(service):

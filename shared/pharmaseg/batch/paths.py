@@ -96,6 +96,7 @@ def in_function(run: BatchRun, source, model: ModelArtifact, layout: Layout) -> 
                     run_id,
                     out,
                     window=settings.window,
+                    block_size=settings.block_size,
                     raw_limit=settings.raw_limit,
                     borderline_confidence=settings.borderline_confidence,
                 )

@@ -33,8 +33,8 @@ from pharmaseg.config import SETTINGS
 from pharmaseg.explain import TOP_REASONS, explainer_for
 from pharmaseg.features import FEATURE_NAMES, Window
 
-DEFAULT_BLOCK_SIZE = 4 << 20
-DEFAULT_RAW_LIMIT = 1024
+DEFAULT_BLOCK_SIZE = SETTINGS["PHARMASEG_BATCH_BLOCK_BYTES"].default
+DEFAULT_RAW_LIMIT = SETTINGS["PHARMASEG_BATCH_RAW_RECORD_LIMIT"].default
 DEFAULT_BORDERLINE_CONFIDENCE = SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default
 SLICE_ROWS = 8192  # rows validated and scored at a time within a parsed block
 _ISO = pa.array(sorted(ISO3166_ALPHA3))
@@ -248,6 +248,7 @@ def score_panel(
     out: Output,
     *,
     window: str | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     raw_limit: int = DEFAULT_RAW_LIMIT,
     borderline_confidence: float = DEFAULT_BORDERLINE_CONFIDENCE,
 ) -> Counts:
@@ -265,7 +266,7 @@ def score_panel(
     if layout.kind != PANEL:
         raise ValueError("score_panel needs the panel layout")
     records = Records()
-    batches = list(open_records(io.BytesIO(data), layout, records, DEFAULT_BLOCK_SIZE))
+    batches = list(open_records(io.BytesIO(data), layout, records, block_size))
     table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
     numbers = records.take(table.num_rows if table is not None else 0)
     counts = Counts()

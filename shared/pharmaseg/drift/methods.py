@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 FINE_BINS = 64
 CORRECTIONS = ("holm", "bonferroni", "bh", "none")
-VERDICTS = ("drift", "no_drift", "insufficient_data")
 PSI_EPSILON = 1e-4
 JOINT_LABEL = "joint structure"  # how the verdict names the joint test (pharmaseg.drift.joint)
 

@@ -4,7 +4,8 @@ Strategists would rather look than read JSON. The page shows the production mode
 version with its gate decision), the segment map of the training countries (the model report's
 projection), a country card with the explanation of any country or of figures typed into a
 form, and the latest drift verdict with links to the reports, which the function streams from
-the private reports bucket (``/reports/...``).
+the private reports bucket (``/reports/...``). Links are relative, so the page also works where
+the function's URL has a path (``https://REGION-PROJECT.cloudfunctions.net/pharmaseg-predict/app``).
 
 Nothing here is imported on the prediction path: the service imports this module the first
 time the page is asked for. The page loads nothing from the network (CSS and script from
@@ -28,7 +29,7 @@ from pharmaseg.segments import segment_style
 
 ASSETS = Path(__file__).parent / "page_assets"
 TITLE = "Pharmaceutical Market Segmentation"
-LATEST_DRIFT = "drift/latest.json"
+LATEST_DRIFT = "drift/latest.json"  # = drift.service.LATEST_OBJECT (a test holds them equal; no scipy here)
 WIDTH, HEIGHT, PAD = 640, 440, 36
 _SHAPES = {"v": "M0,5 L-5,-4 L5,-4 Z", "^": "M0,-5 L-5,4 L5,4 Z", "o": None, "s": "M-4,-4 H4 V4 H-4 Z"}
 
@@ -118,10 +119,10 @@ def _model_section(model, newer: str | None, decision: dict[str, Any] | None) ->
         detail = (decision or {}).get("detail") or "no decision recorded yet"
         rows.append(("newer version", f"{newer}: {verdict or 'undecided'} — {detail}"))
     cells = "".join(f"<tr><th scope='row'>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    report = f"/reports/models/{model.version}/report.html"
+    report = f"reports/models/{model.version}/report.html"
     links = f'<p><a id="model-report" href="{_e(report)}">production model report</a>'
     if newer:
-        links += f' · <a id="candidate-report" href="/reports/models/{_e(newer)}/report.html">report of {_e(newer)}</a>'
+        links += f' · <a id="candidate-report" href="reports/models/{_e(newer)}/report.html">report of {_e(newer)}</a>'
     return f'<table class="facts">{cells}</table>{links}</p>'
 
 
@@ -134,7 +135,7 @@ def _drift_section(latest: dict[str, Any] | None, configured: bool) -> str:
     return (
         f"<p id='drift-verdict'>Latest drift check: <b>{_e(latest.get('verdict'))}</b> on {_e(latest.get('run_at'))} "
         f"(model {_e(latest.get('model_version'))}); drifted: {_e(drifted)}. {_e(latest.get('reason'))}</p>"
-        f'<p><a id="drift-report" href="/reports/{_e(latest.get("html_object"))}">latest drift report</a></p>'
+        f'<p><a id="drift-report" href="reports/{_e(latest.get("html_object"))}">latest drift report</a></p>'
     )
 
 

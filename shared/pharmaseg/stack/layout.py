@@ -84,11 +84,6 @@ class StackLayout:
         """PUBSUB_EMULATOR_HOST's form: host:port without a scheme."""
         return f"{HOST}:{self.port('pubsub')}"
 
-    def all_ports(self) -> dict[str, int]:
-        ports = {name: self.port(name) for name in EMULATOR_OFFSETS}
-        ports.update({name: self.port(name) for name in cloud_resources.functions()})
-        return ports
-
     # files
     @property
     def state_file(self) -> Path:

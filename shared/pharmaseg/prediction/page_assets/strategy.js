@@ -135,7 +135,7 @@ async function predict(body) {
     });
     const answer = await response.json();
     if (!response.ok) {
-      const problems = answer.details.map((d) => d.field + " " + d.problem).join("; ");
+      const problems = (answer.details || []).map((d) => d.field + " " + d.problem).join("; ");
       card.replaceChildren(el("p", answer.error + ": " + problems, "error"));
       return;
     }
