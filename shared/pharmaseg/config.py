@@ -414,9 +414,9 @@ def _rules_across_settings(function: str, settings: Any) -> list[str]:
 
             GateThresholds.from_json(settings.gate_thresholds)
         elif function == "check_drift":
-            from pharmaseg.drift.service import policy_of
+            from pharmaseg.drift.methods import DriftPolicy
 
-            policy_of(settings)
+            DriftPolicy.of(settings)
     except PharmasegError as exc:
         name = "PHARMASEG_GATE_THRESHOLDS" if function == "retrain" else "PHARMASEG_DRIFT_*"
         return [f"{name}: {exc}"]

@@ -82,7 +82,7 @@ def test_settings_from_env(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     settings = config.load("check_drift")
-    policy = service.policy_of(settings)
+    policy = methods.DriftPolicy.of(settings)
     assert policy.alpha == 0.01 and policy.correction == "bh" and policy.joint_max_rows == 800
     assert policy.min_rows == 30 and settings.drift_cooldown_hours == 168 and settings.drift_retrain == "auto"
     monkeypatch.setenv("PHARMASEG_DRIFT_RETRAIN", "sometimes")

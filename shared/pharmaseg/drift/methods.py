@@ -62,6 +62,18 @@ class DriftPolicy:
     bootstrap: int = 2000
     seed: int = 0
 
+    @classmethod
+    def of(cls, settings) -> DriftPolicy:
+        """The policy of the check_drift function's settings (``pharmaseg.config.DriftSettings``)."""
+        return cls(
+            alpha=settings.drift_alpha,
+            correction=settings.drift_correction,
+            min_rows=settings.drift_min_rows,
+            ks_max_rows=settings.drift_ks_max_rows,
+            joint_max_rows=settings.drift_joint_max_rows,
+            bootstrap=settings.drift_bootstrap,
+        )
+
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise DriftError(f"alpha must be in (0, 1), got {self.alpha}")

@@ -35,18 +35,6 @@ MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reaso
 LATEST_OBJECT = "drift/latest.json"
 
 
-def policy_of(settings: DriftSettings) -> methods.DriftPolicy:
-    """The statistical policy of a check, from the function's settings."""
-    return methods.DriftPolicy(
-        alpha=settings.drift_alpha,
-        correction=settings.drift_correction,
-        min_rows=settings.drift_min_rows,
-        ks_max_rows=settings.drift_ks_max_rows,
-        joint_max_rows=settings.drift_joint_max_rows,
-        bootstrap=settings.drift_bootstrap,
-    )
-
-
 # -- the trigger message ---------------------------------------------------------------------------
 
 
@@ -377,7 +365,7 @@ class DriftService:
         period = period_for(request, settings, now)
         artifact = self.registry.load(self.registry.resolve(settings.model_alias))
         refs = methods.references(artifact.reference, artifact.feature_names)
-        policy = policy_of(settings)
+        policy = methods.DriftPolicy.of(settings)
         recent = queries.fetch_recent(
             self.bq,
             settings.project,
