@@ -9,14 +9,12 @@ from cloudevents.http import CloudEvent
 from pharmaseg import config
 from pharmaseg.retraining.handler import RetrainService
 
-_settings = config.load("retrain")  # at start: a bad or missing variable stops the revision, each one named
-_service: RetrainService | None = None
+# Built when the module loads, with its clients: a missing, malformed or conflicting setting (the gate
+# thresholds' JSON) stops the revision, each one named.
+_service = RetrainService.deployed(config.load("retrain"))
 
 
 @functions_framework.cloud_event
 def retrain(cloud_event: CloudEvent) -> None:
     """Retrain, register, gate and maybe promote; malformed requests are logged and acknowledged."""
-    global _service
-    if _service is None:  # clients once per instance, on the first event
-        _service = RetrainService.deployed(_settings)
     _service.handle(cloud_event["type"], cloud_event.data, cloud_event["id"])

@@ -9,14 +9,12 @@ from cloudevents.http import CloudEvent
 from pharmaseg import config
 from pharmaseg.batch.service import BatchService
 
-_settings = config.load("score_batch")  # at start: a bad or missing variable stops the revision, each one named
-_service: BatchService | None = None
+# Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
+# one named. The clients are created on the first event that needs them.
+_service = BatchService.deployed(config.load("score_batch"))
 
 
 @functions_framework.cloud_event
 def score_batch(cloud_event: CloudEvent) -> None:
     """Score the object the event names; malformed, foreign and stale events are logged and acknowledged."""
-    global _service
-    if _service is None:  # clients once per instance, on the first event
-        _service = BatchService.deployed(_settings)
     _service.handle(cloud_event["type"], cloud_event.data, cloud_event.get("time"))

@@ -398,29 +398,9 @@ def load(function: str, environ: Mapping[str, str] | None = None) -> Any:
             values[setting.field] = setting.parse(environ.get(setting.name), function)
         except ValueError as exc:
             problems.append(f"{setting.name}: {exc}")
-    if not problems:
-        settings = CLASSES[function](**values)
-        problems = _rules_across_settings(function, settings)
     if problems:
         raise SettingsError(f"the {function} function cannot start: " + "; ".join(problems))
-    return settings
-
-
-def _rules_across_settings(function: str, settings: Any) -> list[str]:
-    """What no single setting can check, checked by the code that owns the rule, when the function starts."""
-    try:
-        if function == "retrain":
-            from pharmaseg.retraining.gate import GateThresholds
-
-            GateThresholds.from_json(settings.gate_thresholds)
-        elif function == "check_drift":
-            from pharmaseg.drift.methods import DriftPolicy
-
-            DriftPolicy.of(settings)
-    except PharmasegError as exc:
-        name = "PHARMASEG_GATE_THRESHOLDS" if function == "retrain" else "PHARMASEG_DRIFT_*"
-        return [f"{name}: {exc}"]
-    return []
+    return CLASSES[function](**values)
 
 
 # -- variables that are not function settings ----------------------------------------------------

@@ -86,12 +86,3 @@ def test_undeclared_variables_cannot_be_read():
 def test_numbers_that_are_not_plausible_are_refused(name, raw, why):
     with pytest.raises(config.SettingsError, match=f"{name}: {why}"):
         config.load("predict", {"PHARMASEG_MODELS_BUCKET": "m", name: raw})
-
-
-def test_rules_across_settings_are_checked_when_the_function_starts():
-    base = {"GOOGLE_CLOUD_PROJECT": "p", "PHARMASEG_MODELS_BUCKET": "m", "PHARMASEG_REPORTS_BUCKET": "r"}
-    conflicting = {**base, "PHARMASEG_DRIFT_MIN_ROWS": "100", "PHARMASEG_DRIFT_JOINT_MAX_ROWS": "50"}
-    with pytest.raises(config.SettingsError, match=r"joint_max_rows \(50\) must be at least min_rows \(100\)"):
-        config.load("check_drift", conflicting)
-    with pytest.raises(config.SettingsError, match="PHARMASEG_GATE_THRESHOLDS: unknown gate threshold"):
-        config.load("retrain", {**base, "PHARMASEG_GATE_THRESHOLDS": '{"min_arii": 0.8}'})

@@ -188,3 +188,22 @@ def test_the_strategy_page_reads_the_pointer_the_check_writes():
     from pharmaseg.prediction import page
 
     assert page.LATEST_DRIFT == service.LATEST_OBJECT
+
+
+def test_conflicting_settings_stop_the_function_when_its_module_loads(monkeypatch):
+    """Each setting is valid alone; together they are not, and the revision must not start."""
+    from pathlib import Path
+
+    from functions_framework import create_app
+
+    for name, value in {
+        "GOOGLE_CLOUD_PROJECT": "p",
+        "PHARMASEG_MODELS_BUCKET": "m",
+        "PHARMASEG_REPORTS_BUCKET": "r",
+        "PHARMASEG_DRIFT_MIN_ROWS": "100",
+        "PHARMASEG_DRIFT_JOINT_MAX_ROWS": "50",
+    }.items():
+        monkeypatch.setenv(name, value)
+    source = Path(__file__).resolve().parents[2] / "functions/check_drift/main.py"
+    with pytest.raises(methods.DriftError, match=r"joint_max_rows \(50\) must be at least min_rows \(100\)"):
+        create_app("check_drift", str(source), "cloudevent")

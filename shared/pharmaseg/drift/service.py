@@ -278,6 +278,7 @@ class DriftService:
 
     def __init__(self, settings: DriftSettings, *, bq=None, gcs=None, publisher=None, registry=None):
         self.settings = settings
+        self.policy = methods.DriftPolicy.of(settings)  # settings that conflict stop the function here
         self._bq, self._gcs, self._publisher, self._registry = bq, gcs, publisher, registry
 
     @classmethod
@@ -365,7 +366,7 @@ class DriftService:
         period = period_for(request, settings, now)
         artifact = self.registry.load(self.registry.resolve(settings.model_alias))
         refs = methods.references(artifact.reference, artifact.feature_names)
-        policy = methods.DriftPolicy.of(settings)
+        policy = self.policy
         recent = queries.fetch_recent(
             self.bq,
             settings.project,
