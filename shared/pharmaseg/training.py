@@ -81,23 +81,25 @@ def bootstrap_stability(scaled: np.ndarray, labels: np.ndarray, params: Training
     }
 
 
+def feature_reference(column: np.ndarray) -> dict[str, Any]:
+    """One feature's training reference for drift checks: the values themselves (few countries)
+    plus decile bin edges and counts that SQL can bin recent data into."""
+    edges = np.unique(np.quantile(column, np.linspace(0, 1, REFERENCE_BINS + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, column, side="right"), minlength=len(edges) + 1)
+    return {
+        "values": column.tolist(),
+        "mean": float(column.mean()),
+        "std": float(column.std(ddof=1)),
+        "min": float(column.min()),
+        "max": float(column.max()),
+        "bin_edges": edges.tolist(),
+        "bin_counts": counts.tolist(),
+    }
+
+
 def _reference(values: np.ndarray, labels: np.ndarray, k: int) -> dict[str, Any]:
-    """What the model was trained on, per feature, for drift checks: the values themselves (few
-    countries) plus decile bin edges and counts that SQL can bin recent data into."""
-    features = {}
-    for j, name in enumerate(FEATURE_NAMES):
-        column = values[:, j]
-        edges = np.unique(np.quantile(column, np.linspace(0, 1, REFERENCE_BINS + 1)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, column, side="right"), minlength=len(edges) + 1)
-        features[name] = {
-            "values": column.tolist(),
-            "mean": float(column.mean()),
-            "std": float(column.std(ddof=1)),
-            "min": float(column.min()),
-            "max": float(column.max()),
-            "bin_edges": edges.tolist(),
-            "bin_counts": counts.tolist(),
-        }
+    """What the model was trained on: each feature's reference and the segments' shares."""
+    features = {name: feature_reference(values[:, j]) for j, name in enumerate(FEATURE_NAMES)}
     shares = np.bincount(labels, minlength=k) / len(labels)
     return {"n": int(len(values)), "features": features, "segment_shares": shares.tolist()}
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pharmaseg.drift import methods as m
+from pharmaseg.training import feature_reference
 
 P = [0.01, 0.04, 0.03, 0.005, None]
 
@@ -40,17 +41,7 @@ def test_holm_is_never_less_conservative_than_raw_and_never_more_than_bonferroni
 
 def _refs():
     rng = np.random.default_rng(5)
-    refs = []
-    for name in ("a", "b"):
-        values = rng.normal(size=36)
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-        refs.append(
-            m.FeatureReference.from_artifact(
-                name, {"values": values.tolist(), "bin_edges": edges.tolist(), "bin_counts": counts.tolist()}
-            )
-        )
-    return refs
+    return [m.FeatureReference.from_artifact(name, feature_reference(rng.normal(size=36))) for name in ("a", "b")]
 
 
 def test_insufficient_data_gives_no_verdict():

@@ -7,6 +7,7 @@ import pytest
 
 from pharmaseg.drift import joint
 from pharmaseg.drift import methods as m
+from pharmaseg.training import feature_reference
 
 NAMES = tuple(f"f{j}" for j in range(5))
 
@@ -109,17 +110,7 @@ def test_the_real_model_joint_test_sees_decorrelated_countries(original_model):
 
 
 def _feature_refs(rows):
-    refs = []
-    for j, name in enumerate(NAMES):
-        values = rows[:, j]
-        edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-        refs.append(
-            m.FeatureReference.from_artifact(
-                name, {"values": values.tolist(), "bin_edges": edges.tolist(), "bin_counts": counts.tolist()}
-            )
-        )
-    return refs
+    return [m.FeatureReference.from_artifact(name, feature_reference(rows[:, j])) for j, name in enumerate(NAMES)]
 
 
 def test_joint_test_joins_the_holm_family_and_names_itself_in_the_verdict():

@@ -7,19 +7,11 @@ import pytest
 from scipy import stats
 
 from pharmaseg.drift import methods as m
+from pharmaseg.training import feature_reference
 
 
 def _reference(values, name="x"):
-    values = np.asarray(values, dtype=float)
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)[1:-1]))
-    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    doc = {
-        "values": values.tolist(),
-        "std": float(values.std(ddof=1)),
-        "bin_edges": edges.tolist(),
-        "bin_counts": counts.tolist(),
-    }
-    return m.FeatureReference.from_artifact(name, doc)
+    return m.FeatureReference.from_artifact(name, feature_reference(np.asarray(values, dtype=float)))
 
 
 @pytest.fixture(scope="module")
