@@ -49,8 +49,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from pharmaseg.features import Window
     from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.sources import read_bytes
-    from pharmaseg.training import TrainingParams, sha256_of, train
+    from pharmaseg.sources import read_bytes, sha256_of
+    from pharmaseg.training import TrainingParams, train
 
     if args.promote and not args.register:
         raise PharmasegError("--promote needs --register: a model is promoted once it is in the registry")
@@ -140,13 +140,13 @@ def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
 def _report_of(args: argparse.Namespace, version: str) -> str | None:
     """The gs:// URI of a version's model report, if it was written."""
     from pharmaseg.gcp import storage_client
-    from pharmaseg.model_report import object_names
+    from pharmaseg.report_objects import model_report, model_report_uri
 
     bucket = _reports_bucket(args)
     if not bucket:
         return None
-    name = object_names(version)[0]
-    return f"gs://{bucket}/{name}" if storage_client().bucket(bucket).blob(name).exists() else None
+    exists = storage_client().bucket(bucket).blob(model_report(version)[0]).exists()
+    return model_report_uri(bucket, version) if exists else None
 
 
 def _decisions(args: argparse.Namespace):
@@ -289,10 +289,8 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from pharmaseg.retraining.approval import rollback_by_hand
 
-    registry = _registry(args)
-    current = registry.alias(args.alias)
     decision = rollback_by_hand(
-        registry,
+        _registry(args),
         _decisions(args),
         reason=args.reason,
         by=args.by or config.value("USER", "unknown"),
@@ -300,7 +298,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
         report_uri=lambda version: _report_of(args, version),
         show=lambda changes, previous: _show_changes(changes, previous, "the previous version"),
     )
-    print(f"{decision.state.alias} -> {decision.state.version} (was {current.version}; recorded as rollback)")
+    print(f"{decision.state.alias} -> {decision.state.version} (was {decision.previous}; recorded as rollback)")
     return 0
 
 

@@ -24,20 +24,12 @@ from typing import Any
 import numpy as np
 
 from pharmaseg.artifact import ModelArtifact
-from pharmaseg.changes import compare
+from pharmaseg.changes import compare, training_confidence
+from pharmaseg.report_objects import model_report, model_report_uri
 from pharmaseg.segment_map import segment_map
 from pharmaseg.segments import segment_style
 
 FORMAT = "pharmaseg.model_report/v1"
-
-
-def object_names(version: str) -> tuple[str, str]:
-    """Where a version's report lives in the reports bucket: (HTML, JSON)."""
-    return f"models/{version}/report.html", f"models/{version}/report.json"
-
-
-def report_uri(bucket: str, version: str) -> str:
-    return f"gs://{bucket}/{object_names(version)[0]}"
 
 
 # -- the document ------------------------------------------------------------------------------
@@ -68,8 +60,8 @@ def build_document(
     borderline_below: float,
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
-    countries, rows = candidate.training_rows()
-    confidence = candidate.predict(rows).confidence.tolist() if countries else []
+    confidence_of = training_confidence(candidate)
+    countries, confidence = list(confidence_of), list(confidence_of.values())
     sizes = candidate.markets.sizes if candidate.markets is not None else {}
     total = sum(sizes.get(c, 0.0) for c in countries)
     projection = segment_map(candidate)
@@ -429,8 +421,8 @@ class ModelReportWriter:
     ) -> str:
         """Render and upload the report of ``candidate``; returns the HTML's gs:// URI."""
         doc = build_document(candidate, production, decision, borderline_below=self.borderline_below)
-        html_name, json_name = object_names(candidate.version or "unregistered")
+        html_name, json_name = model_report(candidate.version or "unregistered")
         bucket = self.storage_client.bucket(self.bucket)
         bucket.blob(json_name).upload_from_string(to_json(doc), content_type="application/json")
         bucket.blob(html_name).upload_from_string(to_html(doc), content_type="text/html; charset=utf-8")
-        return f"gs://{self.bucket}/{html_name}"
+        return model_report_uri(self.bucket, candidate.version or "unregistered")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pharmaseg import config
@@ -14,6 +15,11 @@ DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "oecd_p
 def default_data() -> str:
     """The OECD panel the CLI, demo and benchmarks read: $PHARMASEG_DATA, else the team's copy."""
     return config.value("PHARMASEG_DATA", str(DEFAULT_DATA))
+
+
+def sha256_of(data: bytes) -> str:
+    """The data's identity in lineage and idempotency keys: the same bytes train the same model."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def split_gs_uri(uri: str) -> tuple[str, str, int | None]:

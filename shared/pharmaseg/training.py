@@ -11,7 +11,6 @@ with production on agreement and quality instead of trusting inertia.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pharmaseg.errors import DataValidationError
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.panel import FeatureTable
 from pharmaseg.segments import name_segments
+from pharmaseg.sources import sha256_of
 
 REFERENCE_BINS = 10
 
@@ -130,10 +130,6 @@ def _library_versions() -> dict[str, str]:
         "pandas": pandas.__version__,
         "scikit-learn": sklearn.__version__,
     }
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def train(

@@ -179,6 +179,8 @@ class JointResult:
     p_adjusted: float | None = None
     drift: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    # the recent rows' errors, for the report's plot; the JSON (to_dict) keeps their quantiles
+    errors: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(
@@ -232,4 +234,4 @@ def compare(
         null_se=se,
         null_band95=[reference_mean - 1.96 * se, reference_mean + 1.96 * se],
     )
-    return JointResult(METHOD, len(complete), ref.k, statistic, p_value, details=details)
+    return JointResult(METHOD, len(complete), ref.k, statistic, p_value, details=details, errors=errors)

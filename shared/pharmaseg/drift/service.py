@@ -29,10 +29,11 @@ from pharmaseg.config import DriftSettings
 from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
 from pharmaseg.logs import log
+from pharmaseg.report_objects import LATEST_DRIFT
 
 RETRAIN_POLICIES = ("auto", "never")
 MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reason"}
-LATEST_OBJECT = "drift/latest.json"
+LATEST_OBJECT = LATEST_DRIFT
 
 
 # -- the trigger message ---------------------------------------------------------------------------
@@ -379,11 +380,13 @@ class DriftService:
             min_rows=policy.min_rows,
         )
         t0 = time.perf_counter()
-        joint_ref = joint_result = None
+        joint_result = None
         if recent.n >= policy.min_rows:
-            joint_ref = joint.JointReference.from_artifact(artifact)
             joint_result = joint.compare(
-                joint_ref, recent.rows, min_rows=policy.min_rows, sampled_from=recent.sampled_from
+                joint.JointReference.from_artifact(artifact),
+                recent.rows,
+                min_rows=policy.min_rows,
+                sampled_from=recent.sampled_from,
             )
         result = methods.evaluate(
             refs,
@@ -423,8 +426,7 @@ class DriftService:
             elif recent.binned is not None:
                 supports[ref.name] = recent.binned[ref.name].support()
         names = [s.name for s in artifact.segments]
-        recent_errors = joint_ref.errors(joint.complete_rows(recent.rows, len(refs))) if joint_ref else None
-        page = reports.to_html(doc, refs, supports, names, recent_errors)
+        page = reports.to_html(doc, refs, supports, names, joint_result.errors if joint_result else None)
         doc["timings_s"]["total"] = time.perf_counter() - started
         _upload(self.gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
         _upload(self.gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")

@@ -19,15 +19,12 @@ import msgspec
 import pharmaseg
 from pharmaseg.features import Window
 from pharmaseg.prediction import contract
+from pharmaseg.report_objects import REPORT_PATTERN, SEMVER_PATTERN
 
 REF = "#/components/schemas/{name}"
 SINGLE = "SingleCountry"
 JSON = "application/json"
-VERSION_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
-# What /reports/ may stream from the reports bucket: the model and drift reports, nothing else.
-REPORT_PATTERN = (
-    r"(models/[0-9]+\.[0-9]+\.[0-9]+/report|drift/[0-9]{4}/[0-9]{2}/[0-9]{2}/[A-Za-z0-9._-]+|drift/latest)\.(html|json)"
-)
+VERSION_PATTERN = f"^{SEMVER_PATTERN}$"
 
 
 def _ref(name: str) -> dict[str, str]:

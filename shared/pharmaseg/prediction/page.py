@@ -22,14 +22,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pharmaseg.changes import training_confidence
 from pharmaseg.features import FEATURE_LABELS
 from pharmaseg.registry import SEMVER, parse_version
+from pharmaseg.report_objects import LATEST_DRIFT, model_report
 from pharmaseg.segment_map import segment_map
 from pharmaseg.segments import segment_style
 
 ASSETS = Path(__file__).parent / "page_assets"
 TITLE = "Pharmaceutical Market Segmentation"
-LATEST_DRIFT = "drift/latest.json"  # = drift.service.LATEST_OBJECT (a test holds them equal; no scipy here)
 WIDTH, HEIGHT, PAD = 640, 440, 36
 _SHAPES = {"v": "M0,5 L-5,-4 L5,-4 Z", "^": "M0,-5 L-5,4 L5,4 Z", "o": None, "s": "M-4,-4 H4 V4 H-4 Z"}
 
@@ -78,27 +79,28 @@ def _svg(model, projection, confidence: dict[str, float]) -> str:
     ]
     for country, x, y, cluster in zip(projection.countries, xs, ys, projection.clusters):
         name = model.segments[cluster].name
-        colour, marker = segment_style(name)
-        path = _SHAPES.get(marker)
-        shape = f'<circle r="5" fill="{colour}"/>' if path is None else f'<path d="{path}" fill="{colour}"/>'
         label = f"{country}: {name}, confidence {confidence.get(country, 0):.2f}"
         parts.append(
             f'<g class="pt" tabindex="0" role="button" data-country="{_e(country)}" aria-label="{_e(label)}" '
-            f'transform="translate({sx(x):.1f},{sy(y):.1f})"><title>{_e(label)}</title>{shape}'
+            f'transform="translate({sx(x):.1f},{sy(y):.1f})"><title>{_e(label)}</title>{_marker(name)}'
             f'<text x="7" y="4">{_e(country)}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)
 
 
+def _marker(segment: str) -> str:
+    """The segment's point in the map and the legend: its colour and shape (as in the model report)."""
+    colour, marker = segment_style(segment)
+    path = _SHAPES.get(marker)
+    return f'<circle r="5" fill="{colour}"/>' if path is None else f'<path d="{path}" fill="{colour}"/>'
+
+
 def _legend(model) -> str:
     items = []
     for s in model.segments:
-        colour, marker = segment_style(s.name)
-        path = _SHAPES.get(marker)
-        shape = f'<circle r="5" fill="{colour}"/>' if path is None else f'<path d="{path}" fill="{colour}"/>'
         items.append(
-            f'<li><svg width="14" height="14" viewBox="-7 -7 14 14" aria-hidden="true">{shape}</svg> '
+            f'<li><svg width="14" height="14" viewBox="-7 -7 14 14" aria-hidden="true">{_marker(s.name)}</svg> '
             f"{_e(s.name)} ({s.size}): {_e(s.recommendation)}</li>"
         )
     return f'<ul class="legend" aria-label="segments">{"".join(items)}</ul>'
@@ -119,10 +121,9 @@ def _model_section(model, newer: str | None, decision: dict[str, Any] | None) ->
         detail = (decision or {}).get("detail") or "no decision recorded yet"
         rows.append(("newer version", f"{newer}: {verdict or 'undecided'} — {detail}"))
     cells = "".join(f"<tr><th scope='row'>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    report = f"reports/models/{model.version}/report.html"
-    links = f'<p><a id="model-report" href="{_e(report)}">production model report</a>'
+    links = f'<p><a id="model-report" href="reports/{_e(model_report(model.version)[0])}">production model report</a>'
     if newer:
-        links += f' · <a id="candidate-report" href="reports/models/{_e(newer)}/report.html">report of {_e(newer)}</a>'
+        links += f' · <a id="candidate-report" href="reports/{_e(model_report(newer)[0])}">report of {_e(newer)}</a>'
     return f'<table class="facts">{cells}</table>{links}</p>'
 
 
@@ -143,14 +144,14 @@ def build(service) -> bytes:
     """The page for the model the function serves now."""
     model = service._load()
     projection = segment_map(model)
-    countries, rows = model.training_rows()
-    confidence = dict(zip(countries, model.predict(rows).confidence.tolist()))
+    confidence = training_confidence(model)
     newer = _newer_version(service, model.version)
     reports = service.reports
-    decision = (_read_json(reports, f"models/{newer}/report.json") or {}).get("decision") if newer else None
+    decision = (_read_json(reports, model_report(newer)[1]) or {}).get("decision") if newer else None
     latest = _read_json(reports, LATEST_DRIFT)
     options = "".join(
-        f'<option value="{_e(c)}">{_e(c)} — {_e(model.segments[model.assignments[c]].name)}</option>' for c in countries
+        f'<option value="{_e(c)}">{_e(c)} — {_e(model.segments[k].name)}</option>'
+        for c, k in zip(projection.countries, projection.clusters)
     )
     page = _asset("strategy.html").format(
         title=_e(TITLE),

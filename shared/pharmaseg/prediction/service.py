@@ -34,9 +34,10 @@ from pharmaseg.explain import explainer_for
 from pharmaseg.features import FEATURE_NAMES, Window, derive_features
 from pharmaseg.logs import log
 from pharmaseg.prediction import logline
-from pharmaseg.prediction.openapi import REPORT_PATTERN, VERSION_PATTERN, document
+from pharmaseg.prediction.openapi import VERSION_PATTERN, document
 from pharmaseg.prediction.validation import Instance, RequestError, parse, series_window_problems, window_values
 from pharmaseg.registry import SEMVER
+from pharmaseg.report_objects import REPORT_PATTERN
 
 JSON = "application/json"
 SERVICE_NAME = "Pharmaceutical Market Segmentation API"

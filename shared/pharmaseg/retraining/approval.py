@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pharmaseg.changes import ModelComparison, compare
 from pharmaseg.errors import RegistryError
 from pharmaseg.registry import AliasState, ModelRegistry
-from pharmaseg.retraining.gate import GateResult
 from pharmaseg.retraining.service import DecisionStore, decision_row
 
 MANUAL_PROMOTION, ROLLBACK = "manual_promotion", "rollback"
@@ -30,7 +29,6 @@ class ManualDecision:
 
 
 def _record(store: DecisionStore, *, version, decision, previous, reason, by, artifact, changes, report_uri, alias):
-    gate = GateResult(checks={}, production_version=previous, comparison=changes) if changes else None
     detail = f"{decision} of {alias} by {by}: {previous or 'none'} -> {version}"
     row = decision_row(
         version=version,
@@ -42,8 +40,8 @@ def _record(store: DecisionStore, *, version, decision, previous, reason, by, ar
         policy="manual",
         decided_by=by,
         artifact=artifact,
-        gate=gate,
         report_uri=report_uri,
+        changes=changes,
     )
     row["gate"] = None  # no gate ran: a person decided
     store.record(row)

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pharmaseg.artifact import ModelArtifact
+from pharmaseg.changes import ModelComparison
 from pharmaseg.errors import ConcurrentUpdateError, PharmasegError
 from pharmaseg.logs import log
 from pharmaseg.registry import ModelRegistry, training_identity
@@ -128,8 +129,7 @@ class Source:
 def read_source(uri: str, storage_client=None) -> Source:
     """Read and validate the request's data; any data problem is a TrainingFailedError."""
     from pharmaseg.panel import read_panel
-    from pharmaseg.sources import read_bytes
-    from pharmaseg.training import sha256_of
+    from pharmaseg.sources import read_bytes, sha256_of
 
     try:
         data = read_bytes(uri, storage_client)
@@ -212,9 +212,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def movers_of(gate: GateResult | None) -> list[dict[str, Any]]:
+def movers_of(changes: ModelComparison | None) -> list[dict[str, Any]]:
     """The change log of a decision: every common country whose segment name changes."""
-    if gate is None or gate.comparison is None:
+    if changes is None:
         return []
     return [
         {
@@ -225,7 +225,7 @@ def movers_of(gate: GateResult | None) -> list[dict[str, Any]]:
             "confidence_before": m.confidence_before,
             "confidence_after": m.confidence_after,
         }
-        for m in gate.comparison.movers
+        for m in changes.movers
     ]
 
 
@@ -242,8 +242,14 @@ def decision_row(
     artifact: ModelArtifact | None = None,
     gate: GateResult | None = None,
     report_uri: str | None = None,
+    changes: ModelComparison | None = None,
 ) -> dict[str, Any]:
-    """One ``model_versions`` row: every decision about a version (gate, person, skip) has this shape."""
+    """One ``model_versions`` row: every decision about a version (gate, person, skip) has this shape.
+
+    ``changes`` is the comparison against the version replaced; by default the gate's.
+    """
+    if changes is None and gate is not None:
+        changes = gate.comparison
     lineage = artifact.lineage if artifact is not None else {}
     return {
         "version": version,
@@ -260,7 +266,7 @@ def decision_row(
         "data_sha256": lineage.get("data_sha256"),
         "window": artifact.window if artifact is not None else None,
         "decision_detail": detail,
-        "movers": _json_safe(movers_of(gate)),
+        "movers": _json_safe(movers_of(changes)),
         "decided_by": decided_by,
         "report_uri": report_uri,
     }
@@ -282,19 +288,23 @@ def decide(
     message_id: str,
     *,
     before_promote: Callable[[], None] | None = None,
+    production: ModelArtifact | None = None,
 ) -> tuple[str, GateResult | None, str, ModelArtifact | None]:
     """Gate the candidate against the current production and promote per ``policy``.
 
     Returns (decision, gate result of the last evaluation, detail, the production it was judged
-    against). ``before_promote`` is a test hook run between the gate and the conditional
-    promotion (where races happen).
+    against). ``production`` is the one already loaded, reused while the alias still names it
+    (versions never change). ``before_promote`` is a test hook run between the gate and the
+    conditional promotion (where races happen).
     """
     notes: list[str] = []
     gate: GateResult | None = None
-    production: ModelArtifact | None = None
     for attempt in range(1, MAX_PROMOTE_ATTEMPTS + 1):
         state = registry.alias(PRODUCTION)
-        production = registry.load(state.version) if state else None
+        if state is None:
+            production = None
+        elif production is None or production.version != state.version:
+            production = registry.load(state.version)
         if production is not None and production.version == candidate.version:
             gate = evaluate(candidate, production, thresholds)
             decision = FORCED if policy == "force" else PROMOTED
@@ -401,7 +411,13 @@ def retrain(
     version = registry.register(artifact, idempotency_key=message_id)
     candidate = registry.load(version)  # what the registry holds (the first delivery's, on redelivery)
     decision, gate, detail, judged_against = decide(
-        registry, candidate, request.promotion, thresholds, message_id, before_promote=before_promote
+        registry,
+        candidate,
+        request.promotion,
+        thresholds,
+        message_id,
+        before_promote=before_promote,
+        production=production,
     )
     if decision != HELD or (gate is not None and gate.passed):
         # The candidate alias can receive live A/B traffic (PHARMASEG_CANDIDATE_TRAFFIC): only a

@@ -1,0 +1,18 @@
+"""Where the reports live in the reports bucket, for the writers (model report, drift check) and
+the readers (the strategy page, ``/reports/``) alike. It imports nothing, so the prediction
+function can know the names without loading the modules that write the reports."""
+
+SEMVER_PATTERN = r"[0-9]+\.[0-9]+\.[0-9]+"
+LATEST_DRIFT = "drift/latest.json"  # the newest drift check in a few fields
+# What /reports/ may stream: the model and drift reports, nothing else.
+_DRIFT_REPORT = r"drift/[0-9]{4}/[0-9]{2}/[0-9]{2}/[A-Za-z0-9._-]+"
+REPORT_PATTERN = rf"(models/{SEMVER_PATTERN}/report|{_DRIFT_REPORT}|drift/latest)\.(html|json)"
+
+
+def model_report(version: str) -> tuple[str, str]:
+    """A version's report: (HTML, JSON) object names."""
+    return f"models/{version}/report.html", f"models/{version}/report.json"
+
+
+def model_report_uri(bucket: str, version: str) -> str:
+    return f"gs://{bucket}/{model_report(version)[0]}"
