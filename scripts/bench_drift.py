@@ -71,10 +71,8 @@ def run(log=print) -> str:
         bq.create_dataset(bigquery.Dataset(f"{layout.project}.{dataset}"))
         for role in ("predictions_log", "batch_predictions", "drift_reports"):
             schema = [bigquery.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
-            bq.create_table(
-                bigquery.Table(f"{layout.project}.{dataset}.{cloud_resources.table_name(role)}", schema=schema)
-            )
-        table = f"{layout.project}.{dataset}.{cloud_resources.table_name('batch_predictions')}"
+            bq.create_table(bigquery.Table(cloud_resources.table_id(layout.project, dataset, role), schema=schema))
+        table = cloud_resources.table_id(layout.project, dataset, "batch_predictions")
         refs = methods.references(artifact.reference, artifact.feature_names)
         settings = DriftSettings(
             project=layout.project,

@@ -119,7 +119,7 @@ def run(status: dict[str, Any]) -> None:
     print(f"new data: uploaded {DATA.name} to {uri} (generation {generation})")
     print("the retrain function asks for a retrain on its latest complete window, trains, registers and gates it")
     table_id = status.get("tables", {}).get("model_versions") or (
-        f"{status['project']}.{status['dataset']}.{cloud_resources.table_name('model_versions')}"
+        cloud_resources.table_id(status["project"], status["dataset"], "model_versions")
     )
     row = wait_for_decision(bigquery, table_id, f"source:{uri.removeprefix('gs://')}#{generation}")
     print_decision(row, status)

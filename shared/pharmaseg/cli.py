@@ -162,7 +162,7 @@ def _decisions(args: argparse.Namespace):
         )
     dataset = config.setting("PHARMASEG_DATASET")
     return ModelVersionsTable(
-        gcp.bigquery_client(project), f"{project}.{dataset}.{cloud_resources.table_name('model_versions')}"
+        gcp.bigquery_client(project), cloud_resources.table_id(project, dataset, "model_versions")
     )
 
 

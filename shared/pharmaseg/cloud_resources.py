@@ -44,6 +44,11 @@ def table_name(role: str) -> str:
     return _spec()["tables"][role]["table"]
 
 
+def table_id(project: str, dataset: str, role: str) -> str:
+    """``project.dataset.table``, as the BigQuery client and SQL name a table."""
+    return f"{project}.{dataset}.{table_name(role)}"
+
+
 def table_spec(role: str) -> dict[str, Any]:
     return _spec()["tables"][role]
 

@@ -190,14 +190,16 @@ class Explanation(NamedTuple):
     def single_feature_note(self) -> str | None:
         return NO_SINGLE_FEATURE if self.single_feature is None else None
 
+    def _shown(self, all_reasons: bool) -> list[int]:
+        """The top ``TOP_REASONS`` positions (every given feature with ``all_reasons``), largest first."""
+        return self.order if all_reasons else self.order[:TOP_REASONS]
+
     def reasons(self, all_reasons: bool = False) -> list[Reason]:
-        """The top ``TOP_REASONS`` reasons (every given feature with ``all_reasons``), largest first."""
         space, m, con = self.space, self.margin, self.contributions
         own, other = space.original[self.cluster], space.original[self.runner_up]
-        order = self.order if all_reasons else self.order[:TOP_REASONS]
         return [
             Reason(space.names[j], con[j], con[j] / m if m != 0 else None, self.values[j], own[j], other[j])
-            for j in order
+            for j in self._shown(all_reasons)
         ]
 
     def to_dict(self, all_reasons: bool = False) -> dict[str, Any]:
@@ -206,8 +208,7 @@ class Explanation(NamedTuple):
         space, segments, m = self.space, self.segment_names, self.margin
         names, con, values = space.names, self.contributions, self.values
         own, other = space.original[self.cluster], space.original[self.runner_up]
-        step = self.step
-        changes = [step * w for w in space.u_orig[self.cluster][self.runner_up]]
+        changes = self.changes
         flip = self.single_feature
         return {
             "runner_up": {
@@ -226,7 +227,7 @@ class Explanation(NamedTuple):
                     "segment_value": own[j],
                     "runner_up_value": other[j],
                 }
-                for j in (self.order if all_reasons else self.order[:TOP_REASONS])
+                for j in self._shown(all_reasons)
             ],
             "what_if": {
                 "distance": self.what_if_distance,
@@ -241,7 +242,7 @@ class Explanation(NamedTuple):
                     "to": flip.to,
                     "flips_to": segments[flip.flips_to],
                 },
-                "single_feature_note": None if flip is not None else NO_SINGLE_FEATURE,
+                "single_feature_note": self.single_feature_note,
             },
         }
 

@@ -25,7 +25,8 @@ class GcsReader:
     def __init__(self, bucket: str, endpoint: str | None = None, http=None):
         self.bucket_name = bucket
         emulator = endpoint or config.value("STORAGE_EMULATOR_HOST")
-        self._endpoint = (emulator or PUBLIC_ENDPOINT).rstrip("/")
+        endpoint = (emulator or PUBLIC_ENDPOINT).rstrip("/")
+        self._objects = f"{endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"  # the JSON API's object list
         if http is None:
             import urllib3
 
@@ -42,8 +43,7 @@ class GcsReader:
         self._http = http
 
     def _url(self, name: str, media: bool) -> str:
-        base = f"{self._endpoint}/storage/v1/b/{quote(self.bucket_name, safe='')}/o/{quote(name, safe='')}"
-        return base + ("?alt=media" if media else "?fields=generation")
+        return f"{self._objects}/{quote(name, safe='')}" + ("?alt=media" if media else "?fields=generation")
 
     def _get(self, name: str, media: bool, *, stream: bool = False):
         response = self._http.request("GET", self._url(name, media), timeout=30.0, preload_content=not stream)
@@ -91,8 +91,7 @@ class GcsReader:
                 query["delimiter"] = delimiter
             if token:
                 query["pageToken"] = token
-            url = f"{self._endpoint}/storage/v1/b/{quote(self.bucket_name, safe='')}/o?{urlencode(query)}"
-            response = self._http.request("GET", url, timeout=30.0)
+            response = self._http.request("GET", f"{self._objects}?{urlencode(query)}", timeout=30.0)
             if response.status != 200:
                 raise OSError(f"LIST gs://{self.bucket_name}/{prefix}: HTTP {response.status} {response.data[:200]!r}")
             page = json.loads(response.data)

@@ -13,9 +13,7 @@ data is escaped.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pharmaseg import pictures
 from pharmaseg.artifact import ModelArtifact
 from pharmaseg.changes import compare, training_confidence
 from pharmaseg.report_objects import model_report, model_report_uri
@@ -30,6 +29,7 @@ from pharmaseg.segment_map import segment_map
 from pharmaseg.segments import segment_style
 
 FORMAT = "pharmaseg.model_report/v1"
+DPI = 90
 
 
 # -- the document ------------------------------------------------------------------------------
@@ -122,25 +122,9 @@ def build_document(
 # -- pictures ----------------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    _pyplot().close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def profile_chart(doc: Mapping[str, Any]) -> str:
     """Each segment's centroid, feature by feature in original units, against the training mean."""
-    plt = _pyplot()
+    plt = pictures.pyplot()
     features = doc["feature_names"]
     fig, axes = plt.subplots(3, 3, figsize=(10, 7.5), layout="constrained")
     segments = doc["segments"]
@@ -153,12 +137,12 @@ def profile_chart(doc: Mapping[str, Any]) -> str:
         ax.set_xticks(range(len(segments)), [s["name"].split()[0] for s in segments], fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
     fig.suptitle("Segment centroids in original units (dashed: training average)", fontsize=10)
-    return _png(fig)
+    return pictures.png(fig, dpi=DPI)
 
 
 def map_chart(doc: Mapping[str, Any]) -> str:
     """The countries on the first two principal components, coloured and shaped by segment."""
-    plt = _pyplot()
+    plt = pictures.pyplot()
     fig, ax = plt.subplots(figsize=(9, 6.5), layout="constrained")
     for s in doc["segments"]:
         colour, marker = segment_style(s["name"])
@@ -175,12 +159,12 @@ def map_chart(doc: Mapping[str, Any]) -> str:
     ax.axvline(0, color="#ddd", linewidth=0.8, zorder=0)
     ax.legend(fontsize=8, title="segment (X: centroid)", title_fontsize=8)
     ax.set_title("Training countries on the standardized features' two main directions", fontsize=10)
-    return _png(fig)
+    return pictures.png(fig, dpi=DPI)
 
 
 def confidence_chart(doc: Mapping[str, Any]) -> str:
     """Each country's confidence, lowest first, with the borderline threshold."""
-    plt = _pyplot()
+    plt = pictures.pyplot()
     rows = sorted(doc["countries"], key=lambda r: r["confidence"])
     fig, ax = plt.subplots(figsize=(9, max(3.0, 0.18 * len(rows))), layout="constrained")
     colours = [segment_style(r["segment"])[0] for r in rows]
@@ -189,13 +173,12 @@ def confidence_chart(doc: Mapping[str, Any]) -> str:
     ax.axvline(doc["borderline_below"], color="#c0392b", linestyle="--", linewidth=1)
     ax.set_xlim(0, 1)
     ax.set_xlabel("confidence = 1 - d(nearest) / d(second nearest); * borderline (below the dashed line)")
-    return _png(fig)
+    return pictures.png(fig, dpi=DPI)
 
 
 # -- the page ----------------------------------------------------------------------------------
 
 # No favicon request: the page is self-contained (and a browser would log the 404).
-NO_ICON = "<link rel='icon' href='data:,'>"
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;color:#222;max-width:1050px;
 padding:0 1em}table{border-collapse:collapse;margin:.8em 0;font-size:13px}th,td{border:1px solid #ccc;
@@ -374,7 +357,7 @@ def to_html(doc: Mapping[str, Any]) -> str:
     )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>pharmaseg model {_e(version)} report</title>{NO_ICON}<style>{STYLE}</style></head><body>",
+        f"<title>pharmaseg model {_e(version)} report</title>{pictures.NO_ICON}<style>{STYLE}</style></head><body>",
         f"<h1>Model {_e(version)} <span class='note'>window {_e(doc['window'])}</span></h1>",
         *_decision_section(doc),
         *_movers_section(doc),

@@ -27,7 +27,7 @@ from pharmaseg.batch.scoring import Counts
 from pharmaseg.batch.sql import literal
 from pharmaseg.batch.state import RunState, Staged
 from pharmaseg.batch.tables import EXPLANATION_COLUMNS
-from pharmaseg.cloud_resources import table_name
+from pharmaseg.cloud_resources import table_id
 from pharmaseg.features import FEATURE_NAMES
 from pharmaseg.logs import log
 from pharmaseg.storage_events import ObjectRef
@@ -61,7 +61,7 @@ class BatchSink:
         self.lease_seconds = lease_seconds
 
     def table(self, role: str) -> str:
-        return f"{self.project}.{self.dataset}.{table_name(role)}"
+        return table_id(self.project, self.dataset, role)
 
     def staging(self, run_id: str, part: str) -> str:
         return f"{self.project}.{self.dataset}._batch_stage_{run_id}_{part}"

@@ -91,8 +91,8 @@ def _ident(name: str) -> str:
 
 def recent_cte(project: str, dataset: str, features: Sequence[str]) -> str:
     """``WITH recent AS (...)``: the production version's online and batch rows of the period, one shape."""
-    log_table = f"`{project}.{dataset}.{cloud_resources.table_name('predictions_log')}`"
-    batch_table = f"`{project}.{dataset}.{cloud_resources.table_name('batch_predictions')}`"
+    log_table = f"`{cloud_resources.table_id(project, dataset, 'predictions_log')}`"
+    batch_table = f"`{cloud_resources.table_id(project, dataset, 'batch_predictions')}`"
     online_cols = ", ".join(f"jsonPayload.features.{_ident(f)} AS {f}" for f in features)
     batch_cols = ", ".join(_ident(f) for f in features)
     return (

@@ -5,14 +5,13 @@ share of rows in each of the reference's decile bins, reference vs. recent, whic
 Jensen-Shannon and PSI compare; right: the two cumulative distributions, whose enclosed area is
 the Wasserstein distance), one for the segment shares, and one for the joint test (the recent
 rows' reconstruction errors against the training rows' out-of-sample ones, and the recent mean
-against the band where it falls without drift). matplotlib is imported here only.
+against the band where it falls without drift). matplotlib is imported (by ``pictures``) only when a
+page is drawn.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -20,20 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from pharmaseg import pictures
 from pharmaseg.drift.methods import FeatureReference
 
+DPI = 80
 COLORS = {"reference": "#4c72b0", "recent": "#dd8452"}
 VERDICT_COLORS = {"drift": "#c0392b", "no_drift": "#27ae60", "insufficient_data": "#7f8c8d"}
 
 
 def to_json(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, indent=1, sort_keys=True, default=str, allow_nan=False).encode()
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _shares(counts) -> np.ndarray:
@@ -43,10 +38,7 @@ def _shares(counts) -> np.ndarray:
 
 def feature_plot(ref: FeatureReference, recent_counts, positions, weights, title: str) -> str:
     """Base64 PNG: decile-bin shares and CDFs, reference vs. recent."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pictures.pyplot()
 
     fig, (bars, cdf) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
     k = len(ref.counts)
@@ -68,16 +60,11 @@ def feature_plot(ref: FeatureReference, recent_counts, positions, weights, title
     cdf.set_title("cumulative distribution", fontsize=9)
     cdf.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return pictures.png(fig, dpi=DPI)
 
 
 def segment_plot(names: Sequence[str], training: Sequence[float], recent: Sequence[float]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pictures.pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     x = np.arange(len(names))
@@ -87,17 +74,12 @@ def segment_plot(names: Sequence[str], training: Sequence[float], recent: Sequen
     ax.set_ylabel("share")
     ax.legend(fontsize=7)
     ax.set_title("prediction drift: segment shares", fontsize=10)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return pictures.png(fig, dpi=DPI)
 
 
 def joint_plot(reference_errors, recent_errors, details: Mapping[str, Any], title: str) -> str:
     """Base64 PNG: the per-row error distributions, and the recent mean against the null band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pictures.pyplot()
 
     reference_errors, recent_errors = np.asarray(reference_errors, float), np.asarray(recent_errors, float)
     fig, (hist, mean) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained", width_ratios=(3, 2))
@@ -128,9 +110,7 @@ def joint_plot(reference_errors, recent_errors, details: Mapping[str, Any], titl
     mean.set_title("recent mean vs. the reference's null band", fontsize=9)
     mean.legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
-    out = _png(fig)
-    plt.close(fig)
-    return out
+    return pictures.png(fig, dpi=DPI)
 
 
 def _fmt(value: Any) -> str:
@@ -144,7 +124,6 @@ def _fmt(value: Any) -> str:
 
 
 # No favicon request: the page is self-contained (and a browser would log the 404).
-NO_ICON = "<link rel='icon' href='data:,'>"
 STYLE = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#222;max-width:1000px}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -180,7 +159,7 @@ def to_html(
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>pharmaseg drift report {html.escape(doc['report_id'])}</title>",
-        f"{NO_ICON}<style>{STYLE}</style></head><body>",
+        f"{pictures.NO_ICON}<style>{STYLE}</style></head><body>",
         "<h1>pharmaseg drift report</h1>",
         f"<p><span class='badge' style='background:{VERDICT_COLORS.get(verdict, '#555')}'>"
         f"{html.escape(verdict)}</span></p>",

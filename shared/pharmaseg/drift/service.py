@@ -111,7 +111,7 @@ def cooldown_decision(last_request: datetime | None, now: datetime, cooldown_hou
 
 
 def _table(settings: DriftSettings, role: str) -> str:
-    return f"{settings.project}.{settings.dataset}.{cloud_resources.table_name(role)}"
+    return cloud_resources.table_id(settings.project, settings.dataset, role)
 
 
 def last_retrain_request(bq, settings: DriftSettings) -> datetime | None:

@@ -39,13 +39,21 @@ Country = Annotated[
 ]
 
 
+def _feature_bounds(name: str) -> dict[str, float]:
+    measure, statistic = name.rsplit("_", 1)
+    if statistic == "growth":
+        return {"gt": -100.0, "le": 1000.0}
+    return {"gt" if statistic == "avg" else "ge": 0.0, "le": _UPPER[measure]}
+
+
 def _feature_type(name: str) -> Any:
     measure, statistic = name.rsplit("_", 1)
     if statistic == "growth":
-        return Annotated[float, Meta(gt=-100.0, le=1000.0, description="compound annual growth over the window, %")]
-    bound = {"gt": 0.0} if statistic == "avg" else {"ge": 0.0}
-    what = "mean" if statistic == "avg" else "sample standard deviation"
-    return Annotated[float, Meta(**bound, le=_UPPER[measure], description=f"{what} over the window, {_UNITS[measure]}")]
+        description = "compound annual growth over the window, %"
+    else:
+        what = "mean" if statistic == "avg" else "sample standard deviation"
+        description = f"{what} over the window, {_UNITS[measure]}"
+    return Annotated[float, Meta(**_feature_bounds(name), description=description)]
 
 
 FEATURE_TYPES: dict[str, Any] = {name: _feature_type(name) for name in FEATURE_NAMES}
@@ -69,9 +77,11 @@ class YearRecord(Struct, forbid_unknown_fields=True):
     """One year of a country's spending, as in the OECD file."""
 
     year: Annotated[float, Meta(ge=1900, le=2200, multiple_of=1, description="calendar year (a whole number)")]
-    PC_HEALTHXP: Annotated[float, Meta(ge=_MEASURE_FLOOR["PC_HEALTHXP"], le=100.0, description=_UNITS["PC_HEALTHXP"])]
-    PC_GDP: Annotated[float, Meta(ge=_MEASURE_FLOOR["PC_GDP"], le=100.0, description=_UNITS["PC_GDP"])]
-    USD_CAP: Annotated[float, Meta(ge=_MEASURE_FLOOR["USD_CAP"], le=100_000.0, description=_UNITS["USD_CAP"])]
+    PC_HEALTHXP: Annotated[
+        float, Meta(ge=_MEASURE_FLOOR["PC_HEALTHXP"], le=_UPPER["PC_HEALTHXP"], description=_UNITS["PC_HEALTHXP"])
+    ]
+    PC_GDP: Annotated[float, Meta(ge=_MEASURE_FLOOR["PC_GDP"], le=_UPPER["PC_GDP"], description=_UNITS["PC_GDP"])]
+    USD_CAP: Annotated[float, Meta(ge=_MEASURE_FLOOR["USD_CAP"], le=_UPPER["USD_CAP"], description=_UNITS["USD_CAP"])]
     TOTAL_SPEND: Annotated[float, Meta(gt=0, description="million USD; not used by the model")] | UnsetType = UNSET
 
 
@@ -106,10 +116,14 @@ class SummaryInput(Struct, forbid_unknown_fields=True):
     """The original project's five headline figures (its README's body)."""
 
     country: Country
-    pharma_per_capita: Annotated[float, Meta(gt=0, le=100_000.0, description="= USD_CAP_avg, USD per head")]
-    pharma_pct_health: Annotated[float, Meta(gt=0, le=100.0, description="= PC_HEALTHXP_avg, % of health spending")]
-    pharma_pct_gdp: Annotated[float, Meta(gt=0, le=100.0, description="= PC_GDP_avg, % of GDP")]
-    growth_rate: Annotated[float, Meta(gt=-100.0, le=1000.0, description="= USD_CAP_growth, % a year")]
+    pharma_per_capita: Annotated[
+        float, Meta(**_feature_bounds("USD_CAP_avg"), description="= USD_CAP_avg, USD per head")
+    ]
+    pharma_pct_health: Annotated[
+        float, Meta(**_feature_bounds("PC_HEALTHXP_avg"), description="= PC_HEALTHXP_avg, % of health spending")
+    ]
+    pharma_pct_gdp: Annotated[float, Meta(**_feature_bounds("PC_GDP_avg"), description="= PC_GDP_avg, % of GDP")]
+    growth_rate: Annotated[float, Meta(**_feature_bounds("USD_CAP_growth"), description="= USD_CAP_growth, % a year")]
     volatility: Annotated[float, Meta(ge=0, description="ignored: no faithful counterpart")]
 
 

@@ -52,8 +52,8 @@ def write(lines: list[PredictionLogLine], stream=None) -> None:
     binary = getattr(out, "buffer", None)
     if binary is None:
         out.write(data.decode())
+        out.flush()
     else:
         out.flush()  # keep the order with text already written to the stream
         binary.write(data)
         binary.flush()
-    out.flush()

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from pharmaseg import __version__
 from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.explain import explainer_for
@@ -36,7 +37,7 @@ from pharmaseg.logs import log
 from pharmaseg.prediction import logline
 from pharmaseg.prediction.openapi import VERSION_PATTERN, document
 from pharmaseg.prediction.validation import Instance, RequestError, parse, series_window_problems, window_values
-from pharmaseg.registry import SEMVER
+from pharmaseg.registry import SEMVER, ModelCache
 from pharmaseg.report_objects import REPORT_PATTERN
 
 JSON = "application/json"
@@ -106,7 +107,6 @@ class PredictionService:
     def deployed(cls, settings: PredictSettings) -> PredictionService:
         """The service as the function runs it: models and reports read lean from GCS."""
         from pharmaseg.gcs_reader import GcsReader
-        from pharmaseg.registry import ModelCache
 
         models = ModelCache(GcsReader(settings.models_bucket), ttl_seconds=settings.alias_ttl_seconds)
         reports = GcsReader(settings.reports_bucket) if settings.reports_bucket else None
@@ -340,8 +340,6 @@ class PredictionService:
             version = self._load().version
         except RequestError:
             version = None
-        from pharmaseg import __version__
-
         body = {
             "message": SERVICE_NAME,
             "version": __version__,

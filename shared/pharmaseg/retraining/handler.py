@@ -92,7 +92,7 @@ class RetrainService:
         from pharmaseg.retraining.service import ModelVersionsTable
 
         storage = gcp.storage_client(settings.project)
-        table_id = f"{settings.project}.{settings.dataset}.{cloud_resources.table_name('model_versions')}"
+        table_id = cloud_resources.table_id(settings.project, settings.dataset, "model_versions")
         return cls(
             settings,
             registry=ModelRegistry(settings.models_bucket, client=storage),

@@ -191,7 +191,7 @@ def status(layout: StackLayout) -> dict[str, Any]:
         "subscriptions": state.get("subscriptions", {}),
         "dataset": state.get("dataset", cloud_resources.dataset_name()),
         "tables": {
-            r: f"{project}.{cloud_resources.dataset_name()}.{cloud_resources.table_name(r)}"
+            r: cloud_resources.table_id(project, cloud_resources.dataset_name(), r)
             for r in cloud_resources.table_roles()
         },
         "gcs_root": str(layout.gcs_root),

@@ -110,7 +110,7 @@ class Router:
         self.project = project
         self.offsets_file = offsets_file
         self.client = client
-        self.table_id = f"{project}.{cloud_resources.dataset_name()}.{cloud_resources.table_name(ROLE)}"
+        self.table_id = cloud_resources.table_id(project, cloud_resources.dataset_name(), ROLE)
         self.offsets: dict[str, dict[str, int]] = {}
         if offsets_file.exists():
             self.offsets = json.loads(offsets_file.read_text())
