@@ -1,28 +1,18 @@
-"""The two shapes of "an object was finalized in a bucket", reduced to one ObjectRef.
+"""An object finalized in a bucket, as Eventarc announces it, reduced to one ObjectRef.
 
-Read by score_batch (a CSV dropped into the inbox) and by retrain (a new OECD file in the
-sources bucket).
-
-- Production (Eventarc): type ``google.cloud.storage.object.v1.finalized``, data = the object
-  resource (``bucket``, ``name``, ``generation``, ``size``, ``contentType``, ...).
-- Local stack: fake-gcs-server publishes a GCS notification to Pub/Sub, pushed to the function,
-  which sees ``google.cloud.pubsub.topic.v1.messagePublished`` with data =
-  ``{"message": {"attributes": {"eventType": "OBJECT_FINALIZE", "bucketId", "objectId",
-  "objectGeneration"}, "data": <base64 object JSON>}}``.
+Read by score_batch (a CSV dropped into the inbox) and by retrain (a new OECD file in the sources
+bucket). Eventarc's Cloud Storage trigger delivers type ``google.cloud.storage.object.v1.finalized``
+with the object resource as data (``bucket``, ``name``, ``generation``, ``size``, ``contentType``,
+...), and only for the bucket the trigger filters on.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from pharmaseg import pubsub
-
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
-PUBSUB_PUBLISHED = pubsub.PUBLISHED
-EVENT_TYPES = (STORAGE_FINALIZED, PUBSUB_PUBLISHED)
 
 
 class EventError(ValueError):
@@ -50,59 +40,24 @@ class ObjectRef:
         return "r" + hashlib.sha256(key).hexdigest()[:31]
 
 
-def _from_resource(doc: dict[str, Any]) -> ObjectRef:
+def parse_event(event_type: str, data: Any) -> ObjectRef:
+    """The finalized object the event names; EventError for any other event or a malformed resource."""
+    if event_type != STORAGE_FINALIZED:
+        raise EventError(f"unexpected event type {event_type!r}; expected {STORAGE_FINALIZED}")
+    if not isinstance(data, dict):
+        raise EventError("storage event data must be the object resource")
     try:
-        bucket, name, generation = doc["bucket"], doc["name"], int(doc["generation"])
-        size = int(doc["size"]) if doc.get("size") not in (None, "") else None
+        bucket, name, generation = data["bucket"], data["name"], int(data["generation"])
+        size = int(data["size"]) if data.get("size") not in (None, "") else None
     except (KeyError, TypeError, ValueError) as exc:
         raise EventError(f"object resource lacks a valid bucket, name, generation or size: {exc!r}") from None
     if not isinstance(bucket, str) or not isinstance(name, str):
         raise EventError("object resource bucket and name must be strings")
-    return ObjectRef(bucket, name, generation, size, doc.get("contentType"))
+    return ObjectRef(bucket, name, generation, size, data.get("contentType"))
 
 
-def parse_event(event_type: str, data: Any) -> ObjectRef | None:
-    """The finalized object, or None for a notification of another kind (delete, metadata update)."""
-    if event_type == STORAGE_FINALIZED:
-        if not isinstance(data, dict):
-            raise EventError("storage event data must be the object resource")
-        return _from_resource(data)
-    if event_type != PUBSUB_PUBLISHED:
-        raise EventError(f"unexpected event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
-    try:
-        message = pubsub.unwrap(data, event_id="unused")  # the run id comes from the object, not the message
-    except pubsub.MalformedMessageError as exc:
-        raise EventError(str(exc)) from None
-    attributes = message.attributes
-    if attributes.get("eventType", "OBJECT_FINALIZE") != "OBJECT_FINALIZE":
-        return None
-    resource: dict[str, Any] = {}
-    if message.data:
-        try:
-            resource = json.loads(message.data)
-        except ValueError:
-            raise EventError("Pub/Sub message data is not a JSON object resource") from None
-        if not isinstance(resource, dict):
-            raise EventError("Pub/Sub message data is not a JSON object")
-    merged = {
-        "bucket": attributes.get("bucketId", resource.get("bucket")),
-        "name": attributes.get("objectId", resource.get("name")),
-        "generation": attributes.get("objectGeneration", resource.get("generation")),
-        "size": resource.get("size"),
-        "contentType": resource.get("contentType"),
-    }
-    return _from_resource(merged)
-
-
-def skip_reason(ref: ObjectRef, prefix: str, bucket: str | None = None) -> str | None:
-    """Why a function leaves this object alone (logged, nothing done), or None to act on it.
-
-    ``bucket`` guards against events from other buckets: on the local stack one notification
-    topic carries every bucket's finalizes (fake-gcs-server publishes to a single topic, and the
-    Pub/Sub emulator ignores subscription filters), where Eventarc filters by bucket.
-    """
-    if bucket is not None and ref.bucket != bucket:
-        return f"object gs://{ref.bucket}/{ref.name} is outside the bucket {bucket!r}"
+def skip_reason(ref: ObjectRef, prefix: str) -> str | None:
+    """Why a function leaves this object alone (logged, nothing done), or None to act on it."""
     if not ref.name.startswith(prefix):
         return f"object {ref.name!r} is outside the prefix {prefix!r}"
     if ref.name.endswith("/"):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 
 import numpy as np
 import pytest
@@ -53,28 +51,22 @@ class Out:
         self.r += t.to_pylist()
 
 
-def test_storage_event_and_pubsub_notification_give_the_same_run():
-    resource = {"bucket": "b", "name": "incoming/x.csv", "generation": "17", "size": "5"}
-    direct = parse_event("google.cloud.storage.object.v1.finalized", resource)
-    message = {
-        "attributes": {
-            "eventType": "OBJECT_FINALIZE",
-            "bucketId": "b",
-            "objectId": "incoming/x.csv",
-            "objectGeneration": "17",
-        },
-        "data": base64.b64encode(json.dumps(resource).encode()).decode(),
-    }
-    pushed = parse_event("google.cloud.pubsub.topic.v1.messagePublished", {"message": message})
-    assert direct == pushed and direct.run_id == pushed.run_id
-    assert direct.run_id != ObjectRef("b", "incoming/x.csv", 18).run_id  # a new generation is a new run
+def test_a_storage_event_names_one_generation_of_one_object():
+    resource = {"bucket": "b", "name": "incoming/x.csv", "generation": "17", "size": "5", "contentType": "text/csv"}
+    ref = parse_event("google.cloud.storage.object.v1.finalized", resource)
+    assert ref == ObjectRef("b", "incoming/x.csv", 17, 5, "text/csv")
+    assert ref.run_id == parse_event("google.cloud.storage.object.v1.finalized", dict(resource)).run_id
+    assert ref.run_id != ObjectRef("b", "incoming/x.csv", 18).run_id  # a new generation is a new run
 
 
-def test_other_events_are_refused_or_ignored():
-    with pytest.raises(EventError):
+def test_other_events_are_refused():
+    """Eventarc's trigger delivers only finalizes: anything else is an error, never a silent skip."""
+    with pytest.raises(EventError, match="unexpected event type"):
         parse_event("google.cloud.storage.object.v1.deleted", {})
-    delete = {"message": {"attributes": {"eventType": "OBJECT_DELETE"}}}
-    assert parse_event("google.cloud.pubsub.topic.v1.messagePublished", delete) is None
+    with pytest.raises(EventError, match="unexpected event type"):
+        parse_event("google.cloud.pubsub.topic.v1.messagePublished", {"message": {}})
+    with pytest.raises(EventError, match="generation"):
+        parse_event("google.cloud.storage.object.v1.finalized", {"bucket": "b", "name": "x.csv"})
 
 
 def test_skip_reasons():

@@ -14,7 +14,7 @@ from pharmaseg.storage_events import STORAGE_FINALIZED
 
 @pytest.fixture
 def service():
-    return BatchService(BatchSettings(inbox_bucket="inbox", max_event_age_seconds=3600))
+    return BatchService(BatchSettings(max_event_age_seconds=3600))
 
 
 def finalized(bucket="inbox", name="incoming/a.csv"):
@@ -31,12 +31,6 @@ def test_a_malformed_event_is_logged_and_acknowledged(service, capsys):
     assert line["severity"] == "ERROR" and line["event"] == "batch_bad_event"
 
 
-def test_another_buckets_object_is_ignored(service, capsys):
-    assert service.handle(STORAGE_FINALIZED, finalized(bucket="elsewhere")) is None
-    line = last_log(capsys)
-    assert line["event"] == "batch_ignored" and "outside the bucket" in line["message"]
-
-
 def test_a_stale_event_is_dropped_instead_of_retried_forever(service, capsys):
     stale = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
     assert service.handle(STORAGE_FINALIZED, finalized(), stale) is None
@@ -44,12 +38,10 @@ def test_a_stale_event_is_dropped_instead_of_retried_forever(service, capsys):
     assert line["event"] == "batch_dropped" and line["source_uri"] == "gs://inbox/incoming/a.csv"
 
 
-def test_a_delete_notification_scores_nothing(service, capsys):
-    """The local stack's form: the storage emulator's notification inside a Pub/Sub message."""
-    attributes = {"eventType": "OBJECT_DELETE", "bucketId": "inbox", "objectId": "incoming/a.csv"}
-    data = {"message": {"data": "", "messageId": "m1", "attributes": attributes}}
-    assert service.handle("google.cloud.pubsub.topic.v1.messagePublished", data) is None
-    assert last_log(capsys)["event"] == "batch_ignored"
+def test_an_event_of_another_type_scores_nothing(service, capsys):
+    assert service.handle("google.cloud.storage.object.v1.deleted", finalized()) is None
+    line = last_log(capsys)
+    assert line["event"] == "batch_bad_event" and "unexpected event type" in line["message"]
 
 
 def test_settings_come_from_the_environment_once(monkeypatch):

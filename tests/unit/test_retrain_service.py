@@ -322,30 +322,14 @@ def test_a_new_source_file_publishes_a_request_for_that_generation_and_its_lates
 @pytest.mark.parametrize(
     "event, why",
     [
-        (source_event("other-bucket"), "outside the bucket"),
-        (source_event("src", name="functions/predict/abc.zip"), "not a CSV file"),
+        (source_event("src", name="README.txt"), "not a CSV file"),
+        (source_event("src", name="archive/"), "folder placeholder"),
     ],
 )
 def test_storage_events_of_other_objects_are_ignored(deps, event, why, capsys):
     listen_to_sources(deps)
     assert deps.handle(handler.STORAGE_FINALIZED, event, "e1") is None
     assert deps.publisher.published == [] and why in capsys.readouterr().out
-
-
-def test_the_local_stacks_notification_form_is_a_storage_event(deps, oecd_path):
-    """On the local stack the storage emulator's notification arrives as a Pub/Sub message."""
-    deps.storage_client = FileStorage(oecd_path)
-    listen_to_sources(deps)
-    data = event_data(source_event("src"))
-    data["message"]["attributes"] = {
-        "eventType": "OBJECT_FINALIZE",
-        "bucketId": "src",
-        "objectId": "oecd_pharma_spending.csv",
-        "objectGeneration": "9",
-        "payloadFormat": "JSON_API_V1",
-    }
-    assert deps.handle(handler.EVENT_TYPE, data, "e1") == "msg-1"
-    assert deps.publisher.published[0][1]["data_uri"].endswith("#9")
 
 
 def test_default_data_uri_from_settings():

@@ -8,7 +8,7 @@ from pharmaseg.batch.run import event_too_old, process_object
 from pharmaseg.batch.state import RunResult
 from pharmaseg.config import BatchSettings
 from pharmaseg.logs import log
-from pharmaseg.storage_events import EventError, parse_event, skip_reason
+from pharmaseg.storage_events import EventError, parse_event
 
 
 class BatchService:
@@ -55,13 +55,6 @@ class BatchService:
             ref = parse_event(event_type, data)
         except EventError as exc:
             log("ERROR", f"malformed event: {exc}", event="batch_bad_event", event_type=event_type)
-            return None
-        if ref is None:
-            log("INFO", "ignored: not an object-finalize notification", event="batch_ignored")
-            return None
-        other_bucket = skip_reason(ref, "", self.settings.inbox_bucket)
-        if other_bucket:
-            log("INFO", f"ignored: {other_bucket}", event="batch_ignored", source_uri=ref.uri)
             return None
         if event_too_old(event_time, self.settings.max_event_age_seconds):
             log("ERROR", "event too old: dropped", event="batch_dropped", source_uri=ref.uri, event_time=event_time)

@@ -2,10 +2,10 @@
 
 - A retrain request (Pub/Sub ``messagePublished`` on the retrain topic) is decoded, validated
   and retrained (``service.retrain``).
-- A new OECD file in the sources bucket (Eventarc ``storage.object.v1.finalized``; on the local
-  stack, the storage emulator's notification pushed through Pub/Sub) becomes a retrain request
-  for that generation of the file and its latest complete window, published to the retrain
-  topic, so that every retrain takes the same path and leaves the same record.
+- A new OECD file in the sources bucket (Eventarc ``storage.object.v1.finalized``, whose trigger
+  filters on that bucket) becomes a retrain request for that generation of the file and its
+  latest complete window, published to the retrain topic, so that every retrain takes the same
+  path and leaves the same record.
 
 A malformed message or data that cannot train is logged (ERROR, with the reason) and
 acknowledged by returning normally: redelivering it cannot help. Anything else (an emulator or
@@ -50,13 +50,6 @@ def request_id(message) -> str:
         return f"drift-report:{report}"
     source = message.attributes.get("source_object")
     return f"source:{source}" if source else message.message_id
-
-
-def _is_storage_notification(data: Any) -> bool:
-    """The local stack's form of a storage event: a GCS notification inside a Pub/Sub message."""
-    message = data.get("message") if isinstance(data, dict) else None
-    attributes = message.get("attributes") if isinstance(message, dict) else None
-    return isinstance(attributes, dict) and "eventType" in attributes and "bucketId" in attributes
 
 
 class RetrainService:
@@ -115,7 +108,7 @@ class RetrainService:
     def handle(self, event_type: str, data: Any, event_id: str | None = None):
         """Handle one event; returns the Decision, the published message id (new source file), or None
         when the event was acknowledged without effect."""
-        if event_type == STORAGE_FINALIZED or (event_type == EVENT_TYPE and _is_storage_notification(data)):
+        if event_type == STORAGE_FINALIZED:
             return self._storage_event(event_type, data)
         if event_type != EVENT_TYPE:
             raise ValueError(f"expected a {EVENT_TYPE} or {STORAGE_FINALIZED} event, got {event_type!r}")
@@ -161,10 +154,7 @@ class RetrainService:
         except EventError as exc:
             log("ERROR", f"malformed storage event: {exc}", event="retrain_bad_event")
             return None
-        if ref is None:  # a delete or metadata notification
-            return None
-        bucket = self.settings.sources_bucket
-        why = skip_reason(ref, "", bucket) if bucket else "no sources bucket configured"
+        why = skip_reason(ref, "")
         if why:
             log("INFO", f"ignored: {why}", event="retrain_source_ignored", source_uri=ref.uri)
             return None

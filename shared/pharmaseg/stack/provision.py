@@ -5,12 +5,13 @@ Every step is idempotent, so ``pharmaseg stack up`` on a running stack only adds
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pharmaseg import cloud_resources, gcp
 from pharmaseg.stack.layout import StackLayout
 
-# How the emulator's push subscriptions mimic Eventarc's: which function a topic triggers.
+# The push subscriptions that stand in for Eventarc's: redelivery, dead letters, ack deadline.
 DEAD_LETTER_ATTEMPTS = 5
 ACK_DEADLINE_S = 600
 
@@ -52,29 +53,45 @@ def create_topics(layout: StackLayout) -> dict[str, str]:
     return names
 
 
-def event_topics(function: str) -> list[str]:
-    """The topic roles whose messages trigger ``function`` (none for HTTP functions).
+@dataclass(frozen=True)
+class Trigger:
+    """One Eventarc trigger of a function, as the local relay serves it.
 
-    Storage triggers listen on ``storage_events``, where fake-gcs-server publishes the finalize
-    notifications (Eventarc's storage triggers in production).
+    ``topic`` is the Pub/Sub topic role the emulator's push subscription reads: the trigger's own
+    topic, or ``storage_events`` where fake-gcs-server publishes every bucket's notifications.
+    ``bucket`` is the bucket name a storage trigger filters on (None for a Pub/Sub trigger).
     """
+
+    function: str
+    topic: str
+    bucket: str | None = None
+
+    @property
+    def subscription(self) -> str:
+        suffix = f"{self.bucket}-" if self.bucket else ""
+        return f"{cloud_resources.topic_name(self.topic)}-{self.function}-{suffix}push"
+
+    def endpoint(self, relay_url: str) -> str:
+        """The relay's path for this trigger: /<function>/pubsub/<topic> or /<function>/storage/<bucket>."""
+        kind, name = ("storage", self.bucket) if self.bucket else ("pubsub", cloud_resources.topic_name(self.topic))
+        return f"{relay_url.rstrip('/')}/{self.function}/{kind}/{name}"
+
+
+def triggers(function: str, project: str) -> list[Trigger]:
+    """The triggers of ``function`` in resources.json (its own and its extra ones; none for HTTP)."""
     spec = cloud_resources.functions()[function]
-    roles = []
+    found = []
     for trigger in [spec, *spec.get("extra_triggers", [])]:
         if trigger["trigger"] == "storage_finalize":
-            roles.append("storage_events")
+            found.append(Trigger(function, "storage_events", cloud_resources.bucket_name(trigger["bucket"], project)))
         elif trigger["trigger"] == "pubsub":
-            roles.append(trigger["topic"])
-    return roles
+            found.append(Trigger(function, trigger["topic"]))
+    return found
 
 
-def subscription_name(function: str, role: str) -> str:
-    return f"{cloud_resources.topic_name(role)}-{function}-push"
-
-
-def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """A push subscription per trigger of each running event-driven function, delivering to its URL
-    as Eventarc does; keyed by subscription name.
+def create_push_subscriptions(layout: StackLayout, functions: list[str]) -> dict[str, dict[str, Any]]:
+    """A push subscription per trigger of each running event-driven function, delivering through the
+    Eventarc relay; keyed by subscription name.
 
     The dead-letter policy forwards a message after DEAD_LETTER_ATTEMPTS failed deliveries; if the
     emulator refuses the policy the subscription is created without it (reported as such).
@@ -86,12 +103,12 @@ def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]
     subscriber = gcp.subscriber_client(endpoint=layout.pubsub_host)
     dead_topic = publisher.topic_path(layout.project, cloud_resources.topic_name("dead_letter"))
     created = {}
-    for function, url in function_urls.items():
-        for role in event_topics(function):
-            name = subscription_name(function, role)
+    for function in functions:
+        for trigger in triggers(function, layout.project):
+            name = trigger.subscription
             path = subscriber.subscription_path(layout.project, name)
-            topic = publisher.topic_path(layout.project, cloud_resources.topic_name(role))
-            push = types.PushConfig(push_endpoint=url.rstrip("/") + "/")
+            topic = publisher.topic_path(layout.project, cloud_resources.topic_name(trigger.topic))
+            push = types.PushConfig(push_endpoint=trigger.endpoint(layout.url("eventarc")))
             try:
                 current = subscriber.get_subscription(subscription=path)
             except exceptions.NotFound:
@@ -122,7 +139,8 @@ def create_push_subscriptions(layout: StackLayout, function_urls: dict[str, str]
                 dead_letter = bool(current.dead_letter_policy.dead_letter_topic)
             created[name] = {
                 "function": function,
-                "topic": cloud_resources.topic_name(role),
+                "topic": cloud_resources.topic_name(trigger.topic),
+                "bucket": trigger.bucket,
                 "push_endpoint": push.push_endpoint,
                 "dead_letter": dead_letter,
             }
@@ -135,10 +153,10 @@ def delete_push_subscriptions(layout: StackLayout, functions: list[str]) -> None
 
     subscriber = gcp.subscriber_client(endpoint=layout.pubsub_host)
     for function in functions:
-        for role in event_topics(function):
+        for trigger in triggers(function, layout.project):
             try:
                 subscriber.delete_subscription(
-                    subscription=subscriber.subscription_path(layout.project, subscription_name(function, role))
+                    subscription=subscriber.subscription_path(layout.project, trigger.subscription)
                 )
             except exceptions.NotFound:
                 pass
