@@ -65,3 +65,13 @@ def table_schema(role: str) -> list[dict[str, Any]]:
 
 def functions() -> dict[str, dict[str, Any]]:
     return _spec()["functions"]
+
+
+def runtime_environment() -> dict[str, str]:
+    """Client-library variables every function runs with (Terraform sets the same).
+
+    google-cloud-storage looks up each bucket's metadata in a background thread to label its
+    OpenTelemetry spans; that lookup needs storage.buckets.get, which no function is granted, and
+    the functions export no traces: the variable switches it off.
+    """
+    return {k: v for k, v in _spec()["runtime_environment"].items() if not k.startswith("_")}

@@ -6,7 +6,7 @@ from typing import Any
 
 from pharmaseg import cloud_resources, config
 from pharmaseg.stack import processes
-from pharmaseg.stack.layout import HOST, StackError, StackLayout
+from pharmaseg.stack.layout import HOST, RECORDED_SERVICES, StackError, StackLayout
 
 
 def discover(layout: StackLayout) -> dict[str, dict[str, Any]]:
@@ -29,6 +29,21 @@ def emulator_env(layout: StackLayout) -> dict[str, str]:
         "STORAGE_EMULATOR_HOST": layout.url("storage"),
         "PUBSUB_EMULATOR_HOST": layout.pubsub_host,
         "BIGQUERY_EMULATOR_HOST": layout.url("bigquery"),
+    }
+
+
+def recorded_env(layout: StackLayout, name: str) -> dict[str, str]:
+    """Function ``name``'s view of the emulators: its own ports of the recording proxy.
+
+    The proxy knows the caller by the port, so the access audit can check every call against
+    the grants of that function's service account.
+    """
+    ports = {service: layout.recorder_port(name, service) for service in RECORDED_SERVICES}
+    return {
+        "GOOGLE_CLOUD_PROJECT": layout.project,
+        "STORAGE_EMULATOR_HOST": f"http://{HOST}:{ports['storage']}",
+        "PUBSUB_EMULATOR_HOST": f"{HOST}:{ports['pubsub']}",
+        "BIGQUERY_EMULATOR_HOST": f"http://{HOST}:{ports['bigquery']}",
     }
 
 
@@ -67,7 +82,8 @@ def settings_env(layout: StackLayout, name: str, environ: dict[str, str] | None 
 def function_env(layout: StackLayout, name: str) -> dict[str, str]:
     env = config.environment()
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    env.update(emulator_env(layout))
+    env.update(recorded_env(layout, name))
+    env.update(cloud_resources.runtime_environment())
     env.update(settings_env(layout, name))
     env.update(
         {

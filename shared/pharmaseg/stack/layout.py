@@ -22,10 +22,13 @@ DEFAULT_PROJECT = "pharmaseg-local"
 HOST = "127.0.0.1"
 
 # Port = base + offset. Functions get base + FUNCTION_OFFSET + their index in resources.json, so a
-# function keeps its port whether or not the others exist.
-EMULATOR_OFFSETS = {"storage": 0, "pubsub": 1, "bigquery": 2, "bigquery_grpc": 3}
+# function keeps its port whether or not the others exist; likewise each function's recording
+# ports (one per emulator it may call) from RECORDER_OFFSET.
+EMULATOR_OFFSETS = {"storage": 0, "pubsub": 1, "bigquery": 2, "bigquery_grpc": 3, "eventarc": 4}
 FUNCTION_OFFSET = 10
-PORT_BLOCK = 20  # ports reserved per stack
+RECORDER_OFFSET = 20
+RECORDED_SERVICES = ("storage", "bigquery", "pubsub")
+PORT_BLOCK = 40  # ports reserved per stack
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -68,13 +71,18 @@ class StackLayout:
 
     # ports and URLs
     def port(self, component: str) -> int:
-        """The port of an emulator (storage, pubsub, bigquery, bigquery_grpc) or of a function."""
+        """The port of an emulator (storage, pubsub, bigquery, bigquery_grpc), the relay or a function."""
         if component in EMULATOR_OFFSETS:
             return self.port_base + EMULATOR_OFFSETS[component]
         names = list(cloud_resources.functions())
         if component in names:
             return self.port_base + FUNCTION_OFFSET + names.index(component)
         raise KeyError(component)
+
+    def recorder_port(self, function: str, service: str) -> int:
+        """The port where the recording proxy takes ``function``'s calls to one emulator."""
+        index = list(cloud_resources.functions()).index(function)
+        return self.port_base + RECORDER_OFFSET + len(RECORDED_SERVICES) * index + RECORDED_SERVICES.index(service)
 
     def url(self, component: str) -> str:
         return f"http://{HOST}:{self.port(component)}"

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pharmaseg import cloud_resources
-from pharmaseg.stack import emulators, functions, processes, provision
-from pharmaseg.stack.layout import StackError, StackLayout
+from pharmaseg.stack import emulators, functions, processes, provision, recorder
+from pharmaseg.stack.layout import RECORDED_SERVICES, StackError, StackLayout
 
 STATE_VERSION = 1
+# The stack's own processes beside the emulators: the log sink, the recording proxy, Eventarc's relay.
+HELPERS = ("logrouter", "recorder", "eventarc")
 
 
 def read_state(layout: StackLayout) -> dict[str, Any] | None:
@@ -54,6 +56,42 @@ def _start_logrouter(layout: StackLayout) -> dict[str, Any]:
     return processes.spawn(cmd, stdout=layout.log_path("logrouter"), cwd=layout.repo_root)
 
 
+def _start_recorder(layout: StackLayout) -> dict[str, Any]:
+    """The recording proxy every function reaches the emulators through (see stack.recorder)."""
+    cmd = [
+        str(layout.python_bin("python")),
+        "-m",
+        "pharmaseg.stack.recorder",
+        "--state-dir",
+        str(layout.state_dir),
+        "--port-base",
+        str(layout.port_base),
+        "--project",
+        layout.project,
+    ]
+    record = processes.spawn(cmd, stdout=layout.log_path("recorder"), cwd=layout.repo_root)
+    ports = [layout.recorder_port(f, s) for f in cloud_resources.functions() for s in RECORDED_SERVICES]
+    processes.wait_ready("recorder", record, lambda: all(processes.port_open(p) for p in ports), timeout=30)
+    return record
+
+
+def _start_relay(layout: StackLayout) -> dict[str, Any]:
+    """The Eventarc stand-in between the push subscriptions and the functions (see stack.eventarc)."""
+    cmd = [
+        str(layout.python_bin("python")),
+        "-m",
+        "pharmaseg.stack.eventarc",
+        "--port",
+        str(layout.port("eventarc")),
+        "--project",
+        layout.project,
+    ]
+    cmd += [f"--function={name}={layout.url(name)}" for name in cloud_resources.functions()]
+    record = processes.spawn(cmd, stdout=layout.log_path("eventarc"), cwd=layout.repo_root)
+    processes.wait_ready("eventarc", record, lambda: processes.port_open(layout.port("eventarc")), timeout=30)
+    return record
+
+
 def up(layout: StackLayout, *, log=print) -> dict[str, Any]:
     """Start (or complete) the stack and return its status; a running stack is reused."""
     t0 = time.monotonic()
@@ -66,8 +104,10 @@ def up(layout: StackLayout, *, log=print) -> dict[str, Any]:
         emulators.check_tools(layout)
         wanted = list(functions.discover(layout))
         layout.python_bin("functions-framework")
-        emulators.check_ports(layout, [*emulators.EMULATORS, "bigquery_grpc", *wanted])
+        emulators.check_ports(layout, [*emulators.EMULATORS, "bigquery_grpc", "eventarc", *wanted])
         _clean_data(layout)
+        # The calls of the last stack are kept past `down` for an audit; a new stack records anew.
+        (layout.state_dir / recorder.ACCESS_LOG).unlink(missing_ok=True)
         state = {
             "version": STATE_VERSION,
             "project": layout.project,
@@ -115,6 +155,9 @@ def _complete(layout: StackLayout, state: dict[str, Any], *, log) -> None:
     state["timings"]["provision_s"] = round(time.monotonic() - t, 2)
     if not _alive(state["processes"].get("logrouter")):
         state["processes"]["logrouter"] = _start_logrouter(layout)
+    for name, start in (("recorder", _start_recorder), ("eventarc", _start_relay)):
+        if not _alive(state["processes"].get(name)):
+            state["processes"][name] = start(layout)
     write_state(layout, state)
 
     wanted = functions.discover(layout)
@@ -131,7 +174,7 @@ def _complete(layout: StackLayout, state: dict[str, Any], *, log) -> None:
             log(f"function {name} failed to start: {errors[name]}")
         state["timings"]["functions_s"] = round(time.monotonic() - t, 2)
         write_state(layout, state)
-    running = {n: r["url"] for n, r in state["functions"].items() if _alive(r)}
+    running = [n for n, r in state["functions"].items() if _alive(r)]
     state["subscriptions"] = provision.create_push_subscriptions(layout, running)
     provision.delete_push_subscriptions(layout, [n for n in cloud_resources.functions() if n not in running])
 
@@ -151,7 +194,7 @@ def down(layout: StackLayout, *, log=print) -> dict[str, bool]:
         return {}
     records = {**state.get("functions", {}), **state.get("processes", {})}
     # Functions and the router first, so nothing publishes into emulators that are going away.
-    order = [*state.get("functions", {}), "logrouter", "storage", "pubsub", "bigquery"]
+    order = [*state.get("functions", {}), *reversed(HELPERS), *emulators.EMULATORS]
     stopped = {}
     for name in order:
         if name in records:
@@ -172,7 +215,7 @@ def status(layout: StackLayout) -> dict[str, Any]:
     state = read_state(layout) or {}
     procs = state.get("processes", {})
     funcs = state.get("functions") or {n: {"url": layout.url(n)} for n in functions.discover(layout)}
-    running = {name: _alive(procs.get(name)) for name in (*emulators.EMULATORS, "logrouter")}
+    running = {name: _alive(procs.get(name)) for name in (*emulators.EMULATORS, *HELPERS)}
     running.update({name: _alive(r) if "pid" in r else False for name, r in funcs.items()})
     project = state.get("project", layout.project)
     return {
