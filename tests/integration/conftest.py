@@ -33,6 +33,10 @@ from pharmaseg.stack.layout import PORT_BLOCK, StackError, StackLayout
 TEST_PORT_START = 21000
 
 _live: dict[int, int | None] = {}  # pid -> start time of every process the fixtures started
+_state_dirs: list[Path] = []  # every stack's state dir: the access audit reads their access.jsonl
+AUDIT_MODULE = "test_access_audit.py"
+AUDIT_REPORT = Path(__file__).resolve().parents[2] / "build" / "access-audit.txt"
+AUDIT_REPORT.unlink(missing_ok=True)  # loaded once per run, before any test: the report shown is this run's
 
 
 def pytest_collection_modifyitems(items):
@@ -40,6 +44,19 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.integration)
+    # The access audit checks the calls of every test before it: it runs last.
+    items.sort(key=lambda item: Path(item.fspath).name == AUDIT_MODULE)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if AUDIT_REPORT.exists():
+        terminalreporter.section("access audit")
+        terminalreporter.write(AUDIT_REPORT.read_text())
+
+
+def recorded_access_logs() -> list[Path]:
+    """The access.jsonl of every stack this session started (kept after the stack stopped)."""
+    return [d / "access.jsonl" for d in _state_dirs if (d / "access.jsonl").exists()]
 
 
 def _last_resort_cleanup() -> None:
@@ -78,6 +95,7 @@ def make_layout(state_dir: Path, **overrides: Any) -> StackLayout:
     """A layout on fresh ports (successive calls never share a block) with its state in ``state_dir``."""
     start = _next_base["port"]
     base = free_port_base(start)
+    _state_dirs.append(Path(state_dir))
     _next_base["port"] = base + PORT_BLOCK
     defaults = StackLayout()
     return StackLayout(

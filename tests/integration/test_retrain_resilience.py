@@ -29,7 +29,7 @@ from pharmaseg.registry import ModelRegistry
 from pharmaseg.retraining.message import decode_request, encode_request
 from pharmaseg.retraining.service import ModelVersionsTable, retrain
 from pharmaseg.stack import lifecycle
-from pharmaseg.stack.provision import subscription_name
+from pharmaseg.stack.provision import triggers
 from tests.integration import own_stack
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
@@ -61,7 +61,11 @@ class Stack:
         return publisher.publish(topic, data).result(timeout=30), data
 
     def deliver(self, message_id: str, data: bytes, publish_time: str | None = None) -> int:
-        """POST the push subscription's body for this message to the function, as a redelivery does."""
+        (trigger,) = [t for t in triggers("retrain", self.project) if t.topic == "retrain"]
+        """POST the push subscription's body for this message to the Eventarc relay, as a redelivery does.
+
+        The relay answers 204 when the function accepted the event and 500 when it failed.
+        """
         body = {
             "message": {
                 "data": base64.b64encode(data).decode(),
@@ -69,10 +73,10 @@ class Stack:
                 "messageId": message_id,
                 "publishTime": publish_time,
             },
-            "subscription": f"projects/{self.project}/subscriptions/{subscription_name('retrain', 'retrain')}",
+            "subscription": f"projects/{self.project}/subscriptions/{trigger.subscription}",
         }
         request = urllib.request.Request(
-            self.status["functions"]["retrain"],
+            trigger.endpoint(self.layout.url("eventarc")),
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -157,7 +161,7 @@ def wait_decided(stack: Stack, message_id: str, data: bytes) -> tuple[list[dict]
     if rows or publish_time is None:
         assert rows, f"message {message_id} was neither decided within 30 s of the restart nor dead-lettered"
         return rows, "redelivered by Pub/Sub (over 30 s after the restart)"
-    assert stack.deliver(message_id, data, publish_time) == 200
+    assert stack.deliver(message_id, data, publish_time) == 204
     return stack.rows("message_id", message_id), "dead-lettered while the function was down, so delivered again"
 
 
@@ -221,7 +225,7 @@ def test_retrain_killed_after_registering_is_finished_by_the_redelivery(stack):
     assert all((e["version"], e["decision"]) == (version, "held") for e in late)
     assert all(datetime.fromisoformat(e["time"]) > decided_at for e in late)
     # ... and a delivery after that is only a logged duplicate of the same decision
-    assert stack.deliver(message_id, data) == 200
+    assert stack.deliver(message_id, data) == 204
     duplicates = [e for e in stack.log_events(message_id) if e.get("event") == "retrain_duplicate"]
     assert [(e["version"], e["decision"]) for e in duplicates] == [(version, "held")] * (len(late) + 1)
     assert len(stack.rows("message_id", message_id)) == 1 and stack.registry.versions() == [*before, version]
@@ -265,7 +269,7 @@ def test_retrain_that_died_before_its_key_named_the_version_is_finished_not_skip
 
     # The redelivery, through the function: it must finish this version, not call the request
     # "no new data" because a version with its data, window and parameters exists (its own).
-    assert stack.deliver(message_id, data) == 200
+    assert stack.deliver(message_id, data) == 204
     (row,) = stack.rows("message_id", message_id)
     assert (row["version"], row["decision"]) == (version, "held"), row["decision_detail"]
     assert row["decision_detail"].startswith("policy never: registered for inspection")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import csv
 import io
-import json
 import time
 import uuid
 
@@ -16,7 +14,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery as bq
 
 from pharmaseg import cloud_resources
-from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, parse_event, process_object
+from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, process_object
 from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
 from pharmaseg.batch.tables import EXPLANATION_COLUMNS
 from pharmaseg.explain import TOP_REASONS, Explainer
@@ -316,22 +314,6 @@ def test_large_file_sql_path_matches_numpy(env, model):
         np.testing.assert_allclose([float(r[column]) for r in sql_csv], [float(r[column]) for r in numpy_csv])
     rejects = env.bucket.blob("results/large.rejects.csv").download_as_text().splitlines()
     assert len(rejects) == 1 + 3
-
-
-def test_pubsub_notification_event_shape(env, model):
-    ref = env.upload("incoming/shape.csv", features_csv(model[1], ["DEU"]))
-    message = {
-        "attributes": {
-            "eventType": "OBJECT_FINALIZE",
-            "bucketId": ref.bucket,
-            "objectId": ref.name,
-            "objectGeneration": str(ref.generation),
-        },
-        "data": base64.b64encode(json.dumps({"bucket": ref.bucket, "name": ref.name}).encode()).decode(),
-    }
-    parsed = parse_event("google.cloud.pubsub.topic.v1.messagePublished", {"message": message})
-    assert parsed.run_id == ref.run_id
-    assert env.run(parsed).status == "succeeded"
 
 
 def test_end_to_end_through_the_running_stack(local_stack_env, model):

@@ -45,8 +45,9 @@ import functions_framework
 
 @functions_framework.cloud_event
 def score_batch(cloud_event):
+    attributes = {k: cloud_event.get(k) for k in ("type", "source", "subject", "id", "time", "bucket")}
     with open(os.environ["STUB_EVENTS_FILE"], "a") as out:
-        out.write(json.dumps({"type": cloud_event["type"], "data": cloud_event.data}) + "\\n")
+        out.write(json.dumps({**attributes, "data": cloud_event.data}) + "\\n")
 """
 
 
@@ -109,8 +110,10 @@ def test_up_reports_status_json(cli_stack):
     assert status["topics"] == {r: cloud_resources.topic_name(r) for r in cloud_resources.topic_roles()}
     assert status["dataset"] == cloud_resources.dataset_name()
     assert status["env"]["BIGQUERY_EMULATOR_HOST"] == layout.url("bigquery")
-    pushed = {(s["topic"], s["function"]) for s in status["subscriptions"].values()}
-    assert (cloud_resources.topic_name("storage_events"), "score_batch") in pushed
+    pushed = {(s["topic"], s["function"], s["push_endpoint"]) for s in status["subscriptions"].values()}
+    inbox = cloud_resources.bucket_name("inbox", layout.project)
+    relay = f"{layout.url('eventarc')}/score_batch/storage/{inbox}"
+    assert (cloud_resources.topic_name("storage_events"), "score_batch", relay) in pushed
     assert cli_stack["startup_s"] < 60
 
 
@@ -139,31 +142,42 @@ def test_functions_get_the_stack_settings(cli_stack):
     assert response.json() == {
         "project": layout.project,
         "models": cloud_resources.bucket_name("models", layout.project),
-        "storage": layout.url("storage"),
+        # predict's own port of the recording proxy, not the emulator itself
+        "storage": f"http://127.0.0.1:{layout.recorder_port('predict', 'storage')}",
     }
 
 
-def test_inbox_upload_reaches_score_batch_as_pubsub_cloudevent(cli_stack):
-    """fake-gcs-server -> inbox-events topic -> push subscription -> functions-framework CloudEvent."""
+def test_inbox_upload_reaches_score_batch_as_eventarc_delivers_it(cli_stack):
+    """fake-gcs-server -> storage events topic -> push -> Eventarc relay -> binary-mode CloudEvent.
+
+    Only the trigger's bucket reaches the function: a finalize in another bucket, uploaded first,
+    never arrives.
+    """
     from pharmaseg import gcp
 
     layout = cli_stack["layout"]
     client = gcp.storage_client(layout.project, endpoint=layout.url("storage"))
-    name = f"incoming/{uuid.uuid4().hex}.csv"
-    client.bucket(cloud_resources.bucket_name("inbox", layout.project)).blob(name).upload_from_string("a,b\n1,2\n")
+    marker = uuid.uuid4().hex
+    inbox = cloud_resources.bucket_name("inbox", layout.project)
+    client.bucket(cloud_resources.bucket_name("reports", layout.project)).blob(
+        f"incoming/{marker}-r.csv"
+    ).upload_from_string("a\n")
+    name = f"incoming/{marker}.csv"
+    client.bucket(inbox).blob(name).upload_from_string("a,b\n1,2\n")
     events_file = cli_stack["root"] / "events.jsonl"
 
     def delivered():
         if not events_file.exists():
             return None
         events = [json.loads(line) for line in events_file.read_text().splitlines()]
-        return [e for e in events if e["data"]["message"]["attributes"].get("objectId") == name]
+        return [e for e in events if marker in e["data"].get("name", "")]
 
     (event,) = wait_for(delivered)
-    assert event["type"] == "google.cloud.pubsub.topic.v1.messagePublished"
-    attributes = event["data"]["message"]["attributes"]
-    assert attributes["eventType"] == "OBJECT_FINALIZE"
-    assert attributes["bucketId"] == cloud_resources.bucket_name("inbox", layout.project)
+    assert event["type"] == "google.cloud.storage.object.v1.finalized"
+    assert event["source"] == f"//storage.googleapis.com/projects/_/buckets/{inbox}"
+    assert event["subject"] == f"objects/{name}" and event["bucket"] == inbox
+    assert event["data"]["bucket"] == inbox and event["data"]["name"] == name
+    assert int(event["data"]["generation"]) > 0 and event["id"] and event["time"]
 
 
 def test_prediction_log_line_reaches_bigquery(cli_stack):
