@@ -16,8 +16,10 @@ CLI's data path, the local stack's own layout) are declared in ``TOOLING`` and r
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,8 @@ from pharmaseg.errors import PharmasegError
 
 ALL = ("predict", "score_batch", "retrain", "check_drift")
 PREFIX = "PHARMASEG_"
+WINDOW_PATTERN = "[0-9]{4}-[0-9]{4}"  # START-END, as a retrain message's window
+DATA_URI_PATTERN = "gs://[^/#]+/[^#]+(#[0-9]+)?"  # as a retrain message's data_uri
 
 
 class SettingsError(PharmasegError):
@@ -46,6 +50,8 @@ class Setting:
     low: float | None = None  # inclusive bounds of a number
     high: float | None = None
     attr: str = ""  # field name in the settings object; default: the name without PHARMASEG_, lowercased
+    pattern: str = ""  # regular expression (RE2 syntax too) a whole non-empty str value must match
+    json_type: str = ""  # the str is a JSON document of this Terraform type (map(number): an object of numbers)
 
     @property
     def field(self) -> str:
@@ -58,6 +64,13 @@ class Setting:
                 raise ValueError(f"must be set: {self.doc}")
             return self.default
         value = raw if self.kind is str else self.kind(raw)
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            raise ValueError(f"{raw!r} does not match {self.pattern}")
+        if self.json_type:
+            try:
+                json.loads(value)
+            except ValueError:
+                raise ValueError(f"{raw!r} is not JSON") from None
         if self.kind is float and not math.isfinite(value):
             raise ValueError(f"{raw!r} is not a finite number")
         if self.choices and value not in self.choices:
@@ -102,6 +115,7 @@ _SETTINGS = [
         "How long a process trusts its cached alias before checking whether it moved (one small GCS read).",
         ("predict", "score_batch"),
         low=0,
+        high=3600,
     ),
     Setting("PHARMASEG_CANDIDATE_ALIAS", str, "candidate", "Alias of the A/B candidate.", ("predict",)),
     Setting(
@@ -113,7 +127,14 @@ _SETTINGS = [
         low=0,
         high=1,
     ),
-    Setting("PHARMASEG_MAX_INSTANCES", int, 100, "Most countries accepted in one request.", ("predict",), low=1),
+    Setting(
+        "PHARMASEG_MAX_INSTANCES",
+        int,
+        100,
+        "Most countries accepted in one request.",
+        ("predict",),
+        low=1,
+    ),
     Setting(
         "PHARMASEG_BORDERLINE_CONFIDENCE",
         float,
@@ -124,7 +145,15 @@ _SETTINGS = [
         low=0,
         high=1,
     ),
-    Setting("PHARMASEG_MAX_BODY_BYTES", int, 262144, "Largest request body accepted (bytes).", ("predict",), low=1),
+    Setting(
+        "PHARMASEG_MAX_BODY_BYTES",
+        int,
+        262144,
+        "Largest request body accepted (bytes; Cloud Run accepts at most 32 MiB).",
+        ("predict",),
+        low=1,
+        high=33554432,
+    ),
     Setting(
         "PHARMASEG_DATASET",
         str,
@@ -146,6 +175,7 @@ _SETTINGS = [
         None,
         "gs:// URI of the raw OECD CSV a retrain message uses when it names none (overrides the sources bucket).",
         ("retrain",),
+        pattern=DATA_URI_PATTERN,
     ),
     Setting(
         "PHARMASEG_RETRAIN_WINDOW",
@@ -154,6 +184,7 @@ _SETTINGS = [
         "Training window START-END of a retrain message that names none; empty: the data's latest complete "
         "window as long as production's (docs/retraining.md).",
         ("retrain",),
+        pattern=WINDOW_PATTERN,
     ),
     Setting(
         "PHARMASEG_RETRAIN_BOOTSTRAP",
@@ -162,6 +193,7 @@ _SETTINGS = [
         "Bootstrap refits for the stability metric when a retrain message names no n_bootstrap.",
         ("retrain",),
         low=1,
+        high=500,  # a message's own n_bootstrap bound (retraining.message.MAX_BOOTSTRAP)
     ),
     Setting(
         "PHARMASEG_GATE_THRESHOLDS",
@@ -169,6 +201,7 @@ _SETTINGS = [
         "{}",
         'JSON object overriding promotion-gate thresholds (see docs/retraining.md), e.g. {"min_ari": 0.8}.',
         ("retrain",),
+        json_type="map(number)",
     ),
     Setting(
         "PHARMASEG_REPORTS_BUCKET",
@@ -281,9 +314,11 @@ _SETTINGS = [
         "PHARMASEG_BATCH_PREFIX",
         str,
         "incoming/",
-        "Only objects under this inbox prefix are scored.",
+        "Only objects under this inbox prefix (ending with /) are scored; the results and staging prefixes "
+        "must lie outside it.",
         ("score_batch",),
         attr="prefix",
+        pattern=".*/",
     ),
     Setting(
         "PHARMASEG_BATCH_RESULTS_PREFIX",
@@ -344,6 +379,7 @@ _SETTINGS = [
         "Panel scoring window START-END; empty: the model's length, best-covered.",
         ("score_batch",),
         attr="window",
+        pattern=WINDOW_PATTERN,
     ),
     Setting(
         "PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS",

@@ -86,3 +86,33 @@ def test_undeclared_variables_cannot_be_read():
 def test_numbers_that_are_not_plausible_are_refused(name, raw, why):
     with pytest.raises(config.SettingsError, match=f"{name}: {why}"):
         config.load("predict", {"PHARMASEG_MODELS_BUCKET": "m", name: raw})
+
+
+@pytest.mark.parametrize(
+    "function, name, raw, why",
+    [
+        ("retrain", "PHARMASEG_RETRAIN_WINDOW", "2011:2020", "does not match"),
+        ("score_batch", "PHARMASEG_BATCH_WINDOW", "2011-20", "does not match"),
+        ("score_batch", "PHARMASEG_BATCH_PREFIX", "incoming", "does not match"),
+        ("retrain", "PHARMASEG_RETRAIN_DATA_URI", "s3://b/data.csv", "does not match"),
+        ("retrain", "PHARMASEG_GATE_THRESHOLDS", "{min_ari: 0.8}", "is not JSON"),
+        ("retrain", "PHARMASEG_RETRAIN_BOOTSTRAP", "501", r"is outside \[1, 500\]"),
+        ("predict", "PHARMASEG_ALIAS_TTL_SECONDS", "3601", r"is outside \[0, 3600\]"),
+        ("predict", "PHARMASEG_MAX_BODY_BYTES", "33554433", r"is outside \[1, 3.35544e\+07\]"),
+    ],
+)
+def test_strings_and_numbers_outside_their_declared_form_are_refused(function, name, raw, why):
+    environ = {"GOOGLE_CLOUD_PROJECT": "p", "PHARMASEG_MODELS_BUCKET": "m", "PHARMASEG_REPORTS_BUCKET": "r"}
+    environ["PHARMASEG_INBOX_BUCKET"] = "i"
+    with pytest.raises(config.SettingsError, match=f"{name}: '{re.escape(raw)}' {why}"):
+        config.load(function, {**environ, name: raw})
+
+
+def test_retrain_defaults_obey_a_retrain_message_s_own_bounds():
+    """A default window, data URI or bootstrap count is what a message could have said itself."""
+    from pharmaseg.retraining import message
+
+    properties = message.SCHEMA["properties"]
+    assert properties["window"]["pattern"] == f"^{config.WINDOW_PATTERN}$"
+    assert properties["data_uri"]["pattern"] == f"^{config.DATA_URI_PATTERN}$"
+    assert config.SETTINGS["PHARMASEG_RETRAIN_BOOTSTRAP"].high == message.MAX_BOOTSTRAP
