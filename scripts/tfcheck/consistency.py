@@ -4,7 +4,9 @@
   functions Terraform creates are exactly the ones declared there (the local stack creates the
   same), because each resource iterates the decoded file; table schemas are ``file()``s of
   ``resources/schemas/<role>.json``.
-- ``shared/pharmaseg/config.py`` SETTINGS: every variable a function reads is set for it.
+- ``shared/pharmaseg/config.py`` SETTINGS: the functions' environments (``local.function_env``)
+  and the settings' variables are ``settings.tf``, generated from SETTINGS and current, and each
+  function's ``environment_variables`` is its entry.
 - ``functions/<name>/main.py``: the entry point exists (once the file exists).
 - ``functions/<name>/requirements.txt``: exact pins, no local paths, the library's own dependencies.
 """
@@ -18,6 +20,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tfcheck.checks import Finding
@@ -38,8 +41,8 @@ def load_spec(repo_root: Path) -> dict[str, Any]:
     return json.loads((repo_root / RESOURCES / "resources.json").read_text())
 
 
-def load_settings(repo_root: Path) -> dict[str, Any]:
-    """``SETTINGS`` of shared/pharmaseg/config.py, read fresh (others add settings over time)."""
+def load_config(repo_root: Path) -> ModuleType:
+    """shared/pharmaseg/config.py, read fresh (the installed pharmaseg may be another checkout's)."""
     path = repo_root / "shared/pharmaseg/config.py"
     name = "_tfcheck_pharmaseg_config"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -49,7 +52,7 @@ def load_settings(repo_root: Path) -> dict[str, Any]:
         spec.loader.exec_module(module)
     finally:
         sys.modules.pop(name, None)
-    return dict(module.SETTINGS)
+    return module
 
 
 def _expr(value: Any) -> str:
@@ -136,10 +139,10 @@ def check_sources_of_truth(module: Module, repo_root: Path) -> list[Finding]:
     return findings
 
 
-def check_function_env(module: Module, settings: dict[str, Any]) -> list[Finding]:
-    """Each function gets every SETTINGS variable that lists it, and no undocumented one."""
+def check_function_env(module: Module, config: ModuleType) -> list[Finding]:
+    """The functions' environments are the generated settings file, current with SETTINGS."""
     findings: list[Finding] = []
-    env = module.locals.get("function_env")
+    generated = Path(config.TERRAFORM_FILE).name
     functions = [b for (t, _), b in module.resources.items() if t == "google_cloudfunctions2_function"]
     for block in functions:
         service = _first_block(block.body, "service_config")
@@ -152,27 +155,18 @@ def check_function_env(module: Module, settings: dict[str, Any]) -> list[Finding
                     "service_config.environment_variables must be local.function_env[each.key]",
                 )
             )
-    if not isinstance(env, dict):
-        return [
-            *findings,
-            Finding("consistency", "locals.tf", "local.function_env", "must be a literal map per function"),
-        ]
-    every_function = {fn for s in settings.values() for fn in s.functions}
-    for fn in sorted(every_function | {k for k in env if not k.startswith("__")}):
-        wanted = {name for name, s in settings.items() if fn in s.functions}
-        given = {k for k in env.get(fn, {}) if not k.startswith("__")}
-        for name in sorted(wanted - given):
-            findings.append(
-                Finding("consistency", "locals.tf", f"local.function_env.{fn}", f"{name} is read by {fn} but not set")
+    path = module.path / generated
+    if not path.is_file() or path.read_text() != config.terraform_settings():
+        findings.append(
+            Finding("consistency", generated, "-", f"stale or missing: regenerate it with `{config.TERRAFORM_COMMAND}`")
+        )
+    where = module.local_files.get("function_env")
+    if where != generated:
+        findings.append(
+            Finding(
+                "consistency", where or generated, "local.function_env", f"must be the one generated in {generated}"
             )
-        for name in sorted(given - set(settings)):
-            findings.append(
-                Finding("consistency", "locals.tf", f"local.function_env.{fn}", f"{name} is not in config.SETTINGS")
-            )
-        for name in sorted((given & set(settings)) - wanted):
-            findings.append(
-                Finding("consistency", "locals.tf", f"local.function_env.{fn}", f"{fn} does not read {name}")
-            )
+        )
     return findings
 
 
@@ -256,7 +250,7 @@ def check_consistency(module: Module, repo_root: Path) -> list[Finding]:
     """Every consistency check that can run on what exists today."""
     return [
         *check_sources_of_truth(module, repo_root),
-        *check_function_env(module, load_settings(repo_root)),
+        *check_function_env(module, load_config(repo_root)),
         *check_entry_point_wiring(module),
         *entry_point_findings(repo_root)[0],
         *requirements_findings(repo_root)[0],

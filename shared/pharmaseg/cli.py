@@ -303,7 +303,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    print(config.markdown_table(), end="")
+    print(config.terraform_settings() if args.terraform else config.markdown_table(), end="")
     return 0
 
 
@@ -368,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.set_defaults(handler=_cmd_rollback)
 
     settings = commands.add_parser("config", help="print every environment variable the functions read")
+    settings.add_argument(
+        "--terraform",
+        action="store_true",
+        help=f"print {config.TERRAFORM_FILE} instead: the variables and function_env (`{config.TERRAFORM_COMMAND}`)",
+    )
     settings.set_defaults(handler=_cmd_config)
 
     add_stack_commands(commands)

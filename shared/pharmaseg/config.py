@@ -4,9 +4,11 @@ A function gets its settings as one typed object, converted once when the functi
 ``load("predict")`` returns a ``PredictSettings`` whose fields are the settings that function
 reads (``PHARMASEG_MAX_BODY_BYTES`` -> ``max_body_bytes``), each already an int, a float or a
 checked choice, or raises one ``SettingsError`` naming every bad or missing variable. The
-settings classes are generated from the table below, docs/configuration.md is generated from it
-(``pharmaseg config``), and a test checks that Terraform sets every setting for exactly the
-functions that read it: adding a setting is one entry here plus its Terraform variable.
+settings classes are generated from the table below, and so are docs/configuration.md
+(``pharmaseg config``) and terraform/settings.tf (``pharmaseg config --terraform``): a Terraform
+variable per setting, with this default and these bounds, and each function's environment,
+exactly the settings it reads. Tests fail when either file is stale: adding a setting is one
+entry here, then the two files regenerated.
 
 The few variables that are not function settings (the emulator hosts the local stack sets, the
 CLI's data path, the local stack's own layout) are declared in ``TOOLING`` and read through
@@ -16,16 +18,21 @@ CLI's data path, the local stack's own layout) are declared in ``TOOLING`` and r
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pharmaseg.errors import PharmasegError
 
 ALL = ("predict", "score_batch", "retrain", "check_drift")
 PREFIX = "PHARMASEG_"
+WINDOW_PATTERN = "[0-9]{4}-[0-9]{4}"  # START-END, as a retrain message's window
+DATA_URI_PATTERN = "gs://[^/#]+/[^#]+(#[0-9]+)?"  # as a retrain message's data_uri
 
 
 class SettingsError(PharmasegError):
@@ -46,10 +53,19 @@ class Setting:
     low: float | None = None  # inclusive bounds of a number
     high: float | None = None
     attr: str = ""  # field name in the settings object; default: the name without PHARMASEG_, lowercased
+    pattern: str = ""  # regular expression (RE2 syntax too) a whole non-empty str value must match
+    json_type: str = ""  # the str is a JSON document: the Terraform type of the variable, jsonencode()d
+    terraform: str = ""  # Terraform expression of a resource name; such a setting is no Terraform variable
+    variable: str = ""  # Terraform variable name; default: the name without PHARMASEG_, lowercased
 
     @property
     def field(self) -> str:
         return self.attr or self.name.removeprefix(PREFIX).lower()
+
+    @property
+    def tf_variable(self) -> str | None:
+        """The Terraform variable that sets it, or None when Terraform derives it from its own names."""
+        return None if self.terraform else self.variable or self.name.removeprefix(PREFIX).lower()
 
     def parse(self, raw: str | None, function: str) -> Any:
         """The typed value of ``raw`` (None or empty: the default); ValueError says why not."""
@@ -58,6 +74,13 @@ class Setting:
                 raise ValueError(f"must be set: {self.doc}")
             return self.default
         value = raw if self.kind is str else self.kind(raw)
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            raise ValueError(f"{raw!r} does not match {self.pattern}")
+        if self.json_type:
+            try:
+                json.loads(value)
+            except ValueError:
+                raise ValueError(f"{raw!r} is not JSON") from None
         if self.kind is float and not math.isfinite(value):
             raise ValueError(f"{raw!r} is not a finite number")
         if self.choices and value not in self.choices:
@@ -79,6 +102,7 @@ _SETTINGS = [
         ("score_batch", "retrain", "check_drift"),
         required_by=("score_batch", "retrain", "check_drift"),
         attr="project",
+        terraform="var.project_id",
     ),
     Setting(
         "PHARMASEG_MODELS_BUCKET",
@@ -87,6 +111,7 @@ _SETTINGS = [
         "Required. Bucket of the model registry (models/<version>/, aliases/).",
         ALL,
         required_by=ALL,
+        terraform='local.bucket_names["models"]',
     ),
     Setting(
         "PHARMASEG_MODEL_ALIAS",
@@ -102,6 +127,7 @@ _SETTINGS = [
         "How long a process trusts its cached alias before checking whether it moved (one small GCS read).",
         ("predict", "score_batch"),
         low=0,
+        high=3600,
     ),
     Setting("PHARMASEG_CANDIDATE_ALIAS", str, "candidate", "Alias of the A/B candidate.", ("predict",)),
     Setting(
@@ -113,7 +139,15 @@ _SETTINGS = [
         low=0,
         high=1,
     ),
-    Setting("PHARMASEG_MAX_INSTANCES", int, 100, "Most countries accepted in one request.", ("predict",), low=1),
+    Setting(
+        "PHARMASEG_MAX_INSTANCES",
+        int,
+        100,
+        "Most countries accepted in one request.",
+        ("predict",),
+        low=1,
+        variable="max_instances_per_request",  # not to be confused with a function's max_instance_count
+    ),
     Setting(
         "PHARMASEG_BORDERLINE_CONFIDENCE",
         float,
@@ -124,13 +158,22 @@ _SETTINGS = [
         low=0,
         high=1,
     ),
-    Setting("PHARMASEG_MAX_BODY_BYTES", int, 262144, "Largest request body accepted (bytes).", ("predict",), low=1),
+    Setting(
+        "PHARMASEG_MAX_BODY_BYTES",
+        int,
+        262144,
+        "Largest request body accepted (bytes; Cloud Run accepts at most 32 MiB).",
+        ("predict",),
+        low=1,
+        high=33554432,
+    ),
     Setting(
         "PHARMASEG_DATASET",
         str,
         "pharmaseg",
         "BigQuery dataset of the product's tables.",
         ("score_batch", "retrain", "check_drift"),
+        terraform="local.dataset_id",
     ),
     Setting(
         "PHARMASEG_SOURCES_BUCKET",
@@ -139,6 +182,7 @@ _SETTINGS = [
         "Bucket of source data: a new CSV here triggers a retrain; a retrain message without data_uri reads "
         "gs://<this>/oecd_pharma_spending.csv.",
         ("retrain",),
+        terraform='local.bucket_names["sources"]',
     ),
     Setting(
         "PHARMASEG_RETRAIN_DATA_URI",
@@ -146,6 +190,7 @@ _SETTINGS = [
         None,
         "gs:// URI of the raw OECD CSV a retrain message uses when it names none (overrides the sources bucket).",
         ("retrain",),
+        pattern=DATA_URI_PATTERN,
     ),
     Setting(
         "PHARMASEG_RETRAIN_WINDOW",
@@ -154,6 +199,7 @@ _SETTINGS = [
         "Training window START-END of a retrain message that names none; empty: the data's latest complete "
         "window as long as production's (docs/retraining.md).",
         ("retrain",),
+        pattern=WINDOW_PATTERN,
     ),
     Setting(
         "PHARMASEG_RETRAIN_BOOTSTRAP",
@@ -162,6 +208,7 @@ _SETTINGS = [
         "Bootstrap refits for the stability metric when a retrain message names no n_bootstrap.",
         ("retrain",),
         low=1,
+        high=500,  # a message's own n_bootstrap bound (retraining.message.MAX_BOOTSTRAP)
     ),
     Setting(
         "PHARMASEG_GATE_THRESHOLDS",
@@ -169,6 +216,7 @@ _SETTINGS = [
         "{}",
         'JSON object overriding promotion-gate thresholds (see docs/retraining.md), e.g. {"min_ari": 0.8}.',
         ("retrain",),
+        json_type="map(number)",
     ),
     Setting(
         "PHARMASEG_REPORTS_BUCKET",
@@ -178,6 +226,7 @@ _SETTINGS = [
         "retrain and check_drift; predict streams them to the strategy page).",
         ("predict", "retrain", "check_drift"),
         required_by=("retrain", "check_drift"),
+        terraform='local.bucket_names["reports"]',
     ),
     Setting(
         "PHARMASEG_RETRAIN_TOPIC",
@@ -185,6 +234,7 @@ _SETTINGS = [
         None,
         "Pub/Sub topic (id) retrain requests are published to (by a drift check, or for a new source file).",
         ("retrain", "check_drift"),
+        terraform='local.topic_names["retrain"]',
     ),
     # -- check_drift (docs/drift.md) --
     Setting(
@@ -276,14 +326,17 @@ _SETTINGS = [
         "Bucket whose incoming/ CSVs are scored; events of other buckets are ignored.",
         ("score_batch",),
         required_by=("score_batch",),
+        terraform='local.bucket_names["inbox"]',
     ),
     Setting(
         "PHARMASEG_BATCH_PREFIX",
         str,
         "incoming/",
-        "Only objects under this inbox prefix are scored.",
+        "Only objects under this inbox prefix (ending with /) are scored; the results and staging prefixes "
+        "must lie outside it.",
         ("score_batch",),
         attr="prefix",
+        pattern=".*/",
     ),
     Setting(
         "PHARMASEG_BATCH_RESULTS_PREFIX",
@@ -344,6 +397,7 @@ _SETTINGS = [
         "Panel scoring window START-END; empty: the model's length, best-covered.",
         ("score_batch",),
         attr="window",
+        pattern=WINDOW_PATTERN,
     ),
     Setting(
         "PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS",
@@ -458,7 +512,10 @@ def environment() -> dict[str, str]:
 
 def markdown_table() -> str:
     """The settings as the Markdown tables of docs/configuration.md (kept in sync by a test)."""
-    lines = ["| variable | type | default | read by | meaning |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| variable | type | default | read by | Terraform | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for s in SETTINGS.values():
         if s.default is None or s.default == "":
             default = "(unset)" if s.default is None else "(empty)"
@@ -466,8 +523,127 @@ def markdown_table() -> str:
             default = f"`{s.default:g}`" if isinstance(s.default, float) else f"`{s.default}`"
         readers = "all" if s.functions == ALL else ", ".join(s.functions)
         kind = s.kind.__name__ + (f" ({', '.join(s.choices)})" if s.choices else "")
-        lines.append(f"| `{s.name}` | {kind} | {default} | {readers} | {s.doc} |")
+        if s.low is not None or s.high is not None:
+            low = "" if s.low is None else f"{_hcl_number(s.low)} <= "
+            high = "" if s.high is None else f" <= {_hcl_number(s.high)}"
+            kind += f", {low}x{high}"
+        if s.pattern:
+            kind += f", matching `{s.pattern}`"
+        if s.json_type:
+            kind += f", JSON of a Terraform `{s.json_type}`"
+        terraform = f"`{s.terraform}`" if s.terraform else f"`var.{s.tf_variable}`"
+        lines.append(f"| `{s.name}` | {kind} | {default} | {readers} | {terraform} | {s.doc} |")
     lines += ["", "Not function settings (local stack and CLI only; Terraform sets none of them):", ""]
     lines += ["| variable | meaning |", "| --- | --- |"]
     lines += [f"| `{v.name}` | {v.doc} |" for v in TOOLING.values()]
+    return "\n".join(lines) + "\n"
+
+
+# -- Terraform: terraform/settings.tf is generated from SETTINGS (kept in sync by a test) --------
+
+TERRAFORM_FILE = "terraform/settings.tf"
+TERRAFORM_COMMAND = f"pharmaseg config --terraform > {TERRAFORM_FILE}"
+_TF_TYPES = {str: "string", int: "number", float: "number"}
+
+
+def _hcl_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped.replace("${", "$${").replace("%{", "%%{") + '"'
+
+
+def _hcl_number(number: float) -> str:
+    """A number literal without an exponent (1e-09 -> 0.000000001)."""
+    if float(number).is_integer():
+        return str(int(number))
+    return format(Decimal(repr(float(number))), "f")
+
+
+def _hcl_default(s: Setting) -> str:
+    if s.default is None:
+        return "null"
+    if s.json_type:
+        doc = json.loads(s.default)
+        if doc != {}:  # variable defaults are literals: extend this when a JSON setting defaults to more
+            raise ValueError(f"{s.name}: only an empty JSON object default is rendered to Terraform")
+        return "{}"
+    return _hcl_number(s.default) if s.kind is not str else _hcl_string(s.default)
+
+
+def _tf_validations(s: Setting) -> list[tuple[str, str]]:
+    """(condition, error_message) of the variable of ``s``: the same rules as ``Setting.parse``."""
+    var, name = f"var.{s.tf_variable}", s.tf_variable
+    # A nullable variable's checks hold for null (Terraform's || evaluates both sides: can() and
+    # try() turn the error of a comparison with null into false).
+    unset = [f"{var} == null"] if s.default is None else []
+    rules = []
+    if s.choices:
+        options = ", ".join(_hcl_string(c) for c in s.choices)
+        rules.append(([f"contains([{options}], {var})"], f"{name} must be one of {', '.join(s.choices)}."))
+    if s.pattern:
+        regex = _hcl_string(f"^(?:{s.pattern})$")
+        rules.append(([f'{var} == ""', f"can(regex({regex}, {var}))"], f"{name} must be empty or match {s.pattern}."))
+    if s.kind is not str:
+        parts, words = [], []
+        if s.kind is int:
+            parts.append(f"floor({var}) == {var}")
+            words.append("a whole number")
+        if s.low is not None:
+            parts.append(f"{var} >= {_hcl_number(s.low)}")
+        if s.high is not None:
+            parts.append(f"{var} <= {_hcl_number(s.high)}")
+        if s.low is not None and s.high is not None:
+            words.append(f"between {_hcl_number(s.low)} and {_hcl_number(s.high)}")
+        elif s.low is not None:
+            words.append(f"at least {_hcl_number(s.low)}")
+        elif s.high is not None:
+            words.append(f"at most {_hcl_number(s.high)}")
+        if parts:
+            condition = " && ".join(parts)
+            rules.append(([f"try({condition}, false)" if unset else condition], f"{name} must be {', '.join(words)}."))
+    return [(" || ".join(unset + alternatives), message) for alternatives, message in rules]
+
+
+def _tf_value(s: Setting) -> str:
+    """The environment value of ``s`` in Terraform: a string, or null (then left out)."""
+    if s.terraform:
+        return s.terraform
+    var = f"var.{s.tf_variable}"
+    if s.json_type:
+        return f"jsonencode({var})"
+    return var if s.kind is str else f"tostring({var})"
+
+
+def _aligned(pairs: list[tuple[str, str]], indent: str) -> list[str]:
+    """``key = value`` lines with the equals signs aligned, as ``terraform fmt`` writes them."""
+    width = max(len(key) for key, _ in pairs)
+    return [f"{indent}{key.ljust(width)} = {value}" for key, value in pairs]
+
+
+def terraform_settings() -> str:
+    """terraform/settings.tf: a variable per tunable setting, and each function's environment."""
+    lines = [
+        f"# Generated from shared/pharmaseg/config.py by `{TERRAFORM_COMMAND}`; do not edit.",
+        "# One variable per setting Terraform does not derive from its own resource names (its default",
+        "# and bounds are the code's), and local.function_env: each function's environment, exactly the",
+        "# settings it reads. A setting left null is left out of the environment (the code's default).",
+    ]
+    for s in SETTINGS.values():
+        if s.tf_variable is None:
+            continue
+        attributes = [
+            ("description", _hcl_string(f"{s.name}: {s.doc}")),
+            ("type", s.json_type or _TF_TYPES[s.kind]),
+            ("default", _hcl_default(s)),
+            ("nullable", "true" if s.default is None else "false"),
+        ]
+        lines += ["", f'variable "{s.tf_variable}" {{', *_aligned(attributes, "  ")]
+        for condition, message in _tf_validations(s):
+            validation = [("condition", condition), ("error_message", _hcl_string(message))]
+            lines += ["", "  validation {", *_aligned(validation, "    "), "  }"]
+        lines.append("}")
+    lines += ["", "locals {", "  function_env = {", "    for fn, env in {"]
+    for function in ALL:
+        env = [(s.name, _tf_value(s)) for s in SETTINGS.values() if function in s.functions]
+        lines += [f"      {function} = {{", *_aligned(env, "        "), "      }"]
+    lines += ["    } : fn => { for name, value in env : name => value if value != null }", "  }", "}"]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from tfcheck import (
     run_checkov,
     terraform_fmt_check,
 )
-from tfcheck.consistency import check_function_env, check_sources_of_truth, load_settings
+from tfcheck.consistency import check_function_env, check_sources_of_truth, load_config
 
 
 @pytest.fixture
@@ -147,12 +147,20 @@ def test_checkov_catches_a_public_bucket(broken, checkov_bin):
     assert {"CKV_GCP_29", "CKV_GCP_114"} <= failed, failed
 
 
-def test_consistency_catches_a_missing_env_var(broken, repo_root):
+def test_consistency_catches_a_hand_edited_settings_file(broken, repo_root):
     _, edit = broken
-    line = "      PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_scoring.lease_seconds)\n"
-    copy = edit("locals.tf", line, "")
-    findings = check_function_env(load_module(copy), load_settings(repo_root))
-    assert "PHARMASEG_BATCH_LEASE_SECONDS is read by score_batch but not set" in _messages(findings)
+    line = "        PHARMASEG_BATCH_LEASE_SECONDS         = tostring(var.batch_lease_seconds)\n"
+    copy = edit("settings.tf", line, "")
+    findings = check_function_env(load_module(copy), load_config(repo_root))
+    assert "settings.tf" in _messages(findings) and "stale" in _messages(findings)
+
+
+def test_consistency_catches_a_hand_written_function_env(broken, repo_root):
+    copy, edit = broken
+    (copy / "settings.tf").unlink()
+    copy = edit("locals.tf", "  labels = merge(", "  function_env = {}\n\n  labels = merge(")
+    findings = check_function_env(load_module(copy), load_config(repo_root))
+    assert "local.function_env: must be the one generated in settings.tf" in _messages(findings)
 
 
 def test_consistency_catches_a_copied_schema(broken, repo_root):

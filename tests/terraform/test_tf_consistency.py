@@ -7,7 +7,7 @@ from tfcheck.consistency import (
     check_function_env,
     check_sources_of_truth,
     entry_point_findings,
-    load_settings,
+    load_config,
     load_spec,
     requirements_findings,
 )
@@ -34,8 +34,8 @@ def test_terraform_creates_what_the_local_stack_creates(module, repo_root):
     assert set(spec["functions"]) == set(cloud_resources.functions())
 
 
-def test_every_setting_is_set_for_the_functions_that_read_it(module, repo_root):
-    findings = check_function_env(module, load_settings(repo_root))
+def test_function_env_and_setting_variables_are_generated_from_config(module, repo_root):
+    findings = check_function_env(module, load_config(repo_root))
     assert not findings, _lines(findings)
 
 

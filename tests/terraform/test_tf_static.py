@@ -37,6 +37,7 @@ def test_module_layout_has_one_file_per_concern(tf_dir):
         "backend.tf",
         "variables.tf",
         "locals.tf",
+        "settings.tf",
         "outputs.tf",
         "apis.tf",
         "storage.tf",
@@ -72,3 +73,12 @@ def test_no_project_wide_basic_roles(module):
         if rtype.startswith("google_project_iam"):
             role = str(block.body.get("role", ""))
             assert not re.search(r"roles/(editor|owner|viewer)\b", role), f"{rtype}.{name} grants {role}"
+
+
+def test_generated_settings_file_is_as_terraform_fmt_writes_it(tmp_path, repo_root):
+    """The generator aligns its own output; fmt must have nothing to rewrite in it."""
+    from tfcheck.consistency import load_config
+
+    (tmp_path / "settings.tf").write_text(load_config(repo_root).terraform_settings())
+    ok, listing = terraform_fmt_check(tmp_path)
+    assert ok, f"terraform fmt would rewrite the generated file: {listing}"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pharmaseg.batch.service import BatchService
-from pharmaseg.config import BatchSettings
+from pharmaseg.config import BatchSettings, SettingsError
 from pharmaseg.storage_events import STORAGE_FINALIZED
 
 
@@ -53,3 +53,10 @@ def test_settings_come_from_the_environment_once(monkeypatch):
 
     settings = BatchService.deployed(config.load("score_batch")).settings
     assert settings.block_size == 65536 and settings.prefix == "incoming/" and settings.window == ""
+
+
+@pytest.mark.parametrize("field", ["results_prefix", "staging_prefix"])
+def test_outputs_inside_the_inbox_prefix_stop_the_function(field):
+    """Results or staging objects under the scored prefix would be announced and scored again."""
+    with pytest.raises(SettingsError, match="must lie outside PHARMASEG_BATCH_PREFIX 'incoming/'"):
+        BatchService(BatchSettings(inbox_bucket="inbox", **{field: "incoming/out/"}))

@@ -86,3 +86,70 @@ def test_undeclared_variables_cannot_be_read():
 def test_numbers_that_are_not_plausible_are_refused(name, raw, why):
     with pytest.raises(config.SettingsError, match=f"{name}: {why}"):
         config.load("predict", {"PHARMASEG_MODELS_BUCKET": "m", name: raw})
+
+
+@pytest.mark.parametrize(
+    "function, name, raw, why",
+    [
+        ("retrain", "PHARMASEG_RETRAIN_WINDOW", "2011:2020", "does not match"),
+        ("score_batch", "PHARMASEG_BATCH_WINDOW", "2011-20", "does not match"),
+        ("score_batch", "PHARMASEG_BATCH_PREFIX", "incoming", "does not match"),
+        ("retrain", "PHARMASEG_RETRAIN_DATA_URI", "s3://b/data.csv", "does not match"),
+        ("retrain", "PHARMASEG_GATE_THRESHOLDS", "{min_ari: 0.8}", "is not JSON"),
+        ("retrain", "PHARMASEG_RETRAIN_BOOTSTRAP", "501", r"is outside \[1, 500\]"),
+        ("predict", "PHARMASEG_ALIAS_TTL_SECONDS", "3601", r"is outside \[0, 3600\]"),
+        ("predict", "PHARMASEG_MAX_BODY_BYTES", "33554433", r"is outside \[1, 3.35544e\+07\]"),
+    ],
+)
+def test_strings_and_numbers_outside_their_declared_form_are_refused(function, name, raw, why):
+    environ = {"GOOGLE_CLOUD_PROJECT": "p", "PHARMASEG_MODELS_BUCKET": "m", "PHARMASEG_REPORTS_BUCKET": "r"}
+    environ["PHARMASEG_INBOX_BUCKET"] = "i"
+    with pytest.raises(config.SettingsError, match=f"{name}: '{re.escape(raw)}' {why}"):
+        config.load(function, {**environ, name: raw})
+
+
+def test_retrain_defaults_obey_a_retrain_message_s_own_bounds():
+    """A default window, data URI or bootstrap count is what a message could have said itself."""
+    from pharmaseg.retraining import message
+
+    properties = message.SCHEMA["properties"]
+    assert properties["window"]["pattern"] == f"^{config.WINDOW_PATTERN}$"
+    assert properties["data_uri"]["pattern"] == f"^{config.DATA_URI_PATTERN}$"
+    assert config.SETTINGS["PHARMASEG_RETRAIN_BOOTSTRAP"].high == message.MAX_BOOTSTRAP
+
+
+def test_terraform_settings_file_is_generated_from_the_settings():
+    path = REPO / config.TERRAFORM_FILE
+    assert path.read_text() == config.terraform_settings(), f"{path} is stale: `{config.TERRAFORM_COMMAND}`"
+
+
+def test_terraform_gets_every_setting_once_with_the_code_s_default_and_bounds():
+    text = config.terraform_settings()
+    for s in config.SETTINGS.values():
+        if s.terraform:  # a resource name: set from Terraform's own names, no variable
+            assert f'"{s.name}: ' not in text and f"{s.name} = {s.terraform}" in " ".join(text.split())
+            continue
+        assert text.count(f'variable "{s.tf_variable}" {{') == 1, s.name
+        block = text.split(f'variable "{s.tf_variable}" {{\n', 1)[1].split("\n}\n", 1)[0] + "\n"
+        assert f'"{s.name}: ' in block
+        assert f"default     = {config._hcl_default(s)}\n" in block, s.name
+        assert f"nullable    = {'true' if s.default is None else 'false'}\n" in block, s.name
+        if s.low is not None:
+            assert f"var.{s.tf_variable} >= {config._hcl_number(s.low)}" in block, s.name
+        if s.high is not None:
+            assert f"var.{s.tf_variable} <= {config._hcl_number(s.high)}" in block, s.name
+        for choice in s.choices:
+            assert f'"{choice}"' in block
+    assert "var.drift_min_rows >= 2" in text  # was >= 1 when variables.tf was written by hand
+    assert "default     = 0.05" in text.split('variable "drift_alpha"', 1)[1]
+
+
+@pytest.mark.parametrize(
+    "number, literal", [(30.0, "30"), (0.05, "0.05"), (1e-9, "0.000000001"), (0.999999, "0.999999"), (2, "2")]
+)
+def test_terraform_numbers_are_plain_literals(number, literal):
+    assert config._hcl_number(number) == literal
+
+
+def test_terraform_strings_are_escaped():
+    assert config._hcl_string('a "b" \\ ${x} %{y}') == '"a \\"b\\" \\\\ $${x} %%{y}"'

@@ -6,7 +6,7 @@ from typing import Any
 
 from pharmaseg.batch.run import event_too_old, process_object
 from pharmaseg.batch.state import RunResult
-from pharmaseg.config import BatchSettings
+from pharmaseg.config import BatchSettings, SettingsError
 from pharmaseg.logs import log
 from pharmaseg.storage_events import EventError, parse_event
 
@@ -19,6 +19,13 @@ class BatchService:
     """
 
     def __init__(self, settings: BatchSettings, *, storage=None, sink=None, models=None):
+        inside = [p for p in (settings.results_prefix, settings.staging_prefix) if p.startswith(settings.prefix)]
+        if inside:
+            # Objects written there would be announced, and scored, again.
+            raise SettingsError(
+                f"PHARMASEG_BATCH_RESULTS_PREFIX and PHARMASEG_BATCH_STAGING_PREFIX must lie outside "
+                f"PHARMASEG_BATCH_PREFIX {settings.prefix!r}: {', '.join(map(repr, inside))} is inside"
+            )
         self.settings = settings
         self._storage, self._sink, self._models = storage, sink, models
 
