@@ -366,7 +366,6 @@ locals {
         PHARMASEG_ALIAS_TTL_SECONDS           = tostring(var.alias_ttl_seconds)
         PHARMASEG_BORDERLINE_CONFIDENCE       = tostring(var.borderline_confidence)
         PHARMASEG_DATASET                     = local.dataset_id
-        PHARMASEG_INBOX_BUCKET                = local.bucket_names["inbox"]
         PHARMASEG_BATCH_PREFIX                = var.batch_prefix
         PHARMASEG_BATCH_RESULTS_PREFIX        = var.batch_results_prefix
         PHARMASEG_BATCH_STAGING_PREFIX        = var.batch_staging_prefix

@@ -320,15 +320,6 @@ _SETTINGS = [
     ),
     # -- score_batch ---------------------------------------------------------------------------
     Setting(
-        "PHARMASEG_INBOX_BUCKET",
-        str,
-        None,
-        "Bucket whose incoming/ CSVs are scored; events of other buckets are ignored.",
-        ("score_batch",),
-        required_by=("score_batch",),
-        terraform='local.bucket_names["inbox"]',
-    ),
-    Setting(
         "PHARMASEG_BATCH_PREFIX",
         str,
         "incoming/",

@@ -47,7 +47,6 @@ def test_an_event_of_another_type_scores_nothing(service, capsys):
 def test_settings_come_from_the_environment_once(monkeypatch):
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
     monkeypatch.setenv("PHARMASEG_MODELS_BUCKET", "m")
-    monkeypatch.setenv("PHARMASEG_INBOX_BUCKET", "inbox")
     monkeypatch.setenv("PHARMASEG_BATCH_BLOCK_BYTES", "65536")
     from pharmaseg import config
 
@@ -59,4 +58,4 @@ def test_settings_come_from_the_environment_once(monkeypatch):
 def test_outputs_inside_the_inbox_prefix_stop_the_function(field):
     """Results or staging objects under the scored prefix would be announced and scored again."""
     with pytest.raises(SettingsError, match="must lie outside PHARMASEG_BATCH_PREFIX 'incoming/'"):
-        BatchService(BatchSettings(inbox_bucket="inbox", **{field: "incoming/out/"}))
+        BatchService(BatchSettings(**{field: "incoming/out/"}))

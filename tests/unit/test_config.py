@@ -103,7 +103,6 @@ def test_numbers_that_are_not_plausible_are_refused(name, raw, why):
 )
 def test_strings_and_numbers_outside_their_declared_form_are_refused(function, name, raw, why):
     environ = {"GOOGLE_CLOUD_PROJECT": "p", "PHARMASEG_MODELS_BUCKET": "m", "PHARMASEG_REPORTS_BUCKET": "r"}
-    environ["PHARMASEG_INBOX_BUCKET"] = "i"
     with pytest.raises(config.SettingsError, match=f"{name}: '{re.escape(raw)}' {why}"):
         config.load(function, {**environ, name: raw})
 

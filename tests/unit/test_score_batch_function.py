@@ -14,7 +14,6 @@ def configured(monkeypatch):
     """The function's required settings (a function missing them fails at its first event)."""
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
     monkeypatch.setenv("PHARMASEG_MODELS_BUCKET", "m")
-    monkeypatch.setenv("PHARMASEG_INBOX_BUCKET", "i")
 
 
 def send(event_type, data):
