@@ -5,7 +5,7 @@ EMU_VENV := .venv-emulators
 INFRA_VENV := .venv-infra
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: install emulators infra-tools browser test unit lint tf-check demo bench stack-down clean
+.PHONY: install emulators infra-tools browser test unit lint tf-check access-audit demo bench stack-down clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,12 @@ tf-check: install infra-tools
 
 test: install emulators infra-tools browser lint
 	$(VENV)/bin/pytest
+
+# The access audit alone: the integration tests run the four functions behind the recording proxy,
+# and their last test checks every recorded call against terraform/function_access.json
+# (report in build/access-audit.txt). `make test` runs the same test.
+access-audit: install emulators browser
+	$(VENV)/bin/pytest tests/integration
 
 unit: install
 	$(VENV)/bin/pytest tests/unit

@@ -14,23 +14,29 @@ import pytest
 from pharmaseg import cloud_resources
 from pharmaseg.stack import access_audit
 from pharmaseg.stack.access_audit import Need
-from tests.integration.conftest import AUDIT_REPORT, recorded_access_logs
+from tests.integration.own_stack import session_conftest
 
 
 @pytest.fixture(scope="module")
-def session_calls(local_stack) -> tuple[str, list[dict]]:
-    logs = recorded_access_logs()
+def conftest(request):
+    """tests/integration/conftest.py as pytest loaded it: the one that saw every stack start."""
+    return session_conftest(request)
+
+
+@pytest.fixture(scope="module")
+def session_calls(local_stack, conftest) -> tuple[str, list[dict]]:
+    logs = conftest.recorded_access_logs()
     calls = access_audit.read_calls(logs)
     silent = sorted(set(cloud_resources.functions()) - {c["function"] for c in calls})
     assert not silent, f"no recorded call of {silent} in {logs}: run the whole of tests/integration"
     return local_stack["project"], calls
 
 
-def test_every_call_of_every_function_is_granted_by_terraform(session_calls):
+def test_every_call_of_every_function_is_granted_by_terraform(session_calls, conftest):
     project, calls = session_calls
     report = access_audit.audit(calls, access_audit.load_grants(project), access_audit.load_roles())
-    AUDIT_REPORT.parent.mkdir(exist_ok=True)
-    AUDIT_REPORT.write_text(report.text() + "\n")
+    conftest.AUDIT_REPORT.parent.mkdir(exist_ok=True)
+    conftest.AUDIT_REPORT.write_text(report.text() + "\n")
     assert report.ok, report.text()
     assert report.calls == len(calls) > 100
 

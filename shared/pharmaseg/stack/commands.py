@@ -51,6 +51,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if state["up"] else 1
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Check the calls the stack's functions made against Terraform's grants; exit 1 on findings."""
+    from pharmaseg.stack import access_audit, recorder
+
+    layout = StackLayout.from_env()
+    log = layout.state_dir / recorder.ACCESS_LOG
+    if not log.exists():
+        _err(f"no calls recorded in {log}: start the stack and use it (`make demo`) first")
+        return 1
+    return access_audit.main([str(log), "--project", layout.project])
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print the tail of a component's log files."""
     layout = StackLayout.from_env()
@@ -74,6 +86,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_line(subscription: dict[str, Any]) -> str:
+    bucket = f" [{subscription['bucket']}]" if subscription.get("bucket") else ""
+    return f"{subscription['topic']}{bucket} -> {subscription['function']}"
+
+
 def _print_status(state: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(state, indent=2, sort_keys=True))
@@ -84,14 +101,12 @@ def _print_status(state: dict[str, Any], *, as_json: bool) -> None:
         (n, url, flag[state["running"].get(n, False)], state["pids"].get(n, ""))
         for n, url in state["emulators"].items()
     ]
-    rows.append(
-        (
-            "logrouter",
-            "-> " + state["tables"]["predictions_log"],
-            flag[state["running"]["logrouter"]],
-            state["pids"].get("logrouter", ""),
-        )
-    )
+    helpers = {
+        "logrouter": "-> " + state["tables"]["predictions_log"],
+        "recorder": "each function's calls -> access.jsonl",
+        "eventarc": state["eventarc"],
+    }
+    rows += [(n, text, flag[state["running"][n]], state["pids"].get(n, "")) for n, text in helpers.items()]
     rows += [
         (n, url, flag[state["running"].get(n, False)], state["pids"].get(n, ""))
         for n, url in state["functions"].items()
@@ -104,7 +119,7 @@ def _print_status(state: dict[str, Any], *, as_json: bool) -> None:
     print("\nbuckets   " + ", ".join(f"{r}={b}" for r, b in state["buckets"].items()))
     print("topics    " + ", ".join(f"{r}={t}" for r, t in state["topics"].items()))
     if state["subscriptions"]:
-        print("push      " + ", ".join(f"{s['topic']} -> {s['function']}" for s in state["subscriptions"].values()))
+        print("push      " + ", ".join(_push_line(sub) for sub in state["subscriptions"].values()))
     print(f"dataset   {state['dataset']} ({len(state['tables'])} tables)")
     print("\nexport " + " ".join(f"{k}={v}" for k, v in state["env"].items()))
 
@@ -117,7 +132,7 @@ def add_commands(subparsers: Any) -> None:
         description="Run the emulators, resources and functions locally. "
         "Env: PHARMASEG_STACK_PORT_BASE, PHARMASEG_STACK_DIR, PHARMASEG_STACK_PROJECT, PHARMASEG_EMULATORS_VENV.",
     )
-    sub = stack.add_subparsers(dest="stack_command", metavar="{up,down,status,logs}", required=True)
+    sub = stack.add_subparsers(dest="stack_command", metavar="{up,down,status,logs,audit}", required=True)
     p = sub.add_parser("up", help="start the stack (reuses a running one)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(handler=cmd_up)
@@ -126,7 +141,11 @@ def add_commands(subparsers: Any) -> None:
     p = sub.add_parser("status", help="show URLs, resources and what runs")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(handler=cmd_status)
-    p = sub.add_parser("logs", help="tail a component's log (a function, logrouter, storage, pubsub, bigquery)")
+    p = sub.add_parser("audit", help="check every call the functions made against Terraform's grants")
+    p.set_defaults(handler=cmd_audit)
+    p = sub.add_parser(
+        "logs", help="tail a component's log (a function, logrouter, recorder, eventarc, storage, pubsub, bigquery)"
+    )
     p.add_argument("component", nargs="?")
     p.add_argument("-n", "--lines", type=int, default=40)
     p.set_defaults(handler=cmd_logs)

@@ -225,6 +225,8 @@ def status(layout: StackLayout) -> dict[str, Any]:
         "state_dir": str(layout.state_dir),
         "port_base": state.get("port_base", layout.port_base),
         "emulators": {n: layout.url(n) for n in emulators.EMULATORS},
+        "eventarc": layout.url("eventarc"),
+        "access_log": str(layout.state_dir / recorder.ACCESS_LOG),
         "env": functions.client_env(layout),
         "functions": {n: r["url"] for n, r in funcs.items()},
         "function_errors": state.get("function_errors", {}),
