@@ -1,5 +1,6 @@
 // The four gen2 functions of resources.json, built from the archives of
-// scripts/package_function.py (function folder + shared/pharmaseg at the zip root).
+// scripts/package_function.py (function folder + shared/pharmaseg at the zip root), uploaded to
+// the function-sources bucket (storage.tf), which no trigger listens to.
 resource "google_cloudfunctions2_function" "this" {
   for_each = local.functions
 
@@ -59,7 +60,7 @@ resource "google_cloudfunctions2_function" "this" {
   depends_on = [
     google_project_service.this,
     google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_reads_sources,
+    google_storage_bucket_iam_member.build_reads_function_sources,
     google_project_iam_member.trigger_receives_events,
     google_project_iam_member.gcs_publishes_events,
   ]

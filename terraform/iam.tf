@@ -232,8 +232,8 @@ resource "google_project_iam_member" "build" {
   member  = google_service_account.build.member
 }
 
-resource "google_storage_bucket_iam_member" "build_reads_sources" {
-  bucket = google_storage_bucket.this["sources"].name
+resource "google_storage_bucket_iam_member" "build_reads_function_sources" {
+  bucket = google_storage_bucket.function_sources.name
   role   = "roles/storage.objectViewer"
   member = google_service_account.build.member
 }
