@@ -30,7 +30,10 @@ resource "google_bigquery_dataset_iam_member" "sink_writer" {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Log-based metrics
+// Log-based metrics: created after the functions (the services their filters name exist, and
+// the first lines they count are not missed by a metric that is still being created), and
+// before any alert policy or dashboard that reads them: Monitoring rejects a condition on a
+// logging.googleapis.com/user/... metric type that does not exist yet.
 // ---------------------------------------------------------------------------------------------
 resource "google_logging_metric" "drift_warnings" {
   project     = var.project_id
@@ -49,6 +52,9 @@ resource "google_logging_metric" "drift_warnings" {
     unit         = "1"
     display_name = "pharmaseg drift warnings"
   }
+
+  // After the functions whose logs it counts (see the note above).
+  depends_on = [google_cloudfunctions2_function.this]
 }
 
 resource "google_logging_metric" "predictions_by_segment" {
@@ -85,6 +91,8 @@ resource "google_logging_metric" "predictions_by_segment" {
     variant       = "EXTRACT(jsonPayload.variant)"
     model_version = "EXTRACT(jsonPayload.model_version)"
   }
+
+  depends_on = [google_cloudfunctions2_function.this]
 }
 
 resource "google_logging_metric" "drift_verdicts" {
@@ -113,6 +121,8 @@ resource "google_logging_metric" "drift_verdicts" {
   label_extractors = {
     verdict = "EXTRACT(jsonPayload.verdict)"
   }
+
+  depends_on = [google_cloudfunctions2_function.this]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +164,8 @@ resource "google_monitoring_alert_policy" "drift" {
     auto_close = "86400s"
   }
 
-  depends_on = [google_project_service.this]
+  // The filter references the metric's name, which already orders them; said explicitly too.
+  depends_on = [google_project_service.this, google_logging_metric.drift_warnings]
 }
 
 resource "google_monitoring_alert_policy" "function_errors" {
@@ -199,7 +210,8 @@ resource "google_monitoring_alert_policy" "function_errors" {
     auto_close = "3600s"
   }
 
-  depends_on = [google_project_service.this]
+  // Reads run.googleapis.com/request_count, a built-in metric of the functions' services.
+  depends_on = [google_project_service.this, google_cloudfunctions2_function.this]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -108,9 +108,9 @@ def test_schema_check_catches(broken, schema, file, old, new, expected):
         ),
         (
             "iam.tf",
-            "data.google_project.this.number",
-            "data.google_project.that.number",
-            "undeclared data source data.google_project.that",
+            "data.google_storage_project_service_account.gcs.email_address",
+            "data.google_storage_project_service_account.other.email_address",
+            "undeclared data source data.google_storage_project_service_account.other",
         ),
     ],
     ids=["variable", "local", "resource", "attribute", "data-source"],
