@@ -320,5 +320,7 @@ resource "time_sleep" "iam_propagation" {
     google_kms_crypto_key_iam_member.gcs,
     google_kms_crypto_key_iam_member.bigquery,
     google_kms_crypto_key_iam_member.pubsub,
+    // The sink routes predict's first prediction lines; its writer must be able to write by then.
+    google_bigquery_dataset_iam_member.sink_writer,
   ]
 }
