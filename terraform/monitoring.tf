@@ -125,6 +125,24 @@ resource "google_logging_metric" "drift_verdicts" {
   depends_on = [google_cloudfunctions2_function.this]
 }
 
+// A log-based metric is not usable by an alert policy the moment it is created: Monitoring answers
+// "Error 404: Cannot find metric(s) that match type = logging.googleapis.com/user/... If a metric
+// was created recently, it could take up to 10 minutes to become available" even when the policy
+// depends on the metric (hashicorp/terraform-provider-google#11102,
+// GoogleCloudPlatform/cloud-foundation-fabric#3739). The policies that read one wait here; the
+// wait starts again only when a metric is replaced.
+resource "time_sleep" "log_metrics" {
+  create_duration = var.log_metric_wait
+
+  triggers = {
+    metrics = join(",", [
+      google_logging_metric.drift_warnings.id,
+      google_logging_metric.predictions_by_segment.id,
+      google_logging_metric.drift_verdicts.id,
+    ])
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Alerts
 // ---------------------------------------------------------------------------------------------
@@ -164,8 +182,9 @@ resource "google_monitoring_alert_policy" "drift" {
     auto_close = "86400s"
   }
 
-  // The filter references the metric's name, which already orders them; said explicitly too.
-  depends_on = [google_project_service.this, google_logging_metric.drift_warnings]
+  // The filter references the metric's name, which already orders them; said explicitly too, with
+  // the wait for the new metric to become visible to Monitoring.
+  depends_on = [google_project_service.this, google_logging_metric.drift_warnings, time_sleep.log_metrics]
 }
 
 resource "google_monitoring_alert_policy" "function_errors" {

@@ -372,3 +372,9 @@ variable "iam_propagation_wait" {
   type        = string
   default     = "60s"
 }
+
+variable "log_metric_wait" {
+  description = "How long alert policies wait after the log-based metrics they read are created (time_sleep duration). Monitoring may take up to 10 minutes to accept a new metric; if an apply still fails with \"Cannot find metric(s)\", apply again."
+  type        = string
+  default     = "300s"
+}

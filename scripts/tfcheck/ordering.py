@@ -12,7 +12,8 @@ names the missing dependency:
 - ``functions``: every function and Eventarc trigger waits on a ``time_sleep`` that itself comes
   after every grant of the configuration (except the grants made on the functions themselves).
 - ``metrics``: every log-based metric comes after the functions; every alert policy and dashboard
-  that reads a ``logging.googleapis.com/user/...`` metric depends on that metric.
+  that reads a ``logging.googleapis.com/user/...`` metric depends on that metric, and an alert
+  policy also waits on a ``time_sleep`` after it (Monitoring refuses a new metric for minutes).
 - ``access`` (:func:`check_function_access`): every grant to a function's service account comes
   from ``function_access.json``, and that file names known functions, targets and roles.
 
@@ -285,6 +286,18 @@ def _check_metrics(graph: Graph) -> Iterator[Finding]:
                 block,
                 "metrics",
                 f"reads the log-based metric of {metric} but does not depend on it: add {metric} to depends_on",
+            )
+        if block.labels[0] != "google_monitoring_alert_policy" or not wanted:
+            continue
+        # Monitoring may refuse a new log-based metric for minutes (provider issue 11102).
+        waits = [w for w in graph.of_type("time_sleep") if w in reached]
+        waited = set().union(set(), *({e[0] for e in graph.reach(w)} for w in waits))
+        for metric in sorted(wanted - waited):
+            yield _f(
+                block,
+                "metrics",
+                f"does not wait for {metric} to become visible to Monitoring: depend on a time_sleep "
+                f"that comes after {metric}",
             )
 
 

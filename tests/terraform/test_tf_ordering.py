@@ -114,7 +114,8 @@ DRIFT_FILTER = (
                 ),
                 (
                     "monitoring.tf",
-                    "depends_on = [google_project_service.this, google_logging_metric.drift_warnings]",
+                    "depends_on = [google_project_service.this, google_logging_metric.drift_warnings, "
+                    "time_sleep.log_metrics]",
                     "depends_on = [google_project_service.this]",
                 ),
             ],
@@ -131,6 +132,17 @@ DRIFT_FILTER = (
             ],
             "reads log-based metric 'pharmaseg/no_such_metric', which no google_logging_metric defines",
         ),
+        (
+            [
+                (
+                    "monitoring.tf",
+                    "google_logging_metric.drift_warnings, time_sleep.log_metrics]",
+                    "google_logging_metric.drift_warnings]",
+                )
+            ],
+            "google_monitoring_alert_policy.drift: does not wait for google_logging_metric.drift_warnings "
+            "to become visible to Monitoring",
+        ),
     ],
     ids=[
         "service-account-before-iam-api",
@@ -141,6 +153,7 @@ DRIFT_FILTER = (
         "metric-before-functions",
         "alert-before-metric",
         "alert-on-unknown-metric",
+        "alert-without-metric-wait",
     ],
 )
 def test_ordering_check_catches(broken, edits, expected):
