@@ -6,7 +6,8 @@
 # project_id and deployer_service_account come from the command line (PROJECT_ID and _DEPLOY_SA
 # in Cloud Build); the deploying account's own invoker grant is predict_deployer (iam.tf).
 
-# Who may call predict (roles/run.invoker) besides the deploying account, e.g.
+# Who may call predict (roles/run.invoker) besides the deploying account (never list that one
+# here too: two resources would own the same binding, and removing either removes it), e.g.
 #   "serviceAccount:pharmaseg-client@PROJECT.iam.gserviceaccount.com", "group:analysts@example.com"
 invoker_members = []
 
