@@ -1,5 +1,6 @@
 // The four gen2 functions of resources.json, built from the archives of
-// scripts/package_function.py (function folder + shared/pharmaseg at the zip root).
+// scripts/package_function.py (function folder + shared/pharmaseg at the zip root), uploaded to
+// the function-sources bucket (storage.tf), which no trigger listens to.
 resource "google_cloudfunctions2_function" "this" {
   for_each = local.functions
 
@@ -56,12 +57,11 @@ resource "google_cloudfunctions2_function" "this" {
     }
   }
 
+  // After the APIs, and after every grant the build, the trigger and the first events rely on
+  // has had time to propagate (time_sleep.iam_propagation depends on all of them, iam.tf).
   depends_on = [
     google_project_service.this,
-    google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_reads_sources,
-    google_project_iam_member.trigger_receives_events,
-    google_project_iam_member.gcs_publishes_events,
+    time_sleep.iam_propagation,
   ]
 }
 
@@ -94,8 +94,7 @@ resource "google_eventarc_trigger" "extra" {
   }
 
   depends_on = [
-    google_project_iam_member.trigger_receives_events,
-    google_project_iam_member.gcs_publishes_events,
+    time_sleep.iam_propagation,
     google_cloud_run_v2_service_iam_member.trigger_invokes,
   ]
 }

@@ -3,52 +3,61 @@
 // One service account per function, one for the Eventarc triggers and one for the builds.
 // Grants are on the bucket, dataset, topic or Cloud Run service whenever IAM allows it; the few
 // project-level grants below say why they cannot be narrower. No editor/owner anywhere.
+//
+// Every grant to a function's service account comes from function_access.json (the same file the
+// access audit reads); none is written here by hand (scripts/tfcheck/ordering.py checks it).
 
-data "google_project" "this" {
-  project_id = var.project_id
-}
-
+// Created by the read (the Cloud Storage API returns the project's GCS agent, creating it if
+// needed), hence after the API is on.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
+
+  depends_on = [google_project_service.this]
 }
 
 data "google_bigquery_default_service_account" "bq" {
   project = var.project_id
+
+  depends_on = [google_project_service.this]
 }
 
 locals {
-  pubsub_agent   = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-  eventarc_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-eventarc.iam.gserviceaccount.com"
+  // Service agents. The Pub/Sub and Eventarc agents come from google_project_service_identity
+  // (apis.tf), so every grant naming them waits for the agent to exist.
+  pubsub_agent   = "serviceAccount:${google_project_service_identity.this["pubsub.googleapis.com"].email}"
+  eventarc_agent = "serviceAccount:${google_project_service_identity.this["eventarc.googleapis.com"].email}"
   gcs_agent      = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
   bq_agent       = "serviceAccount:${data.google_bigquery_default_service_account.bq.email}"
 
-  // What each function may do with each bucket.
-  bucket_grants = {
-    "predict/models"      = { fn = "predict", bucket = "models", role = "roles/storage.objectViewer" }
-    "predict/reports"     = { fn = "predict", bucket = "reports", role = "roles/storage.objectViewer" } // the strategy page streams them
-    "score_batch/models"  = { fn = "score_batch", bucket = "models", role = "roles/storage.objectViewer" }
-    "score_batch/inbox"   = { fn = "score_batch", bucket = "inbox", role = "roles/storage.objectViewer" }
-    "score_batch/reports" = { fn = "score_batch", bucket = "reports", role = "roles/storage.objectUser" }
-    "retrain/models"      = { fn = "retrain", bucket = "models", role = "roles/storage.objectUser" }
-    "retrain/sources"     = { fn = "retrain", bucket = "sources", role = "roles/storage.objectViewer" }
-    "retrain/reports"     = { fn = "retrain", bucket = "reports", role = "roles/storage.objectUser" }
-    "check_drift/models"  = { fn = "check_drift", bucket = "models", role = "roles/storage.objectViewer" }
-    "check_drift/reports" = { fn = "check_drift", bucket = "reports", role = "roles/storage.objectUser" }
+  // function_access.json: {"grants": [{function, on, role, why}]}, on = "bucket:<role of
+  // resources.json>", "topic:<role>", "dataset" or "project". Keyed "<function>/<on>/<role>".
+  function_access = jsondecode(file("${path.module}/function_access.json")).grants
+  function_grants = {
+    for g in local.function_access : "${g.function}/${g.on}/${g.role}" => {
+      function = g.function
+      kind     = split(":", g.on)[0]
+      target   = length(split(":", g.on)) > 1 ? split(":", g.on)[1] : null
+      role     = g.role
+    }
   }
+  function_bucket_grants  = { for key, g in local.function_grants : key => g if g.kind == "bucket" }
+  function_topic_grants   = { for key, g in local.function_grants : key => g if g.kind == "topic" }
+  function_dataset_grants = { for key, g in local.function_grants : key => g if g.kind == "dataset" }
+  function_project_grants = { for key, g in local.function_grants : key => g if g.kind == "project" }
 
-  // Functions that read or write the dataset's tables (predict only logs to stdout).
-  bigquery_functions = toset(["score_batch", "retrain", "check_drift"])
-
-  // Topics each function publishes to: check_drift asks for a retraining when it finds drift,
-  // retrain asks for one when a new file lands in the sources bucket.
-  topic_grants = {
-    "check_drift/retrain" = { fn = "check_drift", topic = "retrain" }
-    "retrain/retrain"     = { fn = "retrain", topic = "retrain" }
-  }
-
+  // What a gen2 build needs of a user-chosen build service account
+  // (https://cloud.google.com/functions/docs/securing/build-custom-sa), at project level:
   build_roles = toset([
-    "roles/logging.logWriter",       // build logs
+    "roles/logging.logWriter",       // build logs are written to the project
     "roles/artifactregistry.writer", // the gcf-artifacts repository is created by Cloud Functions, not by Terraform
+    // Cloud Functions copies each archive into its own gcf-v2-sources-<number>-<region> bucket,
+    // created and owned by Google, and the build reads it from there: without this the build
+    // fails with "Access to bucket gcf-v2-sources-... denied. You must grant Storage Object
+    // Viewer permission to ..." (hashicorp/terraform-provider-google#20571). The bucket is not
+    // ours, so no bucket-level grant can name it before it exists; the provider's
+    // "cloudfunctions2 basic builder" example grants this role at project level too. It also
+    // covers the function-sources bucket the archives are uploaded to.
+    "roles/storage.objectViewer",
   ])
 }
 
@@ -62,6 +71,8 @@ resource "google_service_account" "function" {
   account_id   = local.function_names[each.key]
   display_name = "pharmaseg ${each.key} function"
   description  = "Runtime identity of the ${each.key} function."
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "trigger" {
@@ -69,6 +80,8 @@ resource "google_service_account" "trigger" {
   account_id   = "pharmaseg-trigger"
   display_name = "pharmaseg Eventarc triggers"
   description  = "Identity Eventarc uses to deliver events to score_batch, retrain and check_drift."
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "build" {
@@ -76,45 +89,47 @@ resource "google_service_account" "build" {
   account_id   = "pharmaseg-build"
   display_name = "pharmaseg function builds"
   description  = "Identity of the Cloud Build runs that turn the function sources into images."
+
+  depends_on = [google_project_service.this]
 }
 
 // ---------------------------------------------------------------------------------------------
-// Function runtime grants
+// Function runtime grants: one resource per kind of target, each iterating function_access.json
 // ---------------------------------------------------------------------------------------------
 resource "google_storage_bucket_iam_member" "function" {
-  for_each = local.bucket_grants
+  for_each = local.function_bucket_grants
 
-  bucket = google_storage_bucket.this[each.value.bucket].name
+  bucket = google_storage_bucket.this[each.value.target].name
   role   = each.value.role
-  member = google_service_account.function[each.value.fn].member
+  member = google_service_account.function[each.value.function].member
 }
 
 resource "google_bigquery_dataset_iam_member" "function" {
-  for_each = local.bigquery_functions
+  for_each = local.function_dataset_grants
 
   project    = var.project_id
   dataset_id = google_bigquery_dataset.this.dataset_id
-  role       = "roles/bigquery.dataEditor"
-  member     = google_service_account.function[each.key].member
+  role       = each.value.role
+  member     = google_service_account.function[each.value.function].member
 }
 
-// Project level is unavoidable: BigQuery jobs (loads, queries, MERGE) are created in a project,
-// and bigquery.jobs.create cannot be granted on a dataset. Data access stays dataset-scoped.
-resource "google_project_iam_member" "function_bigquery_jobs" {
-  for_each = local.bigquery_functions
+// Project level only where function_access.json says why (bigquery.jobs.create cannot be granted
+// on a dataset; data access stays dataset-scoped).
+resource "google_project_iam_member" "function" {
+  for_each = local.function_project_grants
 
   project = var.project_id
-  role    = "roles/bigquery.jobUser"
-  member  = google_service_account.function[each.key].member
+  role    = each.value.role
+  member  = google_service_account.function[each.value.function].member
 }
 
 resource "google_pubsub_topic_iam_member" "function" {
-  for_each = local.topic_grants
+  for_each = local.function_topic_grants
 
   project = var.project_id
-  topic   = google_pubsub_topic.this[each.value.topic].name
-  role    = "roles/pubsub.publisher"
-  member  = google_service_account.function[each.value.fn].member
+  topic   = google_pubsub_topic.this[each.value.target].name
+  role    = each.value.role
+  member  = google_service_account.function[each.value.function].member
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,8 +160,6 @@ resource "google_service_account_iam_member" "pubsub_agent_tokens_for_trigger" {
   service_account_id = google_service_account.trigger.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_agent
-
-  depends_on = [google_project_service.this]
 }
 
 // Project level is unavoidable: Eventarc creates the transport topic of a Cloud Storage trigger
@@ -164,8 +177,6 @@ resource "google_project_iam_member" "eventarc_agent" {
   project = var.project_id
   role    = "roles/eventarc.serviceAgent"
   member  = local.eventarc_agent
-
-  depends_on = [google_project_service.this]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,8 +196,6 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_publishes_dead_letters" 
   topic   = google_pubsub_topic.this["dead_letter"].name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_agent
-
-  depends_on = [google_project_service.this]
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_acks_dead_letters" {
@@ -209,6 +218,19 @@ resource "google_cloud_run_v2_service_iam_member" "predict_invokers" {
   member   = each.value
 }
 
+// The identity that deploys (Cloud Build's service account) calls /health after each apply. A
+// variable, not a line of invoker_members, so that CI and a local apply (both with
+// -var-file=ci.tfvars) grant the same members and neither removes what the other granted.
+resource "google_cloud_run_v2_service_iam_member" "predict_deployer" {
+  count = var.deployer_service_account == null ? 0 : 1
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.this["predict"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${var.deployer_service_account}"
+}
+
 resource "google_cloud_run_v2_service_iam_member" "predict_public" {
   count = var.allow_unauthenticated ? 1 : 0
 
@@ -222,20 +244,15 @@ resource "google_cloud_run_v2_service_iam_member" "predict_public" {
 // ---------------------------------------------------------------------------------------------
 // Builds
 // ---------------------------------------------------------------------------------------------
-// Project level is unavoidable for these two: Cloud Build writes its logs to the project, and
-// the Artifact Registry repository of the images is created by Cloud Functions on first deploy.
+// Project level is unavoidable for these: Cloud Build writes its logs to the project, the
+// Artifact Registry repository of the images is created by Cloud Functions on first deploy, and
+// the gcf-v2-sources-* bucket the build reads is created by Cloud Functions (local.build_roles).
 resource "google_project_iam_member" "build" {
   for_each = local.build_roles
 
   project = var.project_id
   role    = each.value
   member  = google_service_account.build.member
-}
-
-resource "google_storage_bucket_iam_member" "build_reads_sources" {
-  bucket = google_storage_bucket.this["sources"].name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.build.member
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -263,4 +280,47 @@ resource "google_kms_crypto_key_iam_member" "pubsub" {
   crypto_key_id = var.kms_key_name
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
   member        = local.pubsub_agent
+}
+
+// ---------------------------------------------------------------------------------------------
+// Propagation: IAM changes take effect within about a minute but can take longer
+// (https://cloud.google.com/iam/docs/access-change-propagation). The builds, the Eventarc
+// triggers and the first events all act on grants made in the same apply, so the functions wait
+// var.iam_propagation_wait after every grant they rely on, as the provider's "cloudfunctions2
+// basic builder" example waits 60 s (time_sleep) between the build grants and the function.
+// ---------------------------------------------------------------------------------------------
+resource "time_sleep" "iam_propagation" {
+  create_duration = var.iam_propagation_wait
+
+  // A new grant (or a new service agent) waits again; unchanged ones do not.
+  triggers = {
+    grants = sha1(jsonencode([
+      local.function_grants,
+      local.build_roles,
+      local.pubsub_agent,
+      local.eventarc_agent,
+      local.gcs_agent,
+    ]))
+  }
+
+  depends_on = [
+    google_project_service_identity.this,
+    google_storage_bucket_iam_member.function,
+    google_bigquery_dataset_iam_member.function,
+    google_project_iam_member.function,
+    google_pubsub_topic_iam_member.function,
+    google_project_iam_member.trigger_receives_events,
+    google_service_account_iam_member.pubsub_agent_tokens_for_trigger,
+    google_project_iam_member.gcs_publishes_events,
+    google_project_iam_member.eventarc_agent,
+    google_pubsub_topic_iam_member.gcs_publishes_storage_events,
+    google_pubsub_topic_iam_member.pubsub_agent_publishes_dead_letters,
+    google_pubsub_subscription_iam_member.pubsub_agent_acks_dead_letters,
+    google_project_iam_member.build,
+    google_kms_crypto_key_iam_member.gcs,
+    google_kms_crypto_key_iam_member.bigquery,
+    google_kms_crypto_key_iam_member.pubsub,
+    // The sink routes predict's first prediction lines; its writer must be able to write by then.
+    google_bigquery_dataset_iam_member.sink_writer,
+  ]
 }

@@ -30,7 +30,10 @@ resource "google_bigquery_dataset_iam_member" "sink_writer" {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Log-based metrics
+// Log-based metrics: created after the functions (the services their filters name exist, and
+// the first lines they count are not missed by a metric that is still being created), and
+// before any alert policy or dashboard that reads them: Monitoring rejects a condition on a
+// logging.googleapis.com/user/... metric type that does not exist yet.
 // ---------------------------------------------------------------------------------------------
 resource "google_logging_metric" "drift_warnings" {
   project     = var.project_id
@@ -49,6 +52,9 @@ resource "google_logging_metric" "drift_warnings" {
     unit         = "1"
     display_name = "pharmaseg drift warnings"
   }
+
+  // After the functions whose logs it counts (see the note above).
+  depends_on = [google_cloudfunctions2_function.this]
 }
 
 resource "google_logging_metric" "predictions_by_segment" {
@@ -85,6 +91,8 @@ resource "google_logging_metric" "predictions_by_segment" {
     variant       = "EXTRACT(jsonPayload.variant)"
     model_version = "EXTRACT(jsonPayload.model_version)"
   }
+
+  depends_on = [google_cloudfunctions2_function.this]
 }
 
 resource "google_logging_metric" "drift_verdicts" {
@@ -112,6 +120,26 @@ resource "google_logging_metric" "drift_verdicts" {
 
   label_extractors = {
     verdict = "EXTRACT(jsonPayload.verdict)"
+  }
+
+  depends_on = [google_cloudfunctions2_function.this]
+}
+
+// A log-based metric is not usable by an alert policy the moment it is created: Monitoring answers
+// "Error 404: Cannot find metric(s) that match type = logging.googleapis.com/user/... If a metric
+// was created recently, it could take up to 10 minutes to become available" even when the policy
+// depends on the metric (hashicorp/terraform-provider-google#11102,
+// GoogleCloudPlatform/cloud-foundation-fabric#3739). The policies that read one wait here; the
+// wait starts again only when a metric is replaced.
+resource "time_sleep" "log_metrics" {
+  create_duration = var.log_metric_wait
+
+  triggers = {
+    metrics = join(",", [
+      google_logging_metric.drift_warnings.id,
+      google_logging_metric.predictions_by_segment.id,
+      google_logging_metric.drift_verdicts.id,
+    ])
   }
 }
 
@@ -154,7 +182,9 @@ resource "google_monitoring_alert_policy" "drift" {
     auto_close = "86400s"
   }
 
-  depends_on = [google_project_service.this]
+  // The filter references the metric's name, which already orders them; said explicitly too, with
+  // the wait for the new metric to become visible to Monitoring.
+  depends_on = [google_project_service.this, google_logging_metric.drift_warnings, time_sleep.log_metrics]
 }
 
 resource "google_monitoring_alert_policy" "function_errors" {
@@ -199,7 +229,8 @@ resource "google_monitoring_alert_policy" "function_errors" {
     auto_close = "3600s"
   }
 
-  depends_on = [google_project_service.this]
+  // Reads run.googleapis.com/request_count, a built-in metric of the functions' services.
+  depends_on = [google_project_service.this, google_cloudfunctions2_function.this]
 }
 
 // ---------------------------------------------------------------------------------------------

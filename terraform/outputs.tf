@@ -42,3 +42,13 @@ output "predictions_sink_writer_identity" {
   description = "Writer identity of the Logging sink that routes predictions to BigQuery."
   value       = google_logging_project_sink.predictions.writer_identity
 }
+
+output "function_sources_bucket" {
+  description = "Terraform-only bucket of the function archives (no trigger listens to it)."
+  value       = google_storage_bucket.function_sources.name
+}
+
+output "build_service_account" {
+  description = "Service account the gen2 function builds run as."
+  value       = google_service_account.build.email
+}

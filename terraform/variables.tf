@@ -195,3 +195,21 @@ variable "error_alert_threshold" {
     error_message = "error_alert_threshold must not be negative."
   }
 }
+
+variable "deployer_service_account" {
+  description = "Email of the service account that runs Terraform in Cloud Build (cloudbuild.yaml, _DEPLOY_SA). It may call predict (roles/run.invoker) for the smoke test. null: no such grant."
+  type        = string
+  default     = null
+}
+
+variable "iam_propagation_wait" {
+  description = "How long the functions and triggers wait after the grants they rely on (time_sleep duration, e.g. \"60s\"), for IAM and new service agents to propagate."
+  type        = string
+  default     = "60s"
+}
+
+variable "log_metric_wait" {
+  description = "How long alert policies wait after the log-based metrics they read are created (time_sleep duration). Monitoring may take up to 10 minutes to accept a new metric; if an apply still fails with \"Cannot find metric(s)\", apply again."
+  type        = string
+  default     = "300s"
+}

@@ -1,8 +1,11 @@
 """Offline checks of the Terraform configuration (no provider download, no credentials).
 
 - ``loader``: parse a directory of ``.tf`` files with python-hcl2.
-- ``schema``: the google provider's schema, read with ``ast`` from the cdktn-provider-google bindings.
+- ``schema``: the google, google-beta and time providers' schemas, read with ``ast`` from the
+  cdktn-provider-* bindings.
 - ``checks``: argument/block/required checks, reference resolution, variable/output conventions.
+- ``ordering``: order of bring-up (APIs, service agents, grants, waits, functions, metrics, alerts)
+  and function grants only from ``terraform/function_access.json``.
 - ``tools``: ``terraform fmt -check`` and checkov as subprocesses.
 
 Run ``PYTHONPATH=scripts python -m tfcheck terraform`` for all of them.

@@ -9,6 +9,7 @@ from pathlib import Path
 from tfcheck.checks import check_conventions, check_references, check_schema
 from tfcheck.consistency import check_consistency
 from tfcheck.loader import load_module
+from tfcheck.ordering import check_function_access, check_ordering
 from tfcheck.schema import ProviderSchema, default_bindings_dir
 from tfcheck.tools import default_checkov, run_checkov, terraform_fmt_check
 
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         ("references", check_references(module, schema)),
         ("conventions", check_conventions(module)),
         ("consistency", check_consistency(module, REPO_ROOT)),
+        ("ordering", check_ordering(module)),
+        ("access", check_function_access(module, REPO_ROOT)),
     ):
         print(f"{name}: {len(findings)} finding(s)")
         for finding in findings:

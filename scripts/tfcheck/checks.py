@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tfcheck.loader import META, Block, Module, unquote
-from tfcheck.schema import BlockSchema, ProviderSchema, UnknownType
+from tfcheck.schema import PROVIDERS, BlockSchema, ProviderSchema, UnknownType, provider_of
 
 RESOURCE_META = {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"}
 LIFECYCLE_ARGS = {
@@ -96,23 +96,35 @@ def _check_body(body: dict, schema: BlockSchema, file: str, where: str, top_meta
         yield Finding("schema", file, where, f"missing required argument {missing!r}")
 
 
+def block_provider(block: Block) -> str:
+    """Provider of a resource or data block: ``provider = google-beta`` or its type's prefix."""
+    explicit = block.body.get("provider")
+    text = str(explicit).strip() if explicit else ""
+    if text.startswith("${") and text.endswith("}"):
+        text = text[2:-1]
+    return provider_of(block.labels[0], text or None)
+
+
 def check_schema(module: Module, schema: ProviderSchema) -> list[Finding]:
     """Every type exists; every argument and nested block is known; every required one is set."""
     findings = [Finding("schema", "-", "-", message) for message in module.duplicates]
     for block in [*module.resources.values(), *module.data.values()]:
         tf_type = block.labels[0]
         try:
-            type_schema = schema.get(block.kind, tf_type)
+            type_schema = schema.get(block.kind, tf_type, block_provider(block))
         except UnknownType as exc:
             findings.append(Finding("schema", block.file, block.address, str(exc.args[0])))
             continue
         findings.extend(_check_body(block.body, type_schema, block.file, block.address, RESOURCE_META))
     for block in module.providers:
-        if block.labels[0] != "google":
-            findings.append(Finding("schema", block.file, block.address, "only the google provider is checked"))
+        name = block.labels[0]
+        if name not in PROVIDERS:
+            findings.append(
+                Finding("schema", block.file, block.address, f"only the {', '.join(PROVIDERS)} providers are checked")
+            )
             continue
         findings.extend(
-            _check_body(block.body, schema.get("provider", "google"), block.file, "provider.google", PROVIDER_META)
+            _check_body(block.body, schema.get("provider", name, name), block.file, f"provider.{name}", PROVIDER_META)
         )
     return findings
 
@@ -125,7 +137,7 @@ _VAR = re.compile(r"(?<![\w.])var\.([A-Za-z_][\w-]*)")
 _LOCAL = re.compile(r"(?<![\w.])local\.([A-Za-z_]\w*)")
 _DATA = re.compile(r"(?<![\w.])data\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.([A-Za-z_]\w*))?")
 _MODULE = re.compile(r"(?<![\w.])module\.([A-Za-z_]\w*)")
-_RESOURCE = re.compile(r"(?<![\w.])(google_\w+)\.([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.([A-Za-z_]\w*))?")
+_RESOURCE = re.compile(r"(?<![\w.])((?:google|time)_\w+)\.([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.([A-Za-z_]\w*))?")
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -162,11 +174,12 @@ def check_references(module: Module, schema: ProviderSchema | None = None) -> li
     """
     findings: list[Finding] = []
 
-    def attr_ok(kind: str, tf_type: str, attr: str | None) -> bool:
+    def attr_ok(kind: str, tf_type: str, name: str, attr: str | None) -> bool:
         if attr is None or schema is None:
             return True
+        store = module.data if kind == "data" else module.resources
         try:
-            return attr in schema.get(kind, tf_type).attributes
+            return attr in schema.get(kind, tf_type, block_provider(store[(tf_type, name)])).attributes
         except UnknownType:
             return True  # reported by check_schema
 
@@ -186,12 +199,12 @@ def check_references(module: Module, schema: ProviderSchema | None = None) -> li
         for dtype, dname, attr in _DATA.findall(expr):
             if (dtype, dname) not in module.data:
                 findings.append(Finding("references", file, where, f"undeclared data source data.{dtype}.{dname}"))
-            elif not attr_ok("data", dtype, attr or None):
+            elif not attr_ok("data", dtype, dname, attr or None):
                 findings.append(Finding("references", file, where, f"data.{dtype}.{dname} has no attribute {attr!r}"))
         for rtype, rname, attr in _RESOURCE.findall(expr):
             if (rtype, rname) not in module.resources:
                 findings.append(Finding("references", file, where, f"undeclared resource {rtype}.{rname}"))
-            elif not attr_ok("resource", rtype, attr or None):
+            elif not attr_ok("resource", rtype, rname, attr or None):
                 findings.append(Finding("references", file, where, f"{rtype}.{rname} has no attribute {attr!r}"))
 
     for block in module.blocks():

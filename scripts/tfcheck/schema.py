@@ -1,4 +1,9 @@
-"""The google provider's schema, read offline from the cdktn-provider-google bindings.
+"""The providers' schemas, read offline from the cdktn-provider-* bindings.
+
+Three providers are checked: ``google`` (cdktn-provider-google), ``google-beta``
+(cdktn-provider-google-beta, for the few resources that exist only there, e.g.
+``google_project_service_identity``) and ``time`` (cdktn-provider-time, ``time_sleep``). The beta
+and time bindings are found beside the google ones (same site-packages).
 
 Each resource ``google_<x>`` has a module ``cdktn_provider_google/<x>/__init__.py`` (data sources:
 ``data_google_<x>``). In it, the keyword-only arguments of ``<Class>Config.__init__`` are the
@@ -52,6 +57,23 @@ class UnknownType(KeyError):
     """The provider has no resource or data source of that type."""
 
 
+# Provider name -> (bindings package, type prefix, resource folder, data folder) of its types.
+# cdktn-provider-google names a resource's folder without "google_", cdktn-provider-google-beta
+# keeps the full type name, cdktn-provider-time drops "time_".
+PROVIDERS = {
+    "google": ("cdktn_provider_google", "google_", "{short}", "data_google_{short}"),
+    "google-beta": ("cdktn_provider_google_beta", "google_", "{type}", "data_{type}"),
+    "time": ("cdktn_provider_time", "time_", "{short}", "data_time_{short}"),
+}
+
+
+def provider_of(tf_type: str, explicit: str | None = None) -> str:
+    """The provider a block uses: its ``provider =`` meta-argument, else its type's prefix."""
+    if explicit:
+        return explicit.split(".", 1)[0]
+    return "time" if tf_type.startswith("time_") else "google"
+
+
 class ProviderSchema:
     """Lazy, cached view of the bindings: parse a type's module only when it is asked for."""
 
@@ -61,7 +83,24 @@ class ProviderSchema:
             raise FileNotFoundError(
                 f"cdktn-provider-google bindings not found at {self.bindings_dir}; run `make infra-tools`"
             )
-        self._cache: dict[tuple[str, str], BlockSchema] = {}
+        site = self.bindings_dir.parent
+        self.provider_dirs = {name: site / package for name, (package, *_rest) in PROVIDERS.items()}
+        self.provider_dirs["google"] = self.bindings_dir
+        self._cache: dict[tuple[str, str, str], BlockSchema] = {}
+
+    def _provider_dir(self, provider: str) -> Path:
+        if provider not in self.provider_dirs:
+            raise UnknownType(f"provider {provider!r} is not checked (known: {', '.join(PROVIDERS)})")
+        path = self.provider_dirs[provider]
+        if not (path / "__init__.py").is_file():
+            raise FileNotFoundError(f"{PROVIDERS[provider][0]} bindings not found at {path}; run `make infra-tools`")
+        return path
+
+    def version_of(self, provider: str) -> str | None:
+        """Provider version the bindings were generated from (e.g. "8.7.0")."""
+        text = (self._provider_dir(provider) / "provider" / "__init__.py").read_text()
+        found = re.search(r"providers/hashicorp/[\w-]+/([0-9.]+)/docs", text)
+        return found.group(1) if found else None
 
     @property
     def provider_version(self) -> str | None:
@@ -69,31 +108,40 @@ class ProviderSchema:
         found = re.search(r"providers/hashicorp/google/([0-9.]+)/docs", text)
         return found.group(1) if found else None
 
-    def _module_file(self, kind: str, tf_type: str) -> Path:
-        if not tf_type.startswith("google_"):
-            raise UnknownType(f"{tf_type}: not a google provider type")
-        short = tf_type[len("google_") :]
-        folder = f"data_google_{short}" if kind == "data" else short
-        path = self.bindings_dir / folder / "__init__.py"
+    def _module_file(self, kind: str, tf_type: str, provider: str = "google") -> Path:
+        _package, prefix, resource_folder, data_folder = PROVIDERS.get(provider, PROVIDERS["google"])
+        if not tf_type.startswith(prefix):
+            raise UnknownType(f"{tf_type}: not a {provider} provider type")
+        short = tf_type[len(prefix) :]
+        folder = (data_folder if kind == "data" else resource_folder).format(short=short, type=tf_type)
+        path = self._provider_dir(provider) / folder / "__init__.py"
         if not path.is_file():
-            raise UnknownType(f"{kind} type {tf_type} does not exist in the google provider schema")
+            message = f"{kind} type {tf_type} does not exist in the {provider} provider schema"
+            if provider == "google" and self.has_type(kind, tf_type, "google-beta"):
+                message += "; it exists only in google-beta: set provider = google-beta"
+            raise UnknownType(message)
         return path
 
-    def has_type(self, kind: str, tf_type: str) -> bool:
+    def has_type(self, kind: str, tf_type: str, provider: str = "google") -> bool:
         try:
-            self._module_file(kind, tf_type)
-        except UnknownType:
+            self._module_file(kind, tf_type, provider)
+        except (UnknownType, FileNotFoundError):
             return False
         return True
 
-    def get(self, kind: str, tf_type: str) -> BlockSchema:
-        """Schema of a resource (kind "resource") or data source (kind "data")."""
-        key = (kind, tf_type)
+    def get(self, kind: str, tf_type: str, provider: str | None = None) -> BlockSchema:
+        """Schema of a resource (kind "resource"), data source (kind "data") or provider block.
+
+        ``provider`` defaults to the one the type's prefix implies (google_ -> google,
+        time_ -> time); pass "google-beta" for a block with ``provider = google-beta``.
+        """
+        provider = provider or (tf_type if kind == "provider" else provider_of(tf_type))
+        key = (kind, tf_type, provider)
         if key not in self._cache:
             if kind == "provider":
-                path = self.bindings_dir / "provider" / "__init__.py"
+                path = self._provider_dir(provider) / "provider" / "__init__.py"
             else:
-                path = self._module_file(kind, tf_type)
+                path = self._module_file(kind, tf_type, provider)
             self._cache[key] = _parse_module(str(path), tf_type)
         return self._cache[key]
 
@@ -131,7 +179,7 @@ def _parse_module(path: str, tf_type: str) -> BlockSchema:
             if any(
                 ast.unparse(base).endswith(("TerraformMetaArguments", "TerraformProviderConfig")) for base in cls.bases
             )
-            or (name.endswith("ProviderConfig") and tf_type == "google")
+            or (name.endswith("ProviderConfig") and tf_type in PROVIDERS)
         ),
         None,
     )

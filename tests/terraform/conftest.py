@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,3 +52,20 @@ def checkov_bin() -> Path:
 @pytest.fixture(scope="session")
 def checkov_report(checkov_bin):
     return run_checkov(TF_DIR, checkov_bin)
+
+
+@pytest.fixture
+def broken(tmp_path, tf_dir, repo_root):
+    """A copy of terraform/ (with ../shared beside it) and an editor that must find its target."""
+    copy = tmp_path / "terraform"
+    shutil.copytree(tf_dir, copy, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "*.zip"))
+    (tmp_path / "shared").symlink_to(repo_root / "shared")
+
+    def edit(file: str, old: str, new: str) -> Path:
+        path = copy / file
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {file}: update the test"
+        path.write_text(text.replace(old, new, 1))
+        return copy
+
+    return copy, edit

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 from tfcheck import (
     check_conventions,
@@ -15,23 +12,6 @@ from tfcheck import (
     terraform_fmt_check,
 )
 from tfcheck.consistency import check_function_env, check_sources_of_truth, load_config
-
-
-@pytest.fixture
-def broken(tmp_path, tf_dir, repo_root):
-    """A copy of terraform/ (with ../shared beside it) and an editor that must find its target."""
-    copy = tmp_path / "terraform"
-    shutil.copytree(tf_dir, copy, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "*.zip"))
-    (tmp_path / "shared").symlink_to(repo_root / "shared")
-
-    def edit(file: str, old: str, new: str) -> Path:
-        path = copy / file
-        text = path.read_text()
-        assert old in text, f"{old!r} not in {file}: update the test"
-        path.write_text(text.replace(old, new, 1))
-        return copy
-
-    return copy, edit
 
 
 def _messages(findings) -> str:
@@ -108,9 +88,9 @@ def test_schema_check_catches(broken, schema, file, old, new, expected):
         ),
         (
             "iam.tf",
-            "data.google_project.this.number",
-            "data.google_project.that.number",
-            "undeclared data source data.google_project.that",
+            "data.google_storage_project_service_account.gcs.email_address",
+            "data.google_storage_project_service_account.other.email_address",
+            "undeclared data source data.google_storage_project_service_account.other",
         ),
     ],
     ids=["variable", "local", "resource", "attribute", "data-source"],
