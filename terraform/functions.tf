@@ -30,7 +30,7 @@ resource "google_cloudfunctions2_function" "this" {
     min_instance_count               = local.function_settings[each.key].min_instance_count
     max_instance_count               = local.function_settings[each.key].max_instance_count
     max_instance_request_concurrency = local.function_settings[each.key].concurrency
-    environment_variables            = local.function_env[each.key]
+    environment_variables            = merge(local.function_env[each.key], local.runtime_environment)
     service_account_email            = google_service_account.function[each.key].email
     all_traffic_on_latest_revision   = true
     // predict is reachable from outside (IAM decides who may call it); event functions only

@@ -46,6 +46,10 @@ locals {
   // function_env (each function's environment) is generated into settings.tf from
   // shared/pharmaseg/config.py.
 
+  // Client-library variables every function runs with, from resources.json (the local stack sets
+  // the same); beside local.function_env, the settings of settings.tf.
+  runtime_environment = { for name, value in local.spec.runtime_environment : name => value if !startswith(name, "_") }
+
   labels = merge({ app = "pharmaseg", managed-by = "terraform" }, var.labels)
 
   // Log filter of the prediction lines written by the predict function to stdout.

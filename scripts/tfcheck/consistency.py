@@ -146,22 +146,32 @@ def check_sources_of_truth(module: Module, repo_root: Path) -> list[Finding]:
     return findings
 
 
+FUNCTION_ENVIRONMENT = "merge(local.function_env[each.key], local.runtime_environment)"
+
+
 def check_function_env(module: Module, config: ModuleType) -> list[Finding]:
-    """The functions' environments are the generated settings file, current with SETTINGS."""
+    """The functions' environments are the generated settings file, current with SETTINGS, and the
+    client-library variables of resources.json that the local stack sets too."""
     findings: list[Finding] = []
     generated = Path(config.TERRAFORM_FILE).name
     functions = [b for (t, _), b in module.resources.items() if t == "google_cloudfunctions2_function"]
     for block in functions:
         service = _first_block(block.body, "service_config")
-        if _expr(service.get("environment_variables")) != "local.function_env[each.key]":
+        if _expr(service.get("environment_variables")) != FUNCTION_ENVIRONMENT:
             findings.append(
                 Finding(
                     "consistency",
                     block.file,
                     block.address,
-                    "service_config.environment_variables must be local.function_env[each.key]",
+                    f"service_config.environment_variables must be {FUNCTION_ENVIRONMENT}",
                 )
             )
+    if "local.spec.runtime_environment" not in _expr(module.locals.get("runtime_environment", "")):
+        findings.append(
+            Finding(
+                "consistency", "locals.tf", "local.runtime_environment", "must come from local.spec.runtime_environment"
+            )
+        )
     path = module.path / generated
     if not path.is_file() or path.read_text() != config.terraform_settings():
         findings.append(

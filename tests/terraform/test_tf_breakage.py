@@ -143,6 +143,15 @@ def test_consistency_catches_a_hand_written_function_env(broken, repo_root):
     assert "local.function_env: must be the one generated in settings.tf" in _messages(findings)
 
 
+def test_consistency_catches_functions_without_the_client_library_environment(broken, repo_root):
+    """The local stack runs every function with resources.json's runtime_environment: so must Cloud Run."""
+    _, edit = broken
+    whole = "merge(local.function_env[each.key], local.runtime_environment)"
+    copy = edit("functions.tf", whole, "local.function_env[each.key]")
+    findings = check_function_env(load_module(copy), load_config(repo_root))
+    assert f"service_config.environment_variables must be {whole}" in _messages(findings)
+
+
 def test_consistency_catches_a_copied_schema(broken, repo_root):
     _, edit = broken
     copy = edit(
