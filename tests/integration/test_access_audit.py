@@ -24,26 +24,26 @@ def conftest(request):
 
 
 @pytest.fixture(scope="module")
-def session_calls(local_stack, conftest) -> tuple[str, list[dict]]:
+def session_calls(local_stack, conftest) -> list[dict]:
     logs = conftest.recorded_access_logs()
     calls = access_audit.read_calls(logs)
     silent = sorted(set(cloud_resources.functions()) - {c["function"] for c in calls})
     assert not silent, f"no recorded call of {silent} in {logs}: run the whole of tests/integration"
-    return local_stack["project"], calls
+    return calls
 
 
 def test_every_call_of_every_function_is_granted_by_terraform(session_calls, conftest):
-    project, calls = session_calls
-    report = access_audit.audit(calls, access_audit.load_grants(project), access_audit.load_roles())
+    calls = session_calls
+    report = access_audit.audit(calls, access_audit.load_grants(), access_audit.load_roles())
     conftest.AUDIT_REPORT.parent.mkdir(exist_ok=True)
     conftest.AUDIT_REPORT.write_text(report.text() + "\n")
     assert report.ok, report.text()
     assert report.calls == len(calls) > 100
 
 
-def test_removing_a_needed_grant_fails_the_audit_naming_function_and_permission(session_calls):
-    project, calls = session_calls
-    grants = access_audit.load_grants(project)
+def test_removing_a_needed_grant_fails_the_audit_naming_function_and_permission(session_calls, local_stack):
+    calls, project = session_calls, local_stack["project"]
+    grants = access_audit.load_grants()
     inbox = [g for g in grants if (g.function, g.on) == ("score_batch", "bucket:inbox")]
     assert len(inbox) == 1
     report = access_audit.audit(calls, [g for g in grants if g not in inbox], access_audit.load_roles())
@@ -57,11 +57,10 @@ def test_removing_a_needed_grant_fails_the_audit_naming_function_and_permission(
 
 def test_reading_where_only_reading_is_granted_is_not_enough_to_write(session_calls):
     """Terraform's old grant (objectViewer on the inbox) would have failed every batch with 403."""
-    project, calls = session_calls
     grants = [
         replace(g, role="roles/storage.objectViewer") if (g.function, g.on) == ("score_batch", "bucket:inbox") else g
-        for g in access_audit.load_grants(project)
+        for g in access_audit.load_grants()
     ]
-    report = access_audit.audit(calls, grants, access_audit.load_roles())
+    report = access_audit.audit(session_calls, grants, access_audit.load_roles())
     missing = {need.permission for function, need in report.missing if function == "score_batch"}
     assert {"storage.objects.create", "storage.objects.delete"} <= missing

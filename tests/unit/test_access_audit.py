@@ -15,8 +15,16 @@ MODELS = cloud_resources.bucket_name("models", P)
 DATASET = f"{P}.{cloud_resources.dataset_name()}"
 
 
-def call(function="predict", service="storage", method="GET", path="/", query="", **extra):
-    return {"function": function, "service": service, "method": method, "path": path, "query": query, **extra}
+def call(function="predict", service="storage", method="GET", path="/", query="", project=P, **extra):
+    return {
+        "function": function,
+        "project": project,
+        "service": service,
+        "method": method,
+        "path": path,
+        "query": query,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
@@ -115,15 +123,25 @@ def roles():
 
 
 def test_a_project_level_grant_covers_every_resource_of_the_project():
-    grants = [Grant("retrain", "project", "project", P, "roles/storage.objectViewer")]
+    grants = [Grant("retrain", "project", "roles/storage.objectViewer")]
     report = access_audit.audit([call(function="retrain", path=f"/storage/v1/b/{MODELS}/o/x")], grants, roles())
     assert report.ok and report.used == {grants[0]: 1}
 
 
+def test_a_grant_names_the_resource_of_the_calls_own_project():
+    """Each stack is a project: the models bucket of another project is another bucket."""
+    grants = [Grant("predict", "bucket:models", "roles/storage.objectViewer")]
+    other = cloud_resources.bucket_name("models", "elsewhere")
+    calls = [call(path=f"/storage/v1/b/{other}/o/x", project="elsewhere"), call(path=f"/storage/v1/b/{other}/o/x")]
+    report = access_audit.audit(calls, grants, roles())
+    assert list(report.missing) == [("predict", Need("storage.objects.get", "bucket", other))]
+    assert report.missing[("predict", Need("storage.objects.get", "bucket", other))]["count"] == 1
+
+
 def test_missing_unmapped_and_unused_are_all_reported():
     grants = [
-        Grant("predict", "bucket:models", "bucket", MODELS, "roles/storage.objectViewer"),
-        Grant("predict", "bucket:reports", "bucket", "reports", "roles/storage.objectViewer"),
+        Grant("predict", "bucket:models", "roles/storage.objectViewer"),
+        Grant("predict", "bucket:reports", "roles/storage.objectViewer"),
     ]
     calls = [
         call(path=f"/storage/v1/b/{MODELS}/o/x"),
@@ -147,10 +165,11 @@ def test_every_role_terraform_grants_is_known_with_its_source():
     assert all(r["source"].startswith("https://cloud.google.com/") and r["permissions"] for r in spec.values())
 
 
-def test_grants_resolve_to_this_projects_resources():
-    grants = access_audit.load_grants(P)
-    assert {(g.kind, g.name) for g in grants if g.function == "predict"} == {
+def test_grants_resolve_to_a_projects_resources():
+    grants = access_audit.load_grants()
+    assert {access_audit.resolve(g.on, P) for g in grants if g.function == "predict"} == {
         ("bucket", MODELS),
         ("bucket", cloud_resources.bucket_name("reports", P)),
     }
-    assert ("dataset", DATASET) in {(g.kind, g.name) for g in grants}
+    assert ("dataset", DATASET) in {access_audit.resolve(g.on, P) for g in grants}
+    assert access_audit.resolve("topic:retrain", P) == ("topic", cloud_resources.topic_name("retrain"))

@@ -61,12 +61,10 @@ class Need:
 
 @dataclass(frozen=True)
 class Grant:
-    """One line of function_access.json, resolved to a resource name of this project."""
+    """One line of function_access.json: a role for a function's account on a target (see resolve)."""
 
     function: str
     on: str
-    kind: str
-    name: str
     role: str
 
     def __str__(self) -> str:
@@ -288,12 +286,8 @@ def resolve(on: str, project: str) -> tuple[str, str]:
     raise ValueError(f"unknown grant target {on!r} (bucket:<role>, topic:<role>, dataset or project)")
 
 
-def load_grants(project: str, path: Path = GRANTS_FILE) -> list[Grant]:
-    grants = []
-    for entry in json.loads(path.read_text())["grants"]:
-        kind, name = resolve(entry["on"], project)
-        grants.append(Grant(entry["function"], entry["on"], kind, name, entry["role"]))
-    return grants
+def load_grants(path: Path = GRANTS_FILE) -> list[Grant]:
+    return [Grant(g["function"], g["on"], g["role"]) for g in json.loads(path.read_text())["grants"]]
 
 
 def read_calls(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -304,10 +298,12 @@ def read_calls(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return calls
 
 
-def _covers(grant: Grant, need: Need, roles: dict[str, set[str]]) -> bool:
+def _covers(grant: Grant, need: Need, project: str, roles: dict[str, set[str]]) -> bool:
+    """True if the grant's role holds the permission on the needed resource, or on its project."""
     if need.permission not in roles.get(grant.role, set()):
         return False
-    return grant.kind == "project" or (grant.kind, grant.name) == (need.kind, need.name)
+    kind, name = resolve(grant.on, project)
+    return kind == "project" or (kind, name) == (need.kind, need.name)
 
 
 def _smallest_role(permission: str, roles: dict[str, set[str]]) -> str | None:
@@ -316,7 +312,11 @@ def _smallest_role(permission: str, roles: dict[str, set[str]]) -> str | None:
 
 
 def audit(calls: list[dict[str, Any]], grants: list[Grant], roles: dict[str, set[str]]) -> Report:
-    """Check every call against the grants of the function that made it."""
+    """Check every call against the grants of the function that made it, in the call's project.
+
+    Each stack (the demo's, each test module's own) is a project of its own: the recorder writes
+    it on every call, and a grant names a resource of whichever project the call was made in.
+    """
     unknown_roles = sorted({g.role for g in grants} - set(roles))
     if unknown_roles:
         raise ValueError(f"roles granted but missing from {ROLES_FILE.name}: {', '.join(unknown_roles)}")
@@ -330,7 +330,7 @@ def audit(calls: list[dict[str, Any]], grants: list[Grant], roles: dict[str, set
         mine = [g for g in grants if g.function == call["function"]]
         example = f"{call['method']} {call['path']}"
         for need in needs:
-            covering = [g for g in mine if _covers(g, need, roles)]
+            covering = [g for g in mine if _covers(g, need, call["project"], roles)]
             for grant in covering:
                 report.used[grant] = report.used.get(grant, 0) + 1
             if not covering:
@@ -346,10 +346,9 @@ def audit(calls: list[dict[str, Any]], grants: list[Grant], roles: dict[str, set
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pharmaseg.stack.access_audit", description=__doc__.splitlines()[0])
     parser.add_argument("access_logs", nargs="+", type=Path, help="access.jsonl files written by the recorder")
-    parser.add_argument("--project", required=True, help="the stack's project id (resource names depend on it)")
     parser.add_argument("--grants", type=Path, default=GRANTS_FILE)
     args = parser.parse_args(argv)
-    report = audit(read_calls(args.access_logs), load_grants(args.project, args.grants), load_roles())
+    report = audit(read_calls(args.access_logs), load_grants(args.grants), load_roles())
     print(report.text())
     return 0 if report.ok else 1
 

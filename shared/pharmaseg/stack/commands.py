@@ -60,7 +60,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not log.exists():
         _err(f"no calls recorded in {log}: start the stack and use it (`make demo`) first")
         return 1
-    return access_audit.main([str(log), "--project", layout.project])
+    return access_audit.main([str(log)])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -73,8 +73,8 @@ def _job_configuration(body: bytes, content_type: str) -> dict[str, Any] | None:
     return doc.get("configuration") if isinstance(doc, dict) else None
 
 
-def http_handler(function: str, service: str, upstream: str, access: AccessLog):
-    """Forward to ``upstream`` (http://host:port) and record each call as ``function``'s."""
+def http_handler(function: str, service: str, upstream: str, access: AccessLog, project: str):
+    """Forward to ``upstream`` (http://host:port) and record each call as ``function``'s in ``project``."""
     target = urlsplit(upstream)
 
     class Proxy(BaseHTTPRequestHandler):
@@ -98,7 +98,8 @@ def http_handler(function: str, service: str, upstream: str, access: AccessLog):
                 # Media links and self links name the emulator: keep the function on the proxy.
                 payload = payload.replace(upstream.encode(), own.encode())
             path, _, query = self.path.partition("?")
-            record = {"function": function, "service": service, "method": self.command, "path": path}
+            record = {"function": function, "project": project, "service": service, "method": self.command}
+            record["path"] = path
             record.update(query=query, status=status)
             if service == "bigquery" and self.command == "POST" and path.endswith("/jobs"):
                 record["job"] = _job_configuration(body, self.headers.get("Content-Type", ""))
@@ -141,7 +142,7 @@ def _pubsub_resource(method: str, request: bytes) -> dict[str, str]:
     return found
 
 
-def grpc_server(function: str, port: int, upstream: str, access: AccessLog):
+def grpc_server(function: str, port: int, upstream: str, access: AccessLog, project: str):
     """A gRPC server on ``port`` passing every call through to ``upstream`` (host:port), recorded."""
     import grpc
 
@@ -159,7 +160,8 @@ def grpc_server(function: str, port: int, upstream: str, access: AccessLog):
             method = details.method
 
             def record(code: str, request: bytes | None) -> None:
-                entry = {"function": function, "service": "pubsub", "method": "RPC", "path": method, "status": code}
+                entry = {"function": function, "project": project, "service": "pubsub", "method": "RPC"}
+                entry.update(path=method, status=code)
                 if request is not None:
                     entry["resource"] = _pubsub_resource(method, request)
                 access.write(entry)
@@ -196,11 +198,12 @@ def serve(layout: StackLayout, functions: list[str]) -> tuple[list[Any], list[An
         for service in RECORDED_SERVICES:
             port = layout.recorder_port(function, service)
             if service == "pubsub":
-                server = grpc_server(function, port, layout.pubsub_host, access)
+                server = grpc_server(function, port, layout.pubsub_host, access, layout.project)
                 server.start()
                 grpc_servers.append(server)
                 continue
-            server = ThreadingHTTPServer((HOST, port), http_handler(function, service, layout.url(service), access))
+            handler = http_handler(function, service, layout.url(service), access, layout.project)
+            server = ThreadingHTTPServer((HOST, port), handler)
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             http_servers.append(server)
