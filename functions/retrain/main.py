@@ -1,13 +1,13 @@
 """Cloud Function (gen2, Pub/Sub and Eventarc): retrain on request or on a new source file, promote if the gate passes.
 
-The work is ``pharmaseg.retraining.handler.RetrainService``; this module only hands it the event.
+The work is ``pharmaseg.retraining.service.RetrainService``; this module only hands it the event.
 """
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from pharmaseg import config
-from pharmaseg.retraining.handler import RetrainService
+from pharmaseg.retraining.service import RetrainService
 
 # Built when the module loads, with its clients: a missing, malformed or conflicting setting (the gate
 # thresholds' JSON) stops the revision, each one named.
