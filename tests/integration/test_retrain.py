@@ -24,8 +24,8 @@ from pharmaseg.retraining import service
 from pharmaseg.retraining.approval import promote_by_hand
 from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import decode_request, encode_request
-from pharmaseg.retraining.publish import publish_request
 from pharmaseg.retraining.pipeline import ModelVersionsTable, retrain
+from pharmaseg.retraining.publish import publish_request
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
 

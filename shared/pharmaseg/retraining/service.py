@@ -162,8 +162,8 @@ class RetrainService:
 
     def request_for_new_source(self, ref: ObjectRef) -> str | None:
         """Publish a retrain request for this generation of a new source file and its latest complete window."""
-        from pharmaseg.retraining.publish import publish_request
         from pharmaseg.retraining.pipeline import current_production, read_source, training_window
+        from pharmaseg.retraining.publish import publish_request
 
         uri = f"gs://{ref.bucket}/{ref.name}#{ref.generation}"
         try:
