@@ -25,6 +25,7 @@ from pharmaseg.bq import load_ndjson
 from pharmaseg.config import DriftSettings
 from pharmaseg.drift import methods, queries, service, simulate
 from pharmaseg.registry import ModelRegistry
+from pharmaseg.runtime import Event, accept
 
 DATA = Path(
     os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv")
@@ -293,10 +294,10 @@ def test_handle_event_refuses_malformed_messages(env, capsys):
     import base64
 
     data = {"message": {"data": base64.b64encode(b'{"period_days": "x"}').decode(), "messageId": "1"}}
-    assert _service(env).handle(pubsub.PUBLISHED, data) is None
+    assert accept(_service(env), Event(pubsub.PUBLISHED, data)) is None
     assert "drift_check_rejected" in capsys.readouterr().out
-    with pytest.raises(ValueError):
-        _service(env).handle("google.cloud.storage.object.v1.finalized", data)
+    assert accept(_service(env), Event("google.cloud.storage.object.v1.finalized", data)) is None
+    assert "unexpected event type" in capsys.readouterr().out
 
 
 def _demo_module():

@@ -26,6 +26,7 @@ from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import decode_request, encode_request
 from pharmaseg.retraining.pipeline import ModelVersionsTable, retrain
 from pharmaseg.retraining.publish import publish_request
+from pharmaseg.runtime import Event, accept
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
 
@@ -75,7 +76,7 @@ def env(gcs, bigquery):
 
 
 def send(deps, message_id, **fields):
-    return deps.handle(service.EVENT_TYPE, event({"reason": "integration", **fields}, message_id), None)
+    return accept(deps, Event(service.EVENT_TYPE, event({"reason": "integration", **fields}, message_id)))
 
 
 def production(deps):
@@ -184,7 +185,7 @@ def test_force_promotes_a_failing_candidate(env):
 
 
 def test_malformed_message_is_logged_and_acknowledged(env, capsys):
-    assert env.handle(service.EVENT_TYPE, event(b"{not json", "m-bad"), None) is None
+    assert accept(env, Event(service.EVENT_TYPE, event(b"{not json", "m-bad"))) is None
     assert send(env, "m-bad2", promotion="sometimes") is None
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     errors = [line for line in out if line.get("event") == "retrain_malformed"]

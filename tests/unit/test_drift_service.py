@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from pharmaseg import config
 from pharmaseg.config import DriftSettings
 from pharmaseg.drift import methods, service
+from pharmaseg.runtime import Event, accept
 
 NOW = datetime(2030, 1, 8, tzinfo=UTC)
 
@@ -179,9 +181,11 @@ def test_retrain_message_follows_the_retrain_contract():
     assert parsed.promotion == "auto"
 
 
-def test_handle_checks_the_event_type():
-    with pytest.raises(ValueError, match="expects google.cloud.pubsub"):
-        service.DriftService(_settings()).handle("google.cloud.storage.object.v1.finalized", {})
+def test_an_event_of_another_type_is_acknowledged_and_logged(capsys):
+    assert accept(service.DriftService(_settings()), Event("google.cloud.storage.object.v1.finalized", {})) is None
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["severity"] == "ERROR" and line["event"] == "drift_check_rejected"
+    assert "unexpected event type" in line["message"] and "google.cloud.pubsub" in line["message"]
 
 
 def test_the_strategy_page_reads_the_pointer_the_check_writes():

@@ -30,6 +30,7 @@ from pharmaseg.drift import joint, methods, queries
 from pharmaseg.drift import report as reports
 from pharmaseg.logs import log
 from pharmaseg.report_objects import LATEST_DRIFT
+from pharmaseg.runtime import Clients, Event, Unprocessable
 
 RETRAIN_POLICIES = ("auto", "never")
 MESSAGE_FIELDS = {"period_start", "period_end", "period_days", "retrain", "reason"}
@@ -273,14 +274,18 @@ def _upload(gcs, bucket: str, name: str, body: bytes | str, content_type: str) -
 class DriftService:
     """What ``functions/check_drift`` runs: one check per message, its clients created once.
 
-    Clients default to the real ones (created on first use, following the emulator variables);
-    tests pass their own.
+    Clients default to the real ones (created on first use, following the emulator variables:
+    ``runtime.Clients``); tests pass their own.
     """
+
+    event_types = (pubsub.PUBLISHED,)
+    refused = "drift_check_rejected"
 
     def __init__(self, settings: DriftSettings, *, bq=None, gcs=None, publisher=None, registry=None):
         self.settings = settings
         self.policy = methods.DriftPolicy.of(settings)  # settings that conflict stop the function here
-        self._bq, self._gcs, self._publisher, self._registry = bq, gcs, publisher, registry
+        self.clients = Clients(settings.project, storage=gcs, bigquery=bq, publisher=publisher)
+        self._registry = registry
 
     @classmethod
     def deployed(cls, settings: DriftSettings) -> DriftService:
@@ -289,27 +294,15 @@ class DriftService:
 
     @property
     def bq(self):
-        if self._bq is None:
-            from pharmaseg import gcp
-
-            self._bq = gcp.bigquery_client(self.settings.project)
-        return self._bq
+        return self.clients.bigquery
 
     @property
     def gcs(self):
-        if self._gcs is None:
-            from pharmaseg import gcp
-
-            self._gcs = gcp.storage_client(self.settings.project)
-        return self._gcs
+        return self.clients.storage
 
     @property
     def publisher(self):
-        if self._publisher is None:
-            from pharmaseg import gcp
-
-            self._publisher = gcp.publisher_client()
-        return self._publisher
+        return self.clients.publisher
 
     @property
     def registry(self):
@@ -319,30 +312,28 @@ class DriftService:
             self._registry = ModelRegistry(self.settings.models_bucket, client=self.gcs)
         return self._registry
 
-    def handle(self, event_type: str, data: dict[str, Any] | None, event_id: str | None = None):
-        """A Pub/Sub CloudEvent in, a report out; None when the message was refused (and acknowledged).
+    def handle(self, event: Event) -> dict[str, Any]:
+        """A Pub/Sub CloudEvent in, a report out.
 
-        Errors that a retry cannot fix (a malformed message, no production model) are logged as
-        ERROR and swallowed so Pub/Sub does not redeliver forever; anything else (BigQuery or
-        GCS unavailable) raises, and the subscription's retry policy tries again.
+        Errors that a retry cannot fix (a malformed message, no production model) are
+        Unprocessable, so Pub/Sub does not redeliver forever; anything else (BigQuery or GCS
+        unavailable) raises, and the subscription's retry policy tries again.
         """
         from pharmaseg.errors import RegistryError
 
-        if event_type != pubsub.PUBLISHED:
-            raise ValueError(f"check_drift expects {pubsub.PUBLISHED} events, got {event_type!r}")
         message_id = None
         try:
-            message = pubsub.unwrap(data, event_id)
+            message = pubsub.unwrap(event.data, event.id)
             message_id = message.message_id
             request = parse_message(message.data)
         except (pubsub.MalformedMessageError, methods.DriftError) as exc:
-            log("ERROR", f"drift check refused: {exc}", event="drift_check_rejected", message_id=message_id)
-            return None
+            raise Unprocessable(f"drift check refused: {exc}", message_id=message_id) from exc
         try:
             return self.run(request, message_id=message_id)
         except (RegistryError, methods.DriftError) as exc:  # no production model, a period that ends first...
-            log("ERROR", f"drift check impossible: {exc}", event="drift_check_failed", message_id=message_id)
-            return None
+            raise Unprocessable(
+                f"drift check impossible: {exc}", log_event="drift_check_failed", message_id=message_id
+            ) from exc
 
     def run(
         self, request: dict[str, Any] | None = None, *, message_id: str | None = None, now: datetime | None = None

@@ -7,10 +7,11 @@
   latest complete window, published to the retrain topic, so that every retrain takes the same
   path and leaves the same record.
 
-A malformed message or data that cannot train is logged (ERROR, with the reason) and
-acknowledged by returning normally: redelivering it cannot help. Anything else (an emulator or
-Google API failure, a concurrent delivery of the same message still registering) raises, so
-Pub/Sub redelivers and, after the subscription's attempts, dead-letters it.
+A malformed message or data that cannot train raises ``Unprocessable``, which
+``pharmaseg.runtime`` logs (ERROR, with the reason) and acknowledges: redelivering it cannot
+help. Anything else (an emulator or Google API failure, a concurrent delivery of the same
+message still registering) raises, so Pub/Sub redelivers and, after the subscription's
+attempts, dead-letters it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pharmaseg.pubsub import PUBLISHED as EVENT_TYPE
 from pharmaseg.pubsub import MalformedMessageError, unwrap
 from pharmaseg.retraining.message import MalformedRequestError, decode_request
 from pharmaseg.retraining.pipeline import Decision, TrainingFailedError, retrain
+from pharmaseg.runtime import Clients, Event, Unprocessable
 from pharmaseg.storage_events import STORAGE_FINALIZED, EventError, ObjectRef, parse_event, skip_reason
 
 DEFAULT_DATA_OBJECT = "oecd_pharma_spending.csv"
@@ -55,46 +57,84 @@ def request_id(message) -> str:
 class RetrainService:
     """What ``functions/retrain`` runs: one retrain (or one new-source request) per event.
 
-    ``from_env`` builds the real clients once per instance; unit tests pass fakes (a registry,
-    a model_versions store, a storage client) and call ``handle`` directly.
+    The clients, the registry, the model_versions table and the report writer are created on
+    first use (``runtime.Clients``); unit tests pass fakes (a registry, a model_versions store, a
+    storage client) and hand events to ``runtime.accept``.
     """
+
+    event_types = (EVENT_TYPE, STORAGE_FINALIZED)
+    refused = "retrain_bad_event"
 
     def __init__(
         self,
         settings: RetrainSettings,
         *,
-        registry: Any,
-        store: Any,
-        storage_client: Any,
-        reports: Any = None,  # ModelReportWriter; None: no report (unit tests)
-        publisher: Any = None,  # None: publish_request creates one when a new source file needs it
+        registry: Any = None,
+        store: Any = None,
+        storage_client: Any = None,
+        reports: Any = None,  # ModelReportWriter; None: no report (unit tests), unless deployed
+        publisher: Any = None,  # None: created when a new source file needs it
     ):
         from pharmaseg.retraining.gate import GateThresholds
 
         self.settings = settings
-        self.registry, self.store, self.storage_client = registry, store, storage_client
-        self.reports, self.publisher = reports, publisher
+        self.clients = Clients(settings.project, storage=storage_client, publisher=publisher)
+        self._registry, self._store, self._reports = registry, store, reports
+        self._writes_reports = reports is not None
         self.thresholds = GateThresholds.from_json(settings.gate_thresholds)
 
     @classmethod
     def deployed(cls, settings: RetrainSettings) -> RetrainService:
-        """The service as the function runs it: real clients, built once per instance."""
-        from pharmaseg import cloud_resources, gcp
-        from pharmaseg.model_report import ModelReportWriter
-        from pharmaseg.registry import ModelRegistry
-        from pharmaseg.retraining.pipeline import ModelVersionsTable
+        """The service as the function runs it: real clients, created on the first event that needs them."""
+        service = cls(settings)
+        service._writes_reports = True
+        return service
 
-        storage = gcp.storage_client(settings.project)
-        table_id = cloud_resources.table_id(settings.project, settings.dataset, "model_versions")
-        return cls(
-            settings,
-            registry=ModelRegistry(settings.models_bucket, client=storage),
-            store=ModelVersionsTable(gcp.bigquery_client(settings.project), table_id),
-            storage_client=storage,
-            reports=ModelReportWriter(
-                storage, settings.reports_bucket, borderline_below=settings.borderline_confidence
-            ),
-        )
+    @property
+    def storage_client(self) -> Any:
+        return self.clients.storage
+
+    @storage_client.setter
+    def storage_client(self, client: Any) -> None:
+        self.clients._storage = client
+
+    @property
+    def publisher(self) -> Any:
+        return self.clients.publisher
+
+    @publisher.setter
+    def publisher(self, client: Any) -> None:
+        self.clients._publisher = client
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from pharmaseg.registry import ModelRegistry
+
+            self._registry = ModelRegistry(self.settings.models_bucket, client=self.storage_client)
+        return self._registry
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from pharmaseg import cloud_resources
+            from pharmaseg.retraining.pipeline import ModelVersionsTable
+
+            settings = self.settings
+            table_id = cloud_resources.table_id(settings.project, settings.dataset, "model_versions")
+            self._store = ModelVersionsTable(self.clients.bigquery, table_id)
+        return self._store
+
+    @property
+    def reports(self) -> Any:
+        if self._reports is None and self._writes_reports:
+            from pharmaseg.model_report import ModelReportWriter
+
+            settings = self.settings
+            self._reports = ModelReportWriter(
+                self.storage_client, settings.reports_bucket, borderline_below=settings.borderline_confidence
+            )
+        return self._reports
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -105,36 +145,31 @@ class RetrainService:
             "default_bootstrap": self.settings.retrain_bootstrap,
         }
 
-    def handle(self, event_type: str, data: Any, event_id: str | None = None):
+    def handle(self, event: Event) -> Decision | str | None:
         """Handle one event; returns the Decision, the published message id (new source file), or None
-        when the event was acknowledged without effect."""
-        if event_type == STORAGE_FINALIZED:
-            return self._storage_event(event_type, data)
-        if event_type != EVENT_TYPE:
-            raise ValueError(f"expected a {EVENT_TYPE} or {STORAGE_FINALIZED} event, got {event_type!r}")
-        message_id = event_id
+        when the event was ignored (another bucket's object, not a CSV)."""
+        if event.type == STORAGE_FINALIZED:
+            return self._storage_event(event)
+        message_id = event.id
         try:
-            message = unwrap(data, event_id)
+            message = unwrap(event.data, event.id)
             message_id = request_id(message)
             request = decode_request(message.data, **self.defaults)
             return self.retrain(request, message_id, publish_time=message.publish_time)
         except (MalformedMessageError, MalformedRequestError) as exc:
-            log(
-                "ERROR",
+            raise Unprocessable(
                 f"retrain message {message_id} is malformed: {exc}",
-                event="retrain_malformed",
+                log_event="retrain_malformed",
                 message_id=message_id,
                 error=str(exc),
-            )
+            ) from exc
         except TrainingFailedError as exc:
-            log(
-                "ERROR",
+            raise Unprocessable(
                 f"retrain message {message_id} cannot train: {exc}",
-                event="retrain_failed",
+                log_event="retrain_failed",
                 message_id=message_id,
                 error=str(exc),
-            )
-        return None
+            ) from exc
 
     def retrain(self, request, message_id: str, **kwargs: Any) -> Decision:
         return retrain(
@@ -148,19 +183,18 @@ class RetrainService:
             **kwargs,
         )
 
-    def _storage_event(self, event_type: str, data: Any) -> str | None:
+    def _storage_event(self, event: Event) -> str | None:
         try:
-            ref = parse_event(event_type, data)
+            ref = parse_event(event.type, event.data)
         except EventError as exc:
-            log("ERROR", f"malformed storage event: {exc}", event="retrain_bad_event")
-            return None
+            raise Unprocessable(f"malformed storage event: {exc}", log_event="retrain_bad_event") from exc
         why = skip_reason(ref, "")
         if why:
             log("INFO", f"ignored: {why}", event="retrain_source_ignored", source_uri=ref.uri)
             return None
         return self.request_for_new_source(ref)
 
-    def request_for_new_source(self, ref: ObjectRef) -> str | None:
+    def request_for_new_source(self, ref: ObjectRef) -> str:
         """Publish a retrain request for this generation of a new source file and its latest complete window."""
         from pharmaseg.retraining.pipeline import current_production, read_source, training_window
         from pharmaseg.retraining.publish import publish_request
@@ -170,8 +204,9 @@ class RetrainService:
             source = read_source(uri, self.storage_client)
             window = training_window(None, source, current_production(self.registry), self.thresholds)
         except TrainingFailedError as exc:
-            log("ERROR", f"new source file cannot train: {exc}", event="retrain_failed", source_uri=uri, error=str(exc))
-            return None
+            raise Unprocessable(
+                f"new source file cannot train: {exc}", log_event="retrain_failed", source_uri=uri, error=str(exc)
+            ) from exc
         if not self.settings.retrain_topic:
             raise RuntimeError("PHARMASEG_RETRAIN_TOPIC must be set for new source files to trigger retraining")
         message_id = publish_request(
