@@ -211,3 +211,11 @@ def test_conflicting_settings_stop_the_function_when_its_module_loads(monkeypatc
     source = Path(__file__).resolve().parents[2] / "functions/check_drift/main.py"
     with pytest.raises(methods.DriftError, match=r"joint_max_rows \(50\) must be at least min_rows \(100\)"):
         create_app("check_drift", str(source), "cloudevent")
+
+
+def test_every_bad_field_of_the_trigger_is_named_in_one_error():
+    with pytest.raises(methods.DriftError) as info:
+        trigger.parse_message(b'{"period_days": 0, "retrain": "force", "perod": 1}')
+    for part in ("unknown field(s) perod", "period_days must be a number", "retrain must be auto or never"):
+        assert part in str(info.value)
+    assert trigger.SCHEMA["$defs"]["DriftTrigger"]["additionalProperties"] is False
