@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pharmaseg import cloud_resources, gcp
-from pharmaseg.retraining.handler import DEFAULT_DATA_OBJECT
+from pharmaseg.retraining.service import DEFAULT_DATA_OBJECT
 
 WAIT_SECONDS = 180
 DATA = Path(

@@ -1,12 +1,13 @@
 """Cloud Function (gen2, Pub/Sub from Cloud Scheduler): compare recent inputs with the training reference.
 
-The work is ``pharmaseg.drift.service.DriftService``; this module only hands it the event.
+The work is ``pharmaseg.drift.service.DriftService``; this module only hands it the event
+(``pharmaseg.runtime.deliver``: what is acknowledged and what is retried).
 """
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from pharmaseg import config
+from pharmaseg import config, runtime
 from pharmaseg.drift.service import DriftService
 
 # Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
@@ -17,4 +18,4 @@ _service = DriftService.deployed(config.load("check_drift"))
 @functions_framework.cloud_event
 def check_drift(cloud_event: CloudEvent) -> None:
     """Run one drift check; malformed messages and a missing production model are logged and acknowledged."""
-    _service.handle(cloud_event["type"], cloud_event.data, cloud_event["id"])
+    runtime.deliver(_service, cloud_event)

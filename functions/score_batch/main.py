@@ -1,12 +1,13 @@
 """Cloud Function (gen2, Eventarc storage finalize): a CSV in the inbox bucket is scored into BigQuery exactly once.
 
-The work is ``pharmaseg.batch.service.BatchService``; this module only hands it the event.
+The work is ``pharmaseg.batch.service.BatchService``; this module only hands it the event
+(``pharmaseg.runtime.deliver``: what is acknowledged and what is retried).
 """
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from pharmaseg import config
+from pharmaseg import config, runtime
 from pharmaseg.batch.service import BatchService
 
 # Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
@@ -17,4 +18,4 @@ _service = BatchService.deployed(config.load("score_batch"))
 @functions_framework.cloud_event
 def score_batch(cloud_event: CloudEvent) -> None:
     """Score the object the event names; malformed, foreign and stale events are logged and acknowledged."""
-    _service.handle(cloud_event["type"], cloud_event.data, cloud_event.get("time"))
+    runtime.deliver(_service, cloud_event)

@@ -152,7 +152,7 @@ def _report_of(args: argparse.Namespace, version: str) -> str | None:
 def _decisions(args: argparse.Namespace):
     """The model_versions table, where a person's promotions and rollbacks are recorded."""
     from pharmaseg import cloud_resources, gcp
-    from pharmaseg.retraining.service import ModelVersionsTable
+    from pharmaseg.retraining.pipeline import ModelVersionsTable
 
     project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
     if not project:

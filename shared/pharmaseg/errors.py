@@ -5,6 +5,19 @@ class PharmasegError(Exception):
     """Base of every error the library raises on purpose."""
 
 
+class Unprocessable(PharmasegError):
+    """An event no retry can process (malformed, untrainable, stale): logged at ERROR and acknowledged.
+
+    ``pharmaseg.runtime.accept`` applies the rule. ``log_event`` names the log line (``event=``)
+    and ``fields`` are added to it; without a ``log_event`` the service's ``refused`` name is used.
+    """
+
+    def __init__(self, message: str, *, log_event: str | None = None, **fields: object):
+        super().__init__(message)
+        self.log_event = log_event
+        self.fields = fields
+
+
 class DataValidationError(PharmasegError):
     """Input data breaks the contract; the message names the row and column."""
 

@@ -23,8 +23,9 @@ import pytest
 from pharmaseg import cloud_resources, pubsub
 from pharmaseg.bq import load_ndjson
 from pharmaseg.config import DriftSettings
-from pharmaseg.drift import methods, queries, service, simulate
+from pharmaseg.drift import methods, pointer, queries, service, simulate
 from pharmaseg.registry import ModelRegistry
+from pharmaseg.runtime import Event, accept
 
 DATA = Path(
     os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv")
@@ -110,7 +111,7 @@ def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD
 
 
 def _latest(env) -> dict:
-    blob = env["gcs"].bucket(env["settings"].reports_bucket).blob(service.LATEST_OBJECT)
+    blob = env["gcs"].bucket(env["settings"].reports_bucket).blob(pointer.LATEST_OBJECT)
     return json.loads(blob.download_as_bytes())
 
 
@@ -239,11 +240,11 @@ def test_latest_pointer_keeps_the_newest_check(env):
     assert older["run_at"] < newer["run_at"] and _latest(env)["report_id"] == newer["report_id"]
     again = _run(env, message_id=newer["report_id"].removeprefix("msg-"))
     assert again["duplicate"] is True and _latest(env)["report_id"] == newer["report_id"]
-    pointer = service.latest_pointer(older, env["settings"].reports_bucket)
-    assert service.write_latest(env["gcs"], env["settings"].reports_bucket, pointer) is False
-    blob = env["gcs"].bucket(env["settings"].reports_bucket).get_blob(service.LATEST_OBJECT)
+    stale = pointer.latest_pointer(older, env["settings"].reports_bucket)
+    assert pointer.write_latest(env["gcs"], env["settings"].reports_bucket, stale) is False
+    blob = env["gcs"].bucket(env["settings"].reports_bucket).get_blob(pointer.LATEST_OBJECT)
     blob.upload_from_string(b"not json")  # an unreadable pointer is replaced, not an error
-    assert service.write_latest(env["gcs"], env["settings"].reports_bucket, pointer) is True
+    assert pointer.write_latest(env["gcs"], env["settings"].reports_bucket, stale) is True
     assert _latest(env)["report_id"] == older["report_id"]
 
 
@@ -293,10 +294,10 @@ def test_handle_event_refuses_malformed_messages(env, capsys):
     import base64
 
     data = {"message": {"data": base64.b64encode(b'{"period_days": "x"}').decode(), "messageId": "1"}}
-    assert _service(env).handle(pubsub.PUBLISHED, data) is None
+    assert accept(_service(env), Event(pubsub.PUBLISHED, data)) is None
     assert "drift_check_rejected" in capsys.readouterr().out
-    with pytest.raises(ValueError):
-        _service(env).handle("google.cloud.storage.object.v1.finalized", data)
+    assert accept(_service(env), Event("google.cloud.storage.object.v1.finalized", data)) is None
+    assert "unexpected event type" in capsys.readouterr().out
 
 
 def _demo_module():
@@ -354,20 +355,20 @@ def test_latest_pointer_loses_to_a_concurrent_newer_writer(env, monkeypatch):
 
     bucket = env["settings"].reports_bucket
     base = {"report_id": "a", "run_at": "2030-01-08T00:00:00+00:00"}
-    env["gcs"].bucket(bucket).blob(service.LATEST_OBJECT).upload_from_string(json.dumps(base))
+    env["gcs"].bucket(bucket).blob(pointer.LATEST_OBJECT).upload_from_string(json.dumps(base))
     original = Blob.upload_from_string
     raced = []
 
     def race_then_upload(self, *args, **kwargs):
-        if self.name == service.LATEST_OBJECT and not raced:
+        if self.name == pointer.LATEST_OBJECT and not raced:
             raced.append(True)  # the other check's write lands after our read, before ours
             newer = {"report_id": "c", "run_at": "2030-01-08T02:00:00+00:00"}
-            original(env["gcs"].bucket(bucket).blob(service.LATEST_OBJECT), json.dumps(newer))
+            original(env["gcs"].bucket(bucket).blob(pointer.LATEST_OBJECT), json.dumps(newer))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Blob, "upload_from_string", race_then_upload)
     ours = {"report_id": "b", "run_at": "2030-01-08T01:00:00+00:00"}
-    assert service.write_latest(env["gcs"], bucket, ours) is False
+    assert pointer.write_latest(env["gcs"], bucket, ours) is False
     assert raced and _latest(env)["report_id"] == "c"
 
 

@@ -20,12 +20,13 @@ from pharmaseg import cloud_resources
 from pharmaseg.config import RetrainSettings
 from pharmaseg.model_report import ModelReportWriter
 from pharmaseg.registry import ModelRegistry
-from pharmaseg.retraining import handler
+from pharmaseg.retraining import service
 from pharmaseg.retraining.approval import promote_by_hand
 from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import decode_request, encode_request
+from pharmaseg.retraining.pipeline import ModelVersionsTable, retrain
 from pharmaseg.retraining.publish import publish_request
-from pharmaseg.retraining.service import ModelVersionsTable, retrain
+from pharmaseg.runtime import Event, accept
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
 
@@ -62,7 +63,7 @@ def env(gcs, bigquery):
         retrain_window="2011-2020",
         retrain_bootstrap=10,
     )
-    deps = handler.RetrainService(
+    deps = service.RetrainService(
         settings,
         registry=ModelRegistry(models, client=storage),
         store=ModelVersionsTable(client, table_id),
@@ -75,7 +76,7 @@ def env(gcs, bigquery):
 
 
 def send(deps, message_id, **fields):
-    return deps.handle(handler.EVENT_TYPE, event({"reason": "integration", **fields}, message_id), None)
+    return accept(deps, Event(service.EVENT_TYPE, event({"reason": "integration", **fields}, message_id)))
 
 
 def production(deps):
@@ -184,7 +185,7 @@ def test_force_promotes_a_failing_candidate(env):
 
 
 def test_malformed_message_is_logged_and_acknowledged(env, capsys):
-    assert env.handle(handler.EVENT_TYPE, event(b"{not json", "m-bad"), None) is None
+    assert accept(env, Event(service.EVENT_TYPE, event(b"{not json", "m-bad"))) is None
     assert send(env, "m-bad2", promotion="sometimes") is None
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     errors = [line for line in out if line.get("event") == "retrain_malformed"]
@@ -377,7 +378,7 @@ def test_stack_redelivery_of_the_same_event_creates_one_version(stack):
         "Content-Type": "application/json",
         "ce-id": message_id,
         "ce-specversion": "1.0",
-        "ce-type": handler.EVENT_TYPE,
+        "ce-type": service.EVENT_TYPE,
         "ce-source": f"//pubsub.googleapis.com/projects/{stack['project']}/topics/{stack['topics']['retrain']}",
     }
     registry = ModelRegistry(stack["buckets"]["models"])

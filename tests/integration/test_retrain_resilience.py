@@ -27,7 +27,7 @@ import pytest
 from pharmaseg.gcp import bigquery_client, publisher_client, storage_client, subscriber_client
 from pharmaseg.registry import ModelRegistry
 from pharmaseg.retraining.message import decode_request, encode_request
-from pharmaseg.retraining.service import ModelVersionsTable, retrain
+from pharmaseg.retraining.pipeline import ModelVersionsTable, retrain
 from pharmaseg.stack import lifecycle
 from pharmaseg.stack.provision import triggers
 from tests.integration import own_stack

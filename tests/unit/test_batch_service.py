@@ -1,4 +1,4 @@
-"""BatchService.handle refuses what it must not score before it touches a client (none is given here)."""
+"""BatchService refuses what it must not score before it touches a client (none is given here)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from pharmaseg.batch.service import BatchService
 from pharmaseg.config import BatchSettings, SettingsError
+from pharmaseg.runtime import Event, accept
 from pharmaseg.storage_events import STORAGE_FINALIZED
 
 
@@ -26,20 +27,20 @@ def last_log(capsys):
 
 
 def test_a_malformed_event_is_logged_and_acknowledged(service, capsys):
-    assert service.handle(STORAGE_FINALIZED, {"bucket": "inbox"}) is None
+    assert accept(service, Event(STORAGE_FINALIZED, {"bucket": "inbox"})) is None
     line = last_log(capsys)
     assert line["severity"] == "ERROR" and line["event"] == "batch_bad_event"
 
 
 def test_a_stale_event_is_dropped_instead_of_retried_forever(service, capsys):
     stale = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    assert service.handle(STORAGE_FINALIZED, finalized(), stale) is None
+    assert accept(service, Event(STORAGE_FINALIZED, finalized(), time=stale)) is None
     line = last_log(capsys)
     assert line["event"] == "batch_dropped" and line["source_uri"] == "gs://inbox/incoming/a.csv"
 
 
 def test_an_event_of_another_type_scores_nothing(service, capsys):
-    assert service.handle("google.cloud.storage.object.v1.deleted", finalized()) is None
+    assert accept(service, Event("google.cloud.storage.object.v1.deleted", finalized())) is None
     line = last_log(capsys)
     assert line["event"] == "batch_bad_event" and "unexpected event type" in line["message"]
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from pharmaseg import config
 from pharmaseg.config import DriftSettings
-from pharmaseg.drift import methods, service
+from pharmaseg.drift import methods, pointer, retrain, rows, service, trigger
+from pharmaseg.runtime import Event, accept
 
 NOW = datetime(2030, 1, 8, tzinfo=UTC)
 
@@ -19,19 +21,19 @@ def _settings(**kw):
 
 
 def test_empty_message_uses_the_configured_period():
-    request = service.parse_message(b"")
-    period = service.period_for(request, _settings(drift_period_days=7), NOW)
+    request = trigger.parse_message(b"")
+    period = trigger.period_for(request, _settings(drift_period_days=7), NOW)
     assert period.end == NOW and period.start == NOW - timedelta(days=7)
 
 
 def test_message_overrides():
-    request = service.parse_message(
+    request = trigger.parse_message(
         b'{"period_start": "2030-01-01T00:00:00Z", "period_end": "2030-01-02", "retrain": "never"}'
     )
-    period = service.period_for(request, _settings(), NOW)
+    period = trigger.period_for(request, _settings(), NOW)
     assert period.start == datetime(2030, 1, 1, tzinfo=UTC) and period.end == datetime(2030, 1, 2, tzinfo=UTC)
     assert request["retrain"] == "never"
-    assert service.period_for(service.parse_message('{"period_days": 1.5}'), _settings(), NOW).start == NOW - timedelta(
+    assert trigger.period_for(trigger.parse_message('{"period_days": 1.5}'), _settings(), NOW).start == NOW - timedelta(
         hours=36
     )
 
@@ -52,23 +54,23 @@ def test_message_overrides():
 )
 def test_malformed_messages_are_refused(body):
     with pytest.raises(methods.DriftError):
-        service.parse_message(body)
+        trigger.parse_message(body)
 
 
 def test_period_end_must_follow_start():
-    request = service.parse_message(b'{"period_start": "2030-01-02", "period_end": "2030-01-01"}')
+    request = trigger.parse_message(b'{"period_start": "2030-01-02", "period_end": "2030-01-01"}')
     with pytest.raises(methods.DriftError):
-        service.period_for(request, _settings(), NOW)
+        trigger.period_for(request, _settings(), NOW)
 
 
 def test_cooldown_logic():
-    allowed, why = service.cooldown_decision(None, NOW, 168)
+    allowed, why = retrain.cooldown_decision(None, NOW, 168)
     assert allowed and "no earlier" in why
-    allowed, why = service.cooldown_decision(NOW - timedelta(hours=10), NOW, 168)
+    allowed, why = retrain.cooldown_decision(NOW - timedelta(hours=10), NOW, 168)
     assert not allowed and why.startswith("cooldown") and "2030-01-14" in why
-    allowed, _ = service.cooldown_decision(NOW - timedelta(hours=169), NOW, 168)
+    allowed, _ = retrain.cooldown_decision(NOW - timedelta(hours=169), NOW, 168)
     assert allowed
-    assert service.cooldown_decision(NOW - timedelta(seconds=1), NOW, 0)[0]
+    assert retrain.cooldown_decision(NOW - timedelta(seconds=1), NOW, 0)[0]
 
 
 def test_settings_from_env(monkeypatch):
@@ -121,7 +123,7 @@ def _doc(verdict="drift"):
 def test_drift_row_matches_the_table_schema():
     from pharmaseg import cloud_resources
 
-    row = service.drift_row(_doc())
+    row = rows.drift_row(_doc())
     schema = cloud_resources.table_schema("drift_reports")
     assert set(row) == {f["name"] for f in schema}
     feature_fields = {f["name"] for f in next(f for f in schema if f["name"] == "features")["fields"]}
@@ -147,11 +149,11 @@ def test_the_joint_record_matches_its_schema_and_is_null_when_not_tested():
 
     doc = _doc()
     doc["result"]["joint"] = _joint_doc()
-    row = service.drift_row(doc)
+    row = rows.drift_row(doc)
     schema = next(f for f in cloud_resources.table_schema("drift_reports") if f["name"] == "joint")
     assert schema["mode"] == "NULLABLE" and set(row["joint"]) == {f["name"] for f in schema["fields"]}
     assert row["joint"]["sampled_from"] == 120000 and row["joint"]["drift"] is True
-    assert service.drift_row(_doc())["joint"] is None
+    assert rows.drift_row(_doc())["joint"] is None
 
 
 def test_latest_pointer_names_the_joint_test_and_objects_relative_to_the_bucket():
@@ -159,35 +161,37 @@ def test_latest_pointer_names_the_joint_test_and_objects_relative_to_the_bucket(
     doc["result"]["drifted_features"] = ["USD_CAP_avg"]
     doc["result"]["joint"] = _joint_doc()
     doc["report_uri"], doc["json_uri"] = "gs://r/drift/2030/01/08/msg-1.html", "gs://r/drift/2030/01/08/msg-1.json"
-    pointer = service.latest_pointer(doc, "r")
-    assert pointer["drifted_features"] == ["USD_CAP_avg", "joint structure"]
-    assert pointer["html_object"] == "drift/2030/01/08/msg-1.html" and pointer["json_object"].endswith("msg-1.json")
-    assert set(pointer) == {
+    latest = pointer.latest_pointer(doc, "r")
+    assert latest["drifted_features"] == ["USD_CAP_avg", "joint structure"]
+    assert latest["html_object"] == "drift/2030/01/08/msg-1.html" and latest["json_object"].endswith("msg-1.json")
+    assert set(latest) == {
         "report_id", "run_at", "verdict", "reason", "drifted_features", "model_version", "period",
         "report_uri", "json_uri", "html_object", "json_object",
     }  # fmt: skip
     doc["result"]["joint"]["drift"] = False
-    assert service.latest_pointer(doc, "r")["drifted_features"] == ["USD_CAP_avg"]
+    assert pointer.latest_pointer(doc, "r")["drifted_features"] == ["USD_CAP_avg"]
 
 
 def test_retrain_message_follows_the_retrain_contract():
     from pharmaseg.retraining.message import parse_request
 
-    message = service.retrain_message(_doc(), "auto")
+    message = retrain.retrain_message(_doc(), "auto")
     assert message["reason"].startswith("drift detected by check msg-1 on model 1.0.0")
     parsed = parse_request(message, default_data_uri="gs://b/x.csv", default_window="2011-2020")
     assert parsed.promotion == "auto"
 
 
-def test_handle_checks_the_event_type():
-    with pytest.raises(ValueError, match="expects google.cloud.pubsub"):
-        service.DriftService(_settings()).handle("google.cloud.storage.object.v1.finalized", {})
+def test_an_event_of_another_type_is_acknowledged_and_logged(capsys):
+    assert accept(service.DriftService(_settings()), Event("google.cloud.storage.object.v1.finalized", {})) is None
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["severity"] == "ERROR" and line["event"] == "drift_check_rejected"
+    assert "unexpected event type" in line["message"] and "google.cloud.pubsub" in line["message"]
 
 
 def test_the_strategy_page_reads_the_pointer_the_check_writes():
     from pharmaseg.prediction import page
 
-    assert page.LATEST_DRIFT == service.LATEST_OBJECT
+    assert page.LATEST_DRIFT == pointer.LATEST_OBJECT
 
 
 def test_conflicting_settings_stop_the_function_when_its_module_loads(monkeypatch):
@@ -207,3 +211,11 @@ def test_conflicting_settings_stop_the_function_when_its_module_loads(monkeypatc
     source = Path(__file__).resolve().parents[2] / "functions/check_drift/main.py"
     with pytest.raises(methods.DriftError, match=r"joint_max_rows \(50\) must be at least min_rows \(100\)"):
         create_app("check_drift", str(source), "cloudevent")
+
+
+def test_every_bad_field_of_the_trigger_is_named_in_one_error():
+    with pytest.raises(methods.DriftError) as info:
+        trigger.parse_message(b'{"period_days": 0, "retrain": "force", "perod": 1}')
+    for part in ("unknown field(s) perod", "period_days must be a number", "retrain must be auto or never"):
+        assert part in str(info.value)
+    assert trigger.SCHEMA["$defs"]["DriftTrigger"]["additionalProperties"] is False

@@ -9,7 +9,7 @@ import pytest
 
 from pharmaseg import model_report
 from pharmaseg.retraining.gate import evaluate
-from pharmaseg.retraining.service import decision_row
+from pharmaseg.retraining.pipeline import decision_row
 
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 

@@ -109,3 +109,21 @@ def test_published_json_schema_agrees_with_the_parser(doc):
     except MalformedRequestError:
         parser_ok = False
     assert schema_ok == parser_ok
+
+
+def test_every_bad_field_is_named_in_one_error():
+    with pytest.raises(MalformedRequestError) as info:
+        parse({"reason": "r", "k": 1, "promotion": "always", "window": "2020-2020", "promtion": "x"})
+    assert [field for field, _ in info.value.problems] == ["promtion", "k", "promotion", "window"]
+    for part in ("unknown field(s) promtion", "k must be between 2 and 10", "promotion must be one of", "two years"):
+        assert part in str(info.value)
+
+
+def test_the_schema_is_generated_from_the_message_struct():
+    import msgspec
+
+    from pharmaseg.retraining.message import RetrainMessage
+
+    generated = msgspec.json.schema(RetrainMessage)["$defs"]["RetrainMessage"]
+    assert SCHEMA["properties"] == generated["properties"] and SCHEMA["required"] == ["reason"]
+    assert SCHEMA["additionalProperties"] is False

@@ -16,10 +16,11 @@ import pytest
 
 from pharmaseg.config import RetrainSettings
 from pharmaseg.errors import ConcurrentUpdateError, PharmasegError, VersionNotFoundError
-from pharmaseg.retraining import handler, service
+from pharmaseg.retraining import pipeline, service
 from pharmaseg.retraining.gate import GateThresholds
 from pharmaseg.retraining.message import RetrainRequest
-from pharmaseg.retraining.service import TrainingFailedError, retrain
+from pharmaseg.retraining.pipeline import TrainingFailedError, retrain
+from pharmaseg.runtime import Event, accept
 
 # The 2012-2021 window passes every check but the market-weighted ones (the USA and Germany move);
 # with those set aside it is a candidate the gate promotes, which is what the race tests need.
@@ -221,7 +222,7 @@ def test_always_losing_the_race_is_held_and_says_so(env):
     registry.promote = always_conflicting
     decision = run("m2", window="2012-2021", _kw={"before_promote": count_attempt, "thresholds": MARKETS_ASIDE})
     assert decision.decision == "held" and "lost promotion races" in decision.detail
-    assert attempts["n"] == service.MAX_PROMOTE_ATTEMPTS
+    assert attempts["n"] == pipeline.MAX_PROMOTE_ATTEMPTS
 
 
 def test_data_that_cannot_train_is_a_training_failure(env):
@@ -241,11 +242,11 @@ def event_data(payload, message_id="m1"):
 @pytest.fixture
 def deps(oecd_path):
     settings = RetrainSettings(project="p", retrain_data_uri="gs://sources/oecd.csv", retrain_window="2011-2020")
-    return handler.RetrainService(settings, registry=FakeRegistry(), store=FakeStore(), storage_client=None)
+    return service.RetrainService(settings, registry=FakeRegistry(), store=FakeStore(), storage_client=None)
 
 
 def test_handler_acknowledges_a_malformed_message_and_logs_why(deps, capsys):
-    assert deps.handle(handler.EVENT_TYPE, event_data({"reason": "r", "k": 0}), "e1") is None
+    assert accept(deps, Event(service.EVENT_TYPE, event_data({"reason": "r", "k": 0}), id="e1")) is None
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["severity"] == "ERROR" and line["event"] == "retrain_malformed"
     assert "k must be between 2 and 10" in line["error"] and line["message_id"] == "m1"
@@ -271,13 +272,15 @@ class EmptyStorage:
 def test_handler_acknowledges_untrainable_data(deps, capsys):
     data = event_data({"reason": "r", "data_uri": "gs://nope/x.csv"})
     deps.storage_client = EmptyStorage()
-    assert deps.handle(handler.EVENT_TYPE, data, "e1") is None
+    assert accept(deps, Event(service.EVENT_TYPE, data, id="e1")) is None
     assert '"event": "retrain_failed"' in capsys.readouterr().out
 
 
-def test_handler_refuses_other_event_types(deps):
-    with pytest.raises(ValueError, match="messagePublished"):
-        deps.handle("google.cloud.storage.object.v1.deleted", {}, "e1")
+def test_handler_acknowledges_other_event_types_and_logs_why(deps, capsys):
+    assert accept(deps, Event("google.cloud.storage.object.v1.deleted", {}, id="e1")) is None
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["severity"] == "ERROR" and line["event"] == "retrain_bad_event"
+    assert "unexpected event type" in line["message"] and "messagePublished" in line["message"]
 
 
 class FakePublisher:
@@ -296,10 +299,10 @@ class FakePublisher:
         return future
 
 
-def listen_to_sources(service):
+def listen_to_sources(retrain_service):
     """The service as deployed with a sources bucket ``src`` and a retrain topic, publishing to a fake."""
-    service.publisher = FakePublisher()
-    service.settings = replace(service.settings, retrain_topic="retrain", sources_bucket="src")
+    retrain_service.publisher = FakePublisher()
+    retrain_service.settings = replace(retrain_service.settings, retrain_topic="retrain", sources_bucket="src")
 
 
 def source_event(bucket, name="oecd_pharma_spending.csv", generation=7):
@@ -309,7 +312,7 @@ def source_event(bucket, name="oecd_pharma_spending.csv", generation=7):
 def test_a_new_source_file_publishes_a_request_for_that_generation_and_its_latest_window(deps, oecd_path):
     deps.storage_client = FileStorage(oecd_path)
     listen_to_sources(deps)
-    message_id = deps.handle(handler.STORAGE_FINALIZED, source_event("src"), "e1")
+    message_id = accept(deps, Event(service.STORAGE_FINALIZED, source_event("src"), id="e1"))
     assert message_id == "msg-1"
     topic, request, attributes = deps.publisher.published[0]
     assert topic == "projects/p/topics/retrain"
@@ -328,20 +331,20 @@ def test_a_new_source_file_publishes_a_request_for_that_generation_and_its_lates
 )
 def test_storage_events_of_other_objects_are_ignored(deps, event, why, capsys):
     listen_to_sources(deps)
-    assert deps.handle(handler.STORAGE_FINALIZED, event, "e1") is None
+    assert accept(deps, Event(service.STORAGE_FINALIZED, event, id="e1")) is None
     assert deps.publisher.published == [] and why in capsys.readouterr().out
 
 
 def test_default_data_uri_from_settings():
-    assert handler.default_data_uri(RetrainSettings()) is None
-    assert handler.default_data_uri(RetrainSettings(sources_bucket="src")) == "gs://src/oecd_pharma_spending.csv"
+    assert service.default_data_uri(RetrainSettings()) is None
+    assert service.default_data_uri(RetrainSettings(sources_bucket="src")) == "gs://src/oecd_pharma_spending.csv"
     both = RetrainSettings(sources_bucket="src", retrain_data_uri="gs://x/y.csv")
-    assert handler.default_data_uri(both) == "gs://x/y.csv"
+    assert service.default_data_uri(both) == "gs://x/y.csv"
 
 
 def test_bad_gate_thresholds_stop_the_function_at_start():
     with pytest.raises(PharmasegError, match="unknown gate threshold"):
-        handler.RetrainService(
+        service.RetrainService(
             RetrainSettings(gate_thresholds='{"min_arii": 0.8}'), registry=None, store=None, storage_client=None
         )
 
@@ -362,7 +365,7 @@ def test_a_drift_request_published_twice_is_one_version_and_one_decision(deps, o
     data["message"]["attributes"] = {"origin": "check_drift", "drift_report_id": "msg-42"}
     again = event_data({"reason": "drift detected", "n_bootstrap": 2}, message_id="m-second")
     again["message"]["attributes"] = dict(data["message"]["attributes"])
-    first = deps.handle(handler.EVENT_TYPE, data, "e1")
-    second = deps.handle(handler.EVENT_TYPE, again, "e2")
+    first = accept(deps, Event(service.EVENT_TYPE, data, id="e1"))
+    second = accept(deps, Event(service.EVENT_TYPE, again, id="e2"))
     assert second.version == first.version and second.duplicate
     assert [r["message_id"] for r in deps.store.rows] == ["drift-report:msg-42"]

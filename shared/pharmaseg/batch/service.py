@@ -7,18 +7,22 @@ from typing import Any
 from pharmaseg.batch.run import event_too_old, process_object
 from pharmaseg.batch.state import RunResult
 from pharmaseg.config import BatchSettings, SettingsError
-from pharmaseg.logs import log
-from pharmaseg.storage_events import EventError, parse_event
+from pharmaseg.runtime import Clients, Event, Unprocessable
+from pharmaseg.storage_events import STORAGE_FINALIZED, EventError, parse_event
 
 
 class BatchService:
     """Scores the objects the inbox bucket announces, each generation exactly once.
 
-    ``from_env`` builds the clients once per instance, on the first event that needs them;
-    unit tests pass their own (or none, for events refused before any client is used).
+    The clients are created once per instance, on the first event that needs them
+    (``runtime.Clients``); unit tests pass their own (or none, for events refused before any
+    client is used).
     """
 
-    def __init__(self, settings: BatchSettings, *, storage=None, sink=None, models=None):
+    event_types = (STORAGE_FINALIZED,)
+    refused = "batch_bad_event"
+
+    def __init__(self, settings: BatchSettings, *, storage: Any = None, sink: Any = None, models: Any = None):
         inside = [p for p in (settings.results_prefix, settings.staging_prefix) if p.startswith(settings.prefix)]
         if inside:
             # Objects written there would be announced, and scored, again.
@@ -27,47 +31,53 @@ class BatchService:
                 f"PHARMASEG_BATCH_PREFIX {settings.prefix!r}: {', '.join(map(repr, inside))} is inside"
             )
         self.settings = settings
-        self._storage, self._sink, self._models = storage, sink, models
+        self.clients = Clients(settings.project, storage=storage)
+        self._sink, self._models = sink, models
 
     @classmethod
     def deployed(cls, settings: BatchSettings) -> BatchService:
         """The service as the function runs it: real clients, created on the first event that needs them."""
         return cls(settings)
 
-    def _clients(self):
-        if self._storage is None:
+    @property
+    def sink(self) -> Any:
+        if self._sink is None:
             from pharmaseg.batch.sink import BatchSink
-            from pharmaseg.gcp import bigquery_client, storage_client
-            from pharmaseg.registry import ModelCache, ModelRegistry
 
             settings = self.settings
-            self._storage = storage_client(settings.project)
             self._sink = BatchSink(
-                bigquery_client(settings.project),
-                settings.project,
-                settings.dataset,
-                lease_seconds=settings.lease_seconds,
+                self.clients.bigquery, settings.project, settings.dataset, lease_seconds=settings.lease_seconds
             )
-            registry = ModelRegistry(settings.models_bucket, self._storage)
-            self._models = ModelCache(registry, ttl_seconds=settings.alias_ttl_seconds)
-        return self._storage, self._sink, self._models
+        return self._sink
 
-    def handle(self, event_type: str, data: Any, event_time: str | None = None) -> RunResult | None:
-        """Score the finalized object an event names; None when the event is acknowledged unscored.
+    @property
+    def models(self) -> Any:
+        if self._models is None:
+            from pharmaseg.registry import ModelCache, ModelRegistry
 
-        A malformed event, another bucket's object or an event older than
-        PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS is logged and acknowledged: retrying cannot help.
+            registry = ModelRegistry(self.settings.models_bucket, self.clients.storage)
+            self._models = ModelCache(registry, ttl_seconds=self.settings.alias_ttl_seconds)
+        return self._models
+
+    def handle(self, event: Event) -> RunResult:
+        """Score the finalized object an event names.
+
+        A malformed event, or one older than PHARMASEG_BATCH_MAX_EVENT_AGE_SECONDS, is
+        Unprocessable: retrying cannot help.
         """
         try:
-            ref = parse_event(event_type, data)
+            ref = parse_event(event.type, event.data)
         except EventError as exc:
-            log("ERROR", f"malformed event: {exc}", event="batch_bad_event", event_type=event_type)
-            return None
-        if event_too_old(event_time, self.settings.max_event_age_seconds):
-            log("ERROR", "event too old: dropped", event="batch_dropped", source_uri=ref.uri, event_time=event_time)
-            return None
-        storage, sink, models = self._clients()
-        alias = self.settings.model_alias
+            raise Unprocessable(f"malformed event: {exc}", event_type=event.type) from exc
+        if event_too_old(event.time, self.settings.max_event_age_seconds):
+            raise Unprocessable(
+                "event too old: dropped", log_event="batch_dropped", source_uri=ref.uri, event_time=event.time
+            )
+        models, alias = self.models, self.settings.model_alias
         return process_object(
-            ref, storage=storage, sink=sink, load_model=lambda: models.alias(alias), settings=self.settings
+            ref,
+            storage=self.clients.storage,
+            sink=self.sink,
+            load_model=lambda: models.alias(alias),
+            settings=self.settings,
         )

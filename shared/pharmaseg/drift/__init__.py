@@ -1,8 +1,10 @@
 """Drift check: recent prediction inputs (BigQuery) vs. the production model's training reference.
 
-``methods`` holds the statistics, ``queries`` the SQL that bins and counts in BigQuery,
-``report`` the JSON and HTML reports, ``service`` one whole run (query, verdict, row, report,
-alert, retrain request). See docs/drift.md.
+``methods`` holds the statistics, ``joint`` the joint-structure test, ``queries`` the SQL (bin
+and count the recent inputs, read the check's own history), ``trigger`` the scheduler's message
+and the period it asks for, ``report`` the JSON and HTML reports, ``rows`` the drift_reports row,
+``pointer`` the ``drift/latest.json`` pointer, ``retrain`` the cooldown and the retrain request,
+and ``service`` one whole run in that order. See docs/drift.md.
 """
 
 from pharmaseg.drift.methods import DriftError, DriftPolicy, DriftResult, FeatureResult, evaluate

@@ -33,13 +33,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pharmaseg import cloud_resources
 from pharmaseg.drift.methods import FINE_BINS, BinnedSample, DriftError, FeatureReference
+
+if TYPE_CHECKING:
+    from pharmaseg.config import DriftSettings
 
 # Oversampling before the trim: 4 standard deviations of the binomial count above the cap, so a
 # sample falls short of the cap about once in 30,000 checks (and then has a few rows fewer).
@@ -262,3 +265,35 @@ def binned_from_rows(refs: Sequence[FeatureReference], rows) -> dict[str, Binned
             sample.fine_counts[b] += n
             sample.fine_sums[b] += total
     return out
+
+
+# -- the drift check's own history (drift_reports) --------------------------------------------------
+
+
+def _reports_table(settings: DriftSettings) -> str:
+    return cloud_resources.table_id(settings.project, settings.dataset, "drift_reports")
+
+
+def last_retrain_request(bq, settings: DriftSettings) -> datetime | None:
+    """When the last drift-triggered retrain request was published (the cooldown starts there), or None."""
+    from pharmaseg.drift.trigger import timestamp
+
+    sql = f"SELECT MAX(run_at) AS last FROM `{_reports_table(settings)}` WHERE retrain_requested = TRUE"
+    rows = list(bq.query(sql).result())
+    last = rows[0]["last"] if rows else None
+    if isinstance(last, str):
+        last = timestamp(last, "run_at")
+    return last.astimezone(UTC) if last else None
+
+
+def existing_report(bq, settings: DriftSettings, report_id: str) -> dict[str, Any] | None:
+    """The drift_reports row of ``report_id`` if that check already ran (a redelivered message), else None."""
+    from google.cloud import bigquery
+
+    sql = (
+        f"SELECT report_id, verdict, report_uri, retrain_requested FROM `{_reports_table(settings)}`"
+        " WHERE report_id = @id LIMIT 1"
+    )
+    config_ = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("id", "STRING", report_id)])
+    rows = list(bq.query(sql, job_config=config_).result())
+    return dict(rows[0].items()) if rows else None

@@ -2,8 +2,8 @@
 
 - ``message``: the JSON retrain request (``SCHEMA``, ``parse_request``, Pub/Sub decoding).
 - ``gate``: pure checks of a candidate artifact against production (``evaluate``, ``GateThresholds``).
-- ``service``: train, register, gate, promote with a race-safe condition, record in BigQuery.
-- ``handler``: one CloudEvent in, decision out; what ``functions/retrain/main.py`` calls.
+- ``pipeline``: train, register, gate, promote with a race-safe condition, record in BigQuery.
+- ``service``: ``RetrainService``, one event in, decision out; what ``functions/retrain/main.py`` calls.
 - ``publish``: publish a request to the retrain topic.
 """
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pharmaseg.changes import ModelComparison, compare
 from pharmaseg.errors import RegistryError
 from pharmaseg.registry import AliasState, ModelRegistry
-from pharmaseg.retraining.service import DecisionStore, decision_row
+from pharmaseg.retraining.pipeline import DecisionStore, decision_row
 
 MANUAL_PROMOTION, ROLLBACK = "manual_promotion", "rollback"
 
