@@ -9,8 +9,11 @@ with the object resource as data (``bucket``, ``name``, ``generation``, ``size``
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+
+from pharmaseg.messages import decode
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 
@@ -19,9 +22,13 @@ class EventError(ValueError):
     """The event is not an object-finalize event this function can act on."""
 
 
-@dataclass(frozen=True)
-class ObjectRef:
-    """One generation of one object: what a batch run is about."""
+class ObjectRef(msgspec.Struct, frozen=True, rename={"content_type": "contentType"}):
+    """One generation of one object: what a batch run is about.
+
+    Declares the fields of the object resource (Eventarc's ``StorageObjectData``) that the
+    functions read; the resource's other fields are ignored. GCS writes ``generation`` and
+    ``size`` as strings, so decoding converts them (``strict=False``).
+    """
 
     bucket: str
     name: str
@@ -40,20 +47,16 @@ class ObjectRef:
         return "r" + hashlib.sha256(key).hexdigest()[:31]
 
 
+SCHEMA: dict[str, Any] = msgspec.json.schema(ObjectRef)
+
+
 def parse_event(event_type: str, data: Any) -> ObjectRef:
-    """The finalized object the event names; EventError for any other event or a malformed resource."""
+    """The finalized object the event names; EventError for another event or every bad field of the resource."""
     if event_type != STORAGE_FINALIZED:
         raise EventError(f"unexpected event type {event_type!r}; expected {STORAGE_FINALIZED}")
     if not isinstance(data, dict):
         raise EventError("storage event data must be the object resource")
-    try:
-        bucket, name, generation = data["bucket"], data["name"], int(data["generation"])
-        size = int(data["size"]) if data.get("size") not in (None, "") else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EventError(f"object resource lacks a valid bucket, name, generation or size: {exc!r}") from None
-    if not isinstance(bucket, str) or not isinstance(name, str):
-        raise EventError("object resource bucket and name must be strings")
-    return ObjectRef(bucket, name, generation, size, data.get("contentType"))
+    return decode(ObjectRef, {k: v for k, v in data.items() if v != ""}, EventError, strict=False)
 
 
 def skip_reason(ref: ObjectRef, prefix: str) -> str | None:
