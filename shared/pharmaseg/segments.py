@@ -19,8 +19,7 @@ A model whose segments do not fit says so instead of silently mislabelling.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
+import msgspec
 import numpy as np
 
 from pharmaseg.features import FEATURE_NAMES, GROWTH_FEATURES, LEVEL_FEATURES
@@ -36,8 +35,10 @@ RECOMMENDATIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One segment of a fit. Declared once: the model artifact stores it, and the prediction API's
+    ``GET /model`` answers it (``prediction.contract.SegmentDescription`` adds the centroid)."""
+
     cluster: int
     name: str
     recommendation: str
@@ -47,7 +48,7 @@ class Segment:
     fits_profile: bool
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return msgspec.structs.asdict(self)
 
 
 def profile_scores(centroids: np.ndarray, feature_names=FEATURE_NAMES) -> tuple[np.ndarray, np.ndarray]:

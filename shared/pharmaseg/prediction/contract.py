@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from pharmaseg.features import FEATURE_NAMES, LEVEL_FEATURES
+from pharmaseg.segments import Segment
 
 MAX_COUNTRY_LENGTH = 64
 MAX_SERIES_YEARS = 100
@@ -249,14 +250,11 @@ class ModelInfo(Struct, forbid_unknown_fields=True):
     window: str
 
 
-class SegmentDescription(Struct, forbid_unknown_fields=True):
-    cluster: int
-    name: str
-    recommendation: str
-    size: int
-    growth_score: float
-    level_score: float
-    fits_profile: bool
+# A segment's fields are pharmaseg.segments.Segment's, declared once there (the model artifact
+# stores it); the answer adds the centroid.
+class SegmentDescription(Segment, forbid_unknown_fields=True):
+    """One segment of the model, with its centroid in original units."""
+
     centroid: dict[str, float]
 
 
