@@ -19,7 +19,8 @@ A model whose segments do not fit says so instead of silently mislabelling.
 
 from __future__ import annotations
 
-import msgspec
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from pharmaseg.features import FEATURE_NAMES, GROWTH_FEATURES, LEVEL_FEATURES
@@ -35,9 +36,11 @@ RECOMMENDATIONS = {
 }
 
 
-class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+@dataclass(frozen=True)
+class Segment:
     """One segment of a fit. Declared once: the model artifact stores it, and the prediction API's
-    ``GET /model`` answers it (``prediction.contract.SegmentDescription`` adds the centroid)."""
+    ``GET /model`` answers it (``prediction.contract.SegmentDescription`` adds the centroid; msgspec
+    validates and documents dataclasses as it does Structs)."""
 
     cluster: int
     name: str
@@ -48,7 +51,7 @@ class Segment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fits_profile: bool
 
     def to_dict(self) -> dict:
-        return msgspec.structs.asdict(self)
+        return asdict(self)
 
 
 def profile_scores(centroids: np.ndarray, feature_names=FEATURE_NAMES) -> tuple[np.ndarray, np.ndarray]:

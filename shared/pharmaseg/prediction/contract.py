@@ -254,7 +254,8 @@ class ModelInfo(Struct, forbid_unknown_fields=True):
 
 # A segment's fields are pharmaseg.segments.Segment's, declared once there (the model artifact
 # stores it); the answer adds the centroid.
-class SegmentDescription(Segment, forbid_unknown_fields=True):
+@dataclass(frozen=True)
+class SegmentDescription(Segment):
     """One segment of the model, with its centroid in original units."""
 
     centroid: dict[str, float]
