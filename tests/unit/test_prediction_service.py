@@ -284,3 +284,32 @@ def test_a_non_finite_number_is_named_by_its_field(service, original_model):
 def test_unknown_paths_are_json_404s(service, path):
     status, error = call(service, "GET", path)
     assert status == 404 and error["error"] == "not found" and len(error["details"][0]["problem"]) < 200
+
+
+def test_a_series_is_checked_against_the_window_of_the_model_that_answers_its_country(model, original_model):
+    candidate = copy.deepcopy(model)
+    candidate.version, candidate.window = "1.1.0", "2012-2021"
+    service = PredictionService(PredictSettings(candidate_traffic=0.5), Models(production=model, candidate=candidate))
+    table, _ = original_model
+    to_candidate = next(c for c in table.countries if traffic_bucket(c) < 0.5)
+    to_production = next(c for c in table.countries if traffic_bucket(c) >= 0.5)
+    series = [{"year": y, "PC_HEALTHXP": 15.0, "PC_GDP": 1.5, "USD_CAP": 600.0 + y} for y in range(2011, 2021)]
+    status, answer = call(service, body={"country": to_production, "series": series})
+    assert status == 200 and answer["variant"] == "production"
+    status, error = call(service, body={"instances": [{"country": to_candidate, "series": series}]})
+    assert status == 400 and error["details"] == [
+        {"field": "instances[0].series", "problem": "years 2021 of the model's window 2012-2021 are missing"}
+    ]
+    status, answer = call(service, body={"country": to_candidate, "series": series}, query=b"version=1.0.0")
+    assert status == 200 and answer["model_version"] == "1.0.0"  # a pinned version's window
+
+
+def test_a_bad_body_is_400_whatever_the_models(model):
+    """The models are read before validation, but what they refuse (404, 503) waits for a valid body."""
+    series = [{"year": y, "PC_HEALTHXP": 15.0, "PC_GDP": 1.5, "USD_CAP": 600.0} for y in range(2011, 2021)]
+    empty = PredictionService(PredictSettings(), Models())
+    assert call(empty, body={"country": "DEU", "PC_GDP_avg": "x"})[0] == 400
+    assert call(empty, body={"country": "DEU", "series": series})[0] == 503
+    served = PredictionService(PredictSettings(), Models(production=model))
+    assert call(served, body={"country": "DEU", "PC_GDP_avg": "x"}, query=b"version=9.9.9")[0] == 400
+    assert call(served, body={"country": "DEU", "series": series}, query=b"version=9.9.9")[0] == 404
