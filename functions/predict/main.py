@@ -7,6 +7,7 @@ and response. Its cold path imports neither scikit-learn, pandas, scipy nor a Bi
 
 import flask
 import functions_framework
+import werkzeug.exceptions
 
 from pharmaseg import config
 from pharmaseg.prediction import service as prediction
@@ -32,3 +33,14 @@ def predict(request: flask.Request) -> flask.Response:
         )
     )
     return flask.Response(answer.body, answer.status, headers=answer.headers, content_type=answer.content_type)
+
+
+@functions_framework.errorhandler(werkzeug.exceptions.HTTPException)
+def framework_error(exc: werkzeug.exceptions.HTTPException) -> flask.Response:
+    """What Flask answers on its own is JSON too: functions-framework's routing refuses some paths
+    (``/robots.txt``, ``/favicon.ico``, a path with a newline) before ``predict`` sees them, and
+    those go to the service, which answers them as it answers any path it has no route for."""
+    if exc.code == 404:
+        return predict(flask.request)
+    answer = prediction.error_answer(exc.code or 500, exc.name.lower(), [("request", exc.description or exc.name)])
+    return flask.Response(answer.body, answer.status, content_type=answer.content_type)

@@ -38,6 +38,10 @@ RECOMMENDATIONS = {
 
 @dataclass(frozen=True)
 class Segment:
+    """One segment of a fit. Declared once: the model artifact stores it, and the prediction API's
+    ``GET /model`` answers it (``prediction.contract.SegmentDescription`` adds the centroid; msgspec
+    validates and documents dataclasses as it does Structs)."""
+
     cluster: int
     name: str
     recommendation: str

@@ -149,12 +149,12 @@ def test_bad_fields_are_all_named(client, trained):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_rejected(client, trained, literal):
-    """NaN and Infinity are not JSON: the body is refused as such, never scored."""
+    """NaN and Infinity are not JSON: the body is refused, never scored, naming the field (issue #20)."""
     text = json.dumps({"country": "DEU", **features_of(trained[0], "DEU")})
     text = text.replace(str(features_of(trained[0], "DEU")["PC_GDP_avg"]), literal)
     response = client.post("/", data=text, content_type="application/json")
-    assert response.status_code == 400 and _fields(response) == {"body"}
-    assert response.json["details"][0]["problem"].startswith("not valid JSON")
+    assert response.status_code == 400 and _fields(response) == {"PC_GDP_avg"}
+    assert response.json["details"][0]["problem"] == f"must be a finite number, got {literal}"
 
 
 def test_envelope_errors(client, trained, monkeypatch):
@@ -282,8 +282,8 @@ def test_series_values_are_numbers_in_plausible_units(client, panel):
 def test_non_finite_years_are_400_not_500(client, panel, year):
     text = json.dumps({"country": "DEU", "series": series_of(panel, "DEU")}).replace('"year": 2011', f'"year": {year}')
     response = client.post("/", data=text, content_type="application/json")
-    # NaN and Infinity are not JSON (the body is named); 1e999 is JSON beyond a float's range
-    assert response.status_code == 400 and _fields(response) == ({"body"} if year != "1e999" else {"series[0].year"})
+    # NaN and Infinity are not JSON, and 1e999 is JSON beyond a float's range: each is named by its field
+    assert response.status_code == 400 and _fields(response) == {"series[0].year"}
 
 
 def test_malformed_version_is_400_not_503(client, trained):
@@ -310,3 +310,36 @@ def test_huge_integers_and_deep_nesting_are_400_not_500(client, trained, panel):
     deep = client.post("/", data="[" * 100_000, content_type="application/json")
     assert deep.status_code == 400 and deep.json["details"][0]["problem"] == "nested too deeply"
     assert client.get("/model?version=1.0.0%0A").status_code == 400
+
+
+def test_a_non_finite_number_from_python_json_is_named_by_its_field(client, trained):
+    """json.dumps writes Infinity and NaN; the answer names the field, not a byte offset."""
+    deu = {"country": "DEU", **features_of(trained[0], "DEU")}
+    response = post(client, {"instances": [{**deu, "PC_GDP_avg": float("inf")}]}, path="/predict")
+    assert response.status_code == 400 and response.json["details"] == [
+        {"field": "instances[0].PC_GDP_avg", "problem": "must be a finite number, got Infinity"}
+    ]
+    response = post(client, {"countries": [deu, {**deu, "USD_CAP_growth": float("nan")}]}, path="/predict/batch")
+    assert response.status_code == 400 and _fields(response) == {"countries[1].USD_CAP_growth"}
+    assert post(client, deu).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/reports/../x",
+        "/reports/%2e%2e/",
+        "/reports/models/nope.html",
+        "/reports/models/1.0.0/report.html/",
+        "/reports/a%0a",
+        "/reports/" + "a" * 4000,
+        "/robots.txt",
+        "/favicon.ico",
+        "/health/x",
+    ],
+)
+def test_every_error_is_json_even_on_paths_flask_refuses_itself(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and response.content_type == "application/json", response.data[:200]
+    assert response.json["error"] == "not found" and len(response.data) < 1000
+    assert client.post(path, data="{}", content_type="application/json").content_type == "application/json"

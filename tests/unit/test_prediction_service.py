@@ -213,3 +213,103 @@ def test_the_log_line_is_the_predictions_log_schema(service):
     assert [f["name"] for f in features["fields"]] == list(FEATURE_NAMES)
     reasons = next(f for f in payload["fields"] if f["name"] == "reasons")
     assert [f["name"] for f in reasons["fields"]] == [f.name for f in msgspec.structs.fields(logline.LoggedReason)]
+
+
+def test_every_route_is_declared_once_and_both_dispatched_and_documented(service):
+    """contract.ROUTES is the one declaration: the service dispatches it and /openapi.json lists it."""
+    from openapi_spec_validator import validate
+
+    spec = call(service, "GET", "/openapi.json")[1]
+    validate(spec)
+    documented = {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
+    assert documented == {(r.method, r.path) for r in contract.ROUTES}
+    for route in contract.ROUTES:
+        table = service.prefixes[route.prefix] if route.prefix else service.routes[route.path]
+        assert table[route.method].__name__ == route.handler
+        assert "200" in spec["paths"][route.path][route.method.lower()]["responses"]
+    assert {int(s) for s in spec["paths"]["/reports/{object}"]["get"]["responses"]} == {200, 404}
+
+
+def test_a_series_is_checked_against_its_window_in_the_one_validation_pass(model, original_model, monkeypatch):
+    """validation.parse is the only call into validation, and it finishes before a model is chosen."""
+    from pharmaseg.prediction import service as service_module
+    from pharmaseg.prediction import validation
+
+    calls = []
+    monkeypatch.setattr(service_module, "parse", lambda *a, **k: calls.append("parse") or validation.parse(*a, **k))
+    service = PredictionService(PredictSettings(max_instances=5), Models(production=model))
+    table, _ = original_model
+    deu = features(table, "DEU")
+    complete = [{"year": y, "PC_HEALTHXP": 15.0, "PC_GDP": 1.5, "USD_CAP": 600.0 + y} for y in range(2011, 2021)]
+    status, answer = call(service, body={"country": "DEU", "series": complete})
+    assert status == 200 and answer["input_kind"] == "series" and calls == ["parse"]
+    gap = [r for r in complete if r["year"] != 2016]
+    body = {"instances": [{**deu, "PC_GDP_avg": -1}, {"country": "FRA", "series": gap}]}
+    status, error = call(service, body=body)  # the fast path fails on item 0: the exhaustive pass names both
+    assert status == 400 and {d["field"] for d in error["details"]} == {
+        "instances[0].PC_GDP_avg",
+        "instances[1].series",
+    }
+
+
+def test_a_non_finite_number_is_named_by_its_field(service, original_model):
+    table, _ = original_model
+    deu = features(table, "DEU")
+    body = json.dumps({"instances": [deu, {**deu, "PC_GDP_avg": float("inf"), "USD_CAP_growth": float("nan")}]})
+    assert "Infinity" in body and "NaN" in body  # what Python's json.dumps writes
+    status, error = call(service, body=body.encode())
+    assert status == 400 and error["details"] == [
+        {"field": "instances[1].PC_GDP_avg", "problem": "must be a finite number, got Infinity"},
+        {"field": "instances[1].USD_CAP_growth", "problem": "must be a finite number, got NaN"},
+    ]
+    status, error = call(service, body=b'{"country": "DEU", "series": -Infinity}')
+    assert status == 400 and error["details"][0]["field"] == "series"
+    status, error = call(service, body=b'{"country": "DEU", "PC_GDP_avg": Infinity')  # still not JSON
+    assert status == 400 and error["details"][0]["problem"].startswith("not valid JSON")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/reports/../x",
+        "/reports/%2e%2e/",
+        "/reports/models/nope.html",
+        "/reports/",
+        "/reports/drift/latest.json/",
+        "/reports/" + "a" * 5000,
+        "/predict/batch/x",
+        "/robots.txt",
+    ],
+)
+def test_unknown_paths_are_json_404s(service, path):
+    status, error = call(service, "GET", path)
+    assert status == 404 and error["error"] == "not found" and len(error["details"][0]["problem"]) < 200
+
+
+def test_a_series_is_checked_against_the_window_of_the_model_that_answers_its_country(model, original_model):
+    candidate = copy.deepcopy(model)
+    candidate.version, candidate.window = "1.1.0", "2012-2021"
+    service = PredictionService(PredictSettings(candidate_traffic=0.5), Models(production=model, candidate=candidate))
+    table, _ = original_model
+    to_candidate = next(c for c in table.countries if traffic_bucket(c) < 0.5)
+    to_production = next(c for c in table.countries if traffic_bucket(c) >= 0.5)
+    series = [{"year": y, "PC_HEALTHXP": 15.0, "PC_GDP": 1.5, "USD_CAP": 600.0 + y} for y in range(2011, 2021)]
+    status, answer = call(service, body={"country": to_production, "series": series})
+    assert status == 200 and answer["variant"] == "production"
+    status, error = call(service, body={"instances": [{"country": to_candidate, "series": series}]})
+    assert status == 400 and error["details"] == [
+        {"field": "instances[0].series", "problem": "years 2021 of the model's window 2012-2021 are missing"}
+    ]
+    status, answer = call(service, body={"country": to_candidate, "series": series}, query=b"version=1.0.0")
+    assert status == 200 and answer["model_version"] == "1.0.0"  # a pinned version's window
+
+
+def test_a_bad_body_is_400_whatever_the_models(model):
+    """The models are read before validation, but what they refuse (404, 503) waits for a valid body."""
+    series = [{"year": y, "PC_HEALTHXP": 15.0, "PC_GDP": 1.5, "USD_CAP": 600.0} for y in range(2011, 2021)]
+    empty = PredictionService(PredictSettings(), Models())
+    assert call(empty, body={"country": "DEU", "PC_GDP_avg": "x"})[0] == 400
+    assert call(empty, body={"country": "DEU", "series": series})[0] == 503
+    served = PredictionService(PredictSettings(), Models(production=model))
+    assert call(served, body={"country": "DEU", "PC_GDP_avg": "x"}, query=b"version=9.9.9")[0] == 400
+    assert call(served, body={"country": "DEU", "series": series}, query=b"version=9.9.9")[0] == 404

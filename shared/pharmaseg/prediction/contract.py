@@ -1,4 +1,4 @@
-"""The prediction API's types, declared once: the validation and the OpenAPI document come from here.
+"""The prediction API's types and routes, declared once: validation, dispatch and the OpenAPI document come from here.
 
 Each request body and each answer is a ``msgspec.Struct``. msgspec decodes and checks a body
 against them in about a microsecond and writes their JSON Schema (``schema_components``), so
@@ -14,12 +14,15 @@ finite features (the growth of 1e-300 to 100 would overflow).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from pharmaseg.features import FEATURE_NAMES, LEVEL_FEATURES
+from pharmaseg.report_objects import REPORT_PATTERN
+from pharmaseg.segments import Segment
 
 MAX_COUNTRY_LENGTH = 64
 MAX_SERIES_YEARS = 100
@@ -249,14 +252,12 @@ class ModelInfo(Struct, forbid_unknown_fields=True):
     window: str
 
 
-class SegmentDescription(Struct, forbid_unknown_fields=True):
-    cluster: int
-    name: str
-    recommendation: str
-    size: int
-    growth_score: float
-    level_score: float
-    fits_profile: bool
+# A segment's fields are pharmaseg.segments.Segment's, declared once there (the model artifact
+# stores it); the answer adds the centroid.
+@dataclass(frozen=True)
+class SegmentDescription(Segment):
+    """One segment of the model, with its centroid in original units."""
+
     centroid: dict[str, float]
 
 
@@ -287,4 +288,133 @@ RESPONSES: tuple[type, ...] = (
     ModelInfo,
     ModelDescription,
     ServiceIndex,
+)
+
+
+# -- routes --------------------------------------------------------------------------------------
+
+# Bodies that are one of several declared types; openapi.py writes them as components.
+SINGLE_COUNTRY = "SingleCountry"  # one of SINGLE_INPUTS
+INSTANCES_REQUEST = "InstancesRequest"  # list_request("instances", ...)
+COUNTRIES_REQUEST = "CountriesRequest"  # list_request("countries", ...)
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation of the API, declared once: ``service.py`` dispatches on it, ``openapi.py`` documents it.
+
+    ``path`` is OpenAPI's: ``{name}`` is a path parameter that takes the rest of the path (its
+    pattern in ``path_parameter``). An answer or a body is one of the listed types: a Struct, the
+    name of a composed component (SINGLE_COUNTRY...), or a JSON Schema. Every status in ``errors``
+    is answered with ``ErrorBody`` unless ``error_answers`` names another type.
+    """
+
+    method: str
+    path: str
+    handler: str  # the PredictionService method that answers
+    summary: str
+    answer: tuple[Any, ...]
+    answer_description: str
+    html: bool = False  # 200 may also be an HTML page
+    request: tuple[Any, ...] = ()
+    query: tuple[str, ...] = ()  # query parameters, by name (openapi.QUERY_PARAMETERS)
+    path_parameter: tuple[str, str, str] | None = None  # (name, pattern, description)
+    errors: tuple[tuple[int, str], ...] = ()  # (status, when)
+    error_answers: tuple[tuple[int, type], ...] = ()  # a status answered with another type than ErrorBody
+
+    @property
+    def prefix(self) -> str | None:
+        """For a path with a parameter, what every path it takes starts with ("/reports/")."""
+        return self.path.split("{", 1)[0] if "{" in self.path else None
+
+
+_PREDICT_ERRORS = (
+    (400, "invalid request: every bad field is named"),
+    (404, "unknown model version, or a country code the model was not trained on"),
+    (413, "request body too large"),
+    (415, "Content-Type is not application/json"),
+    (503, "no model can be served"),
+)
+_PREDICT = {
+    "handler": "_predict",
+    "summary": "predict one country, or a list under instances",
+    "request": (SINGLE_COUNTRY, INSTANCES_REQUEST),
+    "answer": (Prediction, PredictionList),
+    "answer_description": "the prediction(s), in request order, each with its explanation",
+    "query": ("version", "reasons"),
+    "errors": _PREDICT_ERRORS,
+}
+_VERSION_ERRORS = (
+    (400, "malformed version"),
+    (404, "unknown model version"),
+    (503, "no model can be served"),
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/",
+        "_index",
+        "the strategy page for a browser (Accept: text/html), else a short description",
+        (ServiceIndex,),
+        "the page, or the service description",
+        html=True,
+    ),
+    Route("POST", "/", **_PREDICT),
+    Route("POST", "/predict", **_PREDICT),
+    Route(
+        "POST",
+        "/predict/batch",
+        "_predict_batch",
+        "predict a list of countries (the original API's batch body)",
+        (PredictionList,),
+        _PREDICT["answer_description"],
+        request=(COUNTRIES_REQUEST,),
+        query=("version", "reasons"),
+        errors=_PREDICT_ERRORS,
+    ),
+    Route("GET", "/app", "_app", "the strategy page", (), "a self-contained HTML page", html=True),
+    Route(
+        "GET",
+        "/health",
+        "_health",
+        "whether a model is loaded",
+        (Health,),
+        "a model is loaded",
+        errors=((503, "no model can be loaded, with the reason"),),
+        error_answers=((503, Health),),
+    ),
+    Route(
+        "GET",
+        "/model",
+        "_model",
+        "the serving model in full: segments, centroids in original units, metrics, lineage",
+        (ModelDescription,),
+        "the model",
+        query=("version",),
+        errors=_VERSION_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/model/info",
+        "_model_info",
+        "the original API's model summary",
+        (ModelInfo,),
+        "version, creation time, clusters, silhouette",
+        query=("version",),
+        errors=_VERSION_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/reports/{object}",
+        "_report",
+        "a model or drift report from the private reports bucket, streamed by this function",
+        (ANY_OBJECT,),
+        "the report",
+        html=True,
+        path_parameter=("object", f"^{REPORT_PATTERN}$", "the report's object name, e.g. models/1.0.0/report.html"),
+        errors=((404, "no such report, or a path under /reports/ that names none"),),
+    ),
+    Route("GET", "/openapi.json", "_openapi", "this document", (ANY_OBJECT,), "the OpenAPI 3.1 document"),
 )

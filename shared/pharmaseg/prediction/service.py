@@ -32,11 +32,12 @@ from pharmaseg import __version__
 from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.explain import explainer_for
-from pharmaseg.features import FEATURE_NAMES, Window, derive_features
+from pharmaseg.features import FEATURE_NAMES, Window
 from pharmaseg.logs import log
 from pharmaseg.prediction import logline
+from pharmaseg.prediction.contract import ROUTES
 from pharmaseg.prediction.openapi import VERSION_PATTERN, document
-from pharmaseg.prediction.validation import Instance, RequestError, parse, series_window_problems, window_values
+from pharmaseg.prediction.validation import Instance, RequestError, parse
 from pharmaseg.registry import SEMVER, ModelCache
 from pharmaseg.report_objects import REPORT_PATTERN
 
@@ -81,6 +82,11 @@ def _error(exc: RequestError) -> HttpResponse:
     return HttpResponse(exc.status, _encoder.encode(body))
 
 
+def error_answer(status: int, error: str, problems: list[tuple[str, str]]) -> HttpResponse:
+    """The contract's JSON error (``ErrorBody``), for an answer the web framework gives on its own."""
+    return _error(RequestError(status, error, problems))
+
+
 class PredictionService:
     """The HTTP prediction API over a model source (``registry.ModelCache``)."""
 
@@ -92,16 +98,13 @@ class PredictionService:
         self._page: tuple[float, bytes] | None = None
         self._page_lock = threading.Lock()
         self._windows: dict[str, Window] = {}
-        self.routes: dict[str, dict[str, Callable[[HttpRequest], HttpResponse]]] = {
-            "/": {"GET": self._index, "POST": self._predict},
-            "/predict": {"POST": self._predict},
-            "/predict/batch": {"POST": self._predict_batch},
-            "/app": {"GET": self._app},
-            "/health": {"GET": self._health},
-            "/model": {"GET": self._model},
-            "/model/info": {"GET": self._model_info},
-            "/openapi.json": {"GET": self._openapi},
-        }
+        # The dispatch of contract.ROUTES (the table openapi.py documents): path -> method -> handler,
+        # and for a path with a parameter ("/reports/{object}") its prefix -> method -> handler.
+        self.routes: dict[str, dict[str, Callable[[HttpRequest], HttpResponse]]] = {}
+        self.prefixes: dict[str, dict[str, Callable[[HttpRequest], HttpResponse]]] = {}
+        for route in ROUTES:
+            table, key = (self.prefixes, route.prefix) if route.prefix else (self.routes, route.path)
+            table.setdefault(key, {})[route.method] = getattr(self, route.handler)
 
     @classmethod
     def deployed(cls, settings: PredictSettings) -> PredictionService:
@@ -122,10 +125,11 @@ class PredictionService:
                 return HttpResponse(308, b"", headers={"Location": "../app"})
             path = request.path.rstrip("/") or "/"
             methods = self.routes.get(path)
-            if methods is None and path.startswith("/reports/"):
-                methods = {"GET": self._report}
             if methods is None:
-                raise RequestError(404, "not found", [("path", f"no route {path}; see /openapi.json")])
+                methods = next((m for p, m in self.prefixes.items() if request.path.startswith(p)), None)
+            if methods is None:
+                shown = path if len(path) <= 100 else path[:97] + "..."
+                raise RequestError(404, "not found", [("path", f"no route {shown}; see /openapi.json")])
             handler = methods.get(request.method)
             if handler is None:
                 allowed = ", ".join(sorted(methods))
@@ -158,11 +162,8 @@ class PredictionService:
         except Exception as exc:  # GCS unreachable, checksum mismatch, malformed artifact...
             raise RequestError(503, "model unavailable", [("model", str(exc)[:300])]) from None
 
-    def _candidate_for(self, country: str):
-        """The candidate model if this country falls in its traffic share and a candidate exists."""
-        share = self.settings.candidate_traffic
-        if share <= 0 or traffic_bucket(country) >= share:
-            return None
+    def _candidate(self):
+        """The candidate model, or None: production serves while none exists or it cannot be read."""
         if time.monotonic() < self._candidate_down_until:
             return None
         try:
@@ -204,16 +205,18 @@ class PredictionService:
         query = _query(request)
         version = _version(query)
         all_reasons = _reasons(query)
-        parsed = parse(body, max_items=self.settings.max_instances, listed=listed)
-        pinned = self._load(version=version) if version else None
-        production = pinned or self._load()
+        # The models in play are read first, so that a series is checked against the window of the
+        # model that will answer it in the one validation pass; a model that cannot be read is
+        # refused only after the body was found valid (a bad body is a 400 whatever the models).
+        choice = _ModelChoice(self, version)
+        parsed = parse(body, max_items=self.settings.max_instances, listed=listed, window_for=choice.window_for)
+        choice.raise_unavailable()
         now = datetime.now(UTC).isoformat()
         request_id = _request_id(request)
         answers, lines, problems = [], [], []
         borderline = self.settings.borderline_confidence
         for instance in parsed.instances:
-            candidate = None if pinned else self._candidate_for(instance.country)
-            model = candidate or production
+            model, candidate = choice.model_for(instance.country)
             try:
                 row, used = self._row(instance, model)
             except RequestError as exc:
@@ -272,13 +275,7 @@ class PredictionService:
                     ],
                 )
             return row, None
-        if instance.kind == "series":
-            window = self._window(model.window)
-            problems = series_window_problems(instance, window)
-            if problems:
-                raise RequestError(400, "invalid request", problems)
-            return derive_features([window_values(instance, window)])[0].tolist(), None
-        return instance.row, instance.given
+        return instance.row, instance.given  # a series' row was derived for this model's window by parse
 
     # -- the other routes ------------------------------------------------------------------------
 
@@ -366,13 +363,54 @@ class PredictionService:
         """A model or drift report, streamed from the private reports bucket through this function."""
         name = request.path.removeprefix("/reports/")
         if not REPORT_OBJECT.fullmatch(name):
-            raise RequestError(404, "not found", [("path", f"{name!r} is not a report (models/... or drift/...)")])
+            shown = repr(name) if len(name) <= 100 else repr(name[:97]) + "..."
+            raise RequestError(404, "not found", [("path", f"{shown} is not a report (models/... or drift/...)")])
         if self.reports is None:
             raise RequestError(404, "not found", [("path", "this function has no reports bucket")])
         chunks = self.reports.stream(name)
         if chunks is None:
             raise RequestError(404, "not found", [("path", f"no report {name}")])
         return HttpResponse(200, chunks, REPORT_TYPES[name.rsplit(".", 1)[1]])
+
+
+class _ModelChoice:
+    """The models one prediction request may be answered with, and which answers which country.
+
+    A pinned version answers every country; otherwise production does, except the share of
+    countries that falls in the candidate's traffic (by their hash) while a candidate exists. The
+    candidate is read at most once per request, and only if some country falls in its share.
+    """
+
+    _UNREAD = object()
+
+    def __init__(self, service: PredictionService, version: str | None):
+        self.service = service
+        self.pinned = version is not None
+        self.error: RequestError | None = None
+        self.base = None
+        try:
+            self.base = service._load(version=version) if version else service._load()
+        except RequestError as exc:
+            self.error = exc
+        self._candidate = self._UNREAD
+
+    def model_for(self, country: str) -> tuple[Any, bool]:
+        """(the model that answers ``country``, whether it is the candidate)."""
+        share = self.service.settings.candidate_traffic
+        if self.pinned or share <= 0 or traffic_bucket(country) >= share:
+            return self.base, False
+        if self._candidate is self._UNREAD:
+            self._candidate = self.service._candidate()
+        return (self._candidate, True) if self._candidate is not None else (self.base, False)
+
+    def window_for(self, country: str) -> Window | None:
+        if self.base is None:
+            return None
+        return self.service._window(self.model_for(country)[0].window)
+
+    def raise_unavailable(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 # -- request helpers -----------------------------------------------------------------------------

@@ -1,25 +1,31 @@
-"""Decoding a prediction request: a fast path for well-formed bodies, an exhaustive one for the rest.
+"""Validating a prediction request in one pass, before any model is chosen to answer it.
 
 A well-formed body is decoded straight into its Struct (``contract``) by msgspec, which checks
 every type and bound in about a microsecond; the body's shape is guessed from the keys it
 mentions, and a wrong guess simply fails over. msgspec stops at the first problem, so only when
-that fails does the exhaustive pass run: it decodes the JSON, matches each object against the
+that fails does the exhaustive pass run: it decodes the JSON (Python's ``json`` when msgspec
+refuses it, so that a NaN or Infinity is named by its field), matches each object against the
 declared shapes, and checks every field on its own with the same declarations, so one answer
 names every bad field. Both paths use the contract's types and nothing else.
+
+The one rule that depends on the model, a series giving each year of the window exactly once, is
+checked in the same pass: the caller says which window each country will be answered under
+(``window_for``), and a valid series leaves here with its nine features derived.
 """
 
 from __future__ import annotations
 
 import decimal
 import functools
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import msgspec.inspect as mi
 
-from pharmaseg.features import FEATURE_NAMES, Window
+from pharmaseg.features import FEATURE_NAMES, Window, derive_features
 from pharmaseg.prediction import contract
 from pharmaseg.prediction.contract import (
     SINGLE_INPUTS,
@@ -47,8 +53,8 @@ class Instance:
     """One country of a request, in the terms the model scores.
 
     ``row`` holds the features given in FEATURE_NAMES order (0.0 where not given) and ``given``
-    their positions, None when all nine are; a series or a stored country has neither yet (the
-    serving model's window, or its training rows, decide them).
+    their positions, None when all nine are. A series' row is derived from its window's years once
+    the window is known; a stored country has no row (the serving model's training rows give it).
     """
 
     country: str
@@ -115,17 +121,30 @@ def list_decoder(listed: str, max_items: int) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(contract.list_request(listed, max_items))
 
 
-def parse(body: bytes, *, max_items: int, listed: str | None = None) -> PredictRequest:
+WindowFor = Callable[[str], Window | None]
+"""The window a country will be answered under, or None when no model can answer (the caller then
+refuses the request after validation, and a series is checked against no window)."""
+
+
+def parse(
+    body: bytes, *, max_items: int, listed: str | None = None, window_for: WindowFor | None = None
+) -> PredictRequest:
     """Validate a request body: one country, or a list under ``listed`` ("instances"/"countries").
 
     With ``listed`` None a body may still be ``{"instances": [...]}`` (the prediction route takes
-    both). Raises RequestError(400) naming every bad field.
+    both). Every check runs here, the series' window included; raises RequestError(400) naming
+    every bad field.
     """
     try:
-        return _fast(body, max_items=max_items, listed=listed)
+        request = _fast(body, max_items=max_items, listed=listed)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        pass
-    request, problems = _exhaustive(body, max_items=max_items, listed=listed)
+        request = None
+    if request is not None:
+        problems = _complete_series(request.instances, window_for)
+        if problems:
+            raise RequestError(400, "invalid request", problems)
+        return request
+    request, problems = _exhaustive(body, max_items=max_items, listed=listed, window_for=window_for)
     if problems:
         raise RequestError(400, "invalid request", problems)
     return request  # valid after all: the fast path had guessed the wrong shape
@@ -145,7 +164,41 @@ def _fast(body: bytes, *, max_items: int, listed: str | None) -> PredictRequest:
     return PredictRequest(instances, key)
 
 
+def _complete_series(instances: list[Instance], window_for: WindowFor | None) -> list[tuple[str, str]]:
+    """Check each series against its country's window and derive its features; the problems found."""
+    problems: list[tuple[str, str]] = []
+    for instance in instances:
+        if instance.kind != "series" or window_for is None:
+            continue
+        window = window_for(instance.country)
+        if window is None:
+            continue
+        found = series_window_problems(instance, window)
+        if found:
+            problems += found
+        else:
+            instance.row = derive_features([window_values(instance, window)])[0].tolist()
+    return problems
+
+
 # -- the exhaustive pass ---------------------------------------------------------------------------
+
+
+class NonFinite(float):
+    """A NaN or Infinity that Python's json read (msgspec refuses them): named by its field, never scored."""
+
+    def __new__(cls, text: str):
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _python_json(body: bytes) -> Any:
+    """``body`` as Python's json reads it (it accepts NaN and Infinity), floats as Decimal as in _RAW."""
+    return json.loads(body, parse_float=decimal.Decimal, parse_constant=NonFinite)
 
 
 def _message(exc: msgspec.ValidationError, value: Any) -> str:
@@ -182,9 +235,15 @@ def struct_problems(value: Any, struct: type, path: str) -> list[tuple[str, str]
             problems += _series_problems(value[name], f"{path}{name}")
             continue
         try:
-            msgspec.convert(value[name], annotation)
+            msgspec.convert(float(value[name]) if isinstance(value[name], NonFinite) else value[name], annotation)
         except msgspec.ValidationError as exc:
-            problems.append((f"{path}{name}", _message(exc, value[name])))
+            if isinstance(value[name], NonFinite) and str(exc).startswith("Expected `float`"):
+                problems.append((f"{path}{name}", f"must be a finite number, got {value[name]!r}"))
+            else:
+                problems.append((f"{path}{name}", _message(exc, value[name])))
+            continue
+        if isinstance(value[name], NonFinite):  # a float field without bounds
+            problems.append((f"{path}{name}", f"must be a finite number, got {value[name]!r}"))
     return problems
 
 
@@ -224,21 +283,38 @@ def _item(value: Any, path: str, problems: list[tuple[str, str]]) -> Instance | 
     return to_instance(msgspec.convert(value, struct), path)
 
 
-def _exhaustive(body: bytes, *, max_items: int, listed: str | None) -> tuple[PredictRequest | None, list]:
+def _exhaustive(
+    body: bytes, *, max_items: int, listed: str | None, window_for: WindowFor | None = None
+) -> tuple[PredictRequest | None, list]:
     """Decode and check everything; (the request, []) if it was valid, else (None, every problem)."""
     try:
         doc = _RAW.decode(body)
     except msgspec.DecodeError as exc:
-        return None, [("body", f"not valid JSON: {str(exc).removeprefix('JSON is malformed: ')}")]
+        not_json = [("body", f"not valid JSON: {str(exc).removeprefix('JSON is malformed: ')}")]
+        try:  # a NaN or Infinity (Python's json.dumps writes them) is named by its field
+            doc = _python_json(body)
+        except (ValueError, RecursionError):
+            return None, not_json
+        request, problems = _checked(doc, max_items=max_items, listed=listed, window_for=window_for)
+        return None, problems or not_json  # whatever Python's json accepts, msgspec's refusal stands
     except msgspec.ValidationError as exc:
         return None, [("body", str(exc).split(" - at `", 1)[0])]
     except RecursionError:
         return None, [("body", "nested too deeply")]
+    return _checked(doc, max_items=max_items, listed=listed, window_for=window_for)
+
+
+def _checked(
+    doc: Any, *, max_items: int, listed: str | None, window_for: WindowFor | None
+) -> tuple[PredictRequest | None, list]:
     problems: list[tuple[str, str]] = []
     key = listed or ("instances" if isinstance(doc, dict) and "instances" in doc else None)
     if key is None:
         instance = _item(doc, "", problems)
-        return (PredictRequest([instance], None) if instance else None), problems
+        if instance is None:
+            return None, problems
+        problems += _complete_series([instance], window_for)
+        return (None if problems else PredictRequest([instance], None)), problems
     if not isinstance(doc, dict):
         return None, [("body", f'must be a JSON object {{"{key}": [...]}}, got {_show(doc)}')]
     problems += [(name, "unknown field") for name in sorted(set(doc) - {key}, key=str)]
@@ -248,6 +324,7 @@ def _exhaustive(body: bytes, *, max_items: int, listed: str | None) -> tuple[Pre
     if len(items) > max_items:
         return None, [*problems, (key, f"at most {max_items} per request, got {len(items)}")]
     instances = [_item(item, f"{key}[{i}].", problems) for i, item in enumerate(items)]
+    problems += _complete_series([i for i in instances if i is not None], window_for)
     return (None if problems else PredictRequest(instances, key)), problems
 
 
