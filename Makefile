@@ -39,6 +39,7 @@ browser:
 lint: install
 	$(VENV)/bin/ruff check shared functions tests scripts
 	$(VENV)/bin/ruff format --check shared functions tests scripts
+	$(VENV)/bin/lint-imports
 
 # The offline Terraform verification on its own (it also runs inside `make test`).
 tf-check: install infra-tools

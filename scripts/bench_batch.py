@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh subprocess so that its peak RSS (VmHWM) is its own:
 
-- ``path``: ``pharmaseg.batch.scoring.score_features`` (stream in blocks, validate every row,
+- ``path``: ``pharmaseg.score_batch.scoring.score_features`` (stream in blocks, validate every row,
   score, write the scored and rejects CSVs to local files) - the function minus GCS/BigQuery I/O;
 - ``bound``: parse the same file with ``pyarrow.csv.read_csv`` (float columns) and take the
   nearest centroid with numpy, nothing else.
@@ -31,7 +31,7 @@ SMALL_BLOCK = 1 << 20
 _CHILD = r"""
 import json, sys, time
 import numpy as np
-from pharmaseg.artifact import ModelArtifact
+from pharmaseg.model.artifact import ModelArtifact
 mode, csv_path, model_path, out_dir, block_size = sys.argv[1:6]
 artifact = ModelArtifact.from_json(open(model_path, "rb").read())
 start = time.perf_counter()
@@ -41,9 +41,9 @@ if mode == "bound":
     values = np.column_stack([table.column(n).to_numpy() for n in artifact.feature_names])
     rows = int(len(artifact.predict(values).clusters))
 else:
-    from pharmaseg.batch.csv_out import CsvOut
-    from pharmaseg.batch.layouts import detect_layout
-    from pharmaseg.batch.scoring import score_features
+    from pharmaseg.score_batch.csv_out import CsvOut
+    from pharmaseg.score_batch.layouts import detect_layout
+    from pharmaseg.score_batch.scoring import score_features
     with open(csv_path, "rb") as f:
         layout = detect_layout(f.read(65536))
     with open(csv_path, "rb") as src, open(out_dir + "/s.csv", "wb") as s, open(out_dir + "/r.csv", "wb") as r:
@@ -60,9 +60,9 @@ print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb}))
 
 
 def _model(path: Path):
-    from pharmaseg.artifact import ModelArtifact
-    from pharmaseg.features import FEATURE_NAMES
-    from pharmaseg.segments import Segment
+    from pharmaseg.model.artifact import ModelArtifact
+    from pharmaseg.model.features import FEATURE_NAMES
+    from pharmaseg.model.segments import Segment
 
     rng = np.random.default_rng(1)
     artifact = ModelArtifact(
@@ -84,8 +84,8 @@ def _model(path: Path):
 
 def _features_csv(path: Path, rows: int) -> int:
     """A features CSV of ``rows`` distinct scenario rows (ISO code + label), written in chunks."""
-    from pharmaseg.batch.countries import ISO3166_ALPHA3
-    from pharmaseg.features import FEATURE_NAMES
+    from pharmaseg.model.features import FEATURE_NAMES
+    from pharmaseg.score_batch.countries import ISO3166_ALPHA3
 
     codes = sorted(ISO3166_ALPHA3)
     rng = np.random.default_rng(2)
@@ -116,8 +116,8 @@ def _index_bytes(csv_path: Path) -> tuple[int, int]:
     """(keys, bytes) the duplicate index holds after the file's keys, fed in the path's slices."""
     import pyarrow.csv as pcsv
 
-    from pharmaseg.batch.duplicates import SeenKeys
-    from pharmaseg.batch.scoring import SLICE_ROWS
+    from pharmaseg.score_batch.duplicates import SeenKeys
+    from pharmaseg.score_batch.scoring import SLICE_ROWS
 
     keys = pcsv.read_csv(csv_path, convert_options=pcsv.ConvertOptions(include_columns=["COUNTRY"])).column(0)
     keys = keys.combine_chunks()

@@ -1,6 +1,6 @@
 """Why the prediction contract is declared with msgspec: import time and per-request cost against pydantic v2.
 
-Both libraries validate the same body (the nine-feature request of ``pharmaseg.prediction.contract``,
+Both libraries validate the same body (the nine-feature request of ``pharmaseg.predict.contract``,
 with the same bounds) and encode the same answer (Germany's, as the service builds it). Baselines in
 the same run: the import time of the Flask app the function already loads, and the stdlib ``json``
 for decoding without validation and for encoding. Import times are medians of fresh interpreters
@@ -56,10 +56,10 @@ def _best_us(fn, number: int = 20000) -> float:
 def _answer() -> tuple[bytes, dict]:
     """Germany's request body and the answer the service gives it (a real model, trained here)."""
     from pharmaseg.config import PredictSettings
-    from pharmaseg.features import FEATURE_NAMES
-    from pharmaseg.prediction.service import HttpRequest, PredictionService
-    from pharmaseg.sources import default_data
-    from pharmaseg.training import train_file
+    from pharmaseg.model.features import FEATURE_NAMES
+    from pharmaseg.model.sources import default_data
+    from pharmaseg.model.training import train_file
+    from pharmaseg.predict.service import HttpRequest, PredictionService
 
     table, artifact = train_file(default_data())
     artifact.version = "1.0.0"
@@ -85,7 +85,7 @@ def _answer() -> tuple[bytes, dict]:
 def run(log=print) -> str:
     import msgspec
 
-    from pharmaseg.prediction.contract import FeatureInput, Prediction
+    from pharmaseg.predict.contract import FeatureInput, Prediction
 
     namespace: dict = {}
     # the bench's own comparison model, compiled without this file's `from __future__ import annotations`
@@ -97,7 +97,7 @@ def run(log=print) -> str:
     msgspec_ms = _import_ms("import flask, msgspec") - flask_ms
     pydantic_ms = _import_ms("import flask, pydantic") - flask_ms
     numpy_ms = _import_ms("import flask, numpy")  # the function loads numpy anyway (the model)
-    contract_ms = _import_ms("import flask, numpy; import pharmaseg.prediction.contract") - numpy_ms
+    contract_ms = _import_ms("import flask, numpy; import pharmaseg.predict.contract") - numpy_ms
     log(f"bench contract: imports flask {flask_ms:.1f} ms, +msgspec {msgspec_ms:.1f}, +pydantic {pydantic_ms:.1f}")
 
     decoder = msgspec.json.Decoder(FeatureInput)
@@ -119,7 +119,7 @@ def run(log=print) -> str:
     lines = [
         "## The contract library: msgspec against pydantic v2",
         "",
-        "Why `pharmaseg.prediction.contract` is declared with msgspec. The same nine-feature request, with "
+        "Why `pharmaseg.predict.contract` is declared with msgspec. The same nine-feature request, with "
         "the same bounds, is validated by each; the answer is Germany's, as the service builds it. Import "
         f"times are medians of {IMPORT_RUNS} fresh interpreters, beyond the Flask the function loads "
         f"anyway ({flask_ms:.0f} ms); per-call figures are the best of 7 repeats.",
@@ -128,7 +128,7 @@ def run(log=print) -> str:
         "| --- | ---: |",
         f"| msgspec | {msgspec_ms:.1f} |",
         f"| pydantic | {pydantic_ms:.1f} |",
-        f"| pharmaseg.prediction.contract: msgspec and the types (beyond Flask and numpy) | {contract_ms:.1f} |",
+        f"| pharmaseg.predict.contract: msgspec and the types (beyond Flask and numpy) | {contract_ms:.1f} |",
         "",
         "| decode one request | µs | vs json.loads |",
         "| --- | ---: | ---: |",

@@ -26,8 +26,8 @@ CHUNK = 250_000
 
 
 def _free_base(start: int = 24600) -> int:
-    from pharmaseg.stack import processes
-    from pharmaseg.stack.layout import PORT_BLOCK
+    from pharmaseg_dev.stack import processes
+    from pharmaseg_dev.stack.layout import PORT_BLOCK
 
     base = start
     while not all(processes.port_free(p) for p in range(base, base + PORT_BLOCK)):
@@ -36,8 +36,8 @@ def _free_base(start: int = 24600) -> int:
 
 
 def _artifact():
-    from pharmaseg.sources import default_data
-    from pharmaseg.training import TrainingParams, train_file
+    from pharmaseg.model.sources import default_data
+    from pharmaseg.model.training import TrainingParams, train_file
 
     return train_file(default_data(), params=TrainingParams(n_bootstrap=5))[1]
 
@@ -45,13 +45,15 @@ def _artifact():
 def run(log=print) -> str:
     from google.cloud import bigquery
 
-    from pharmaseg import cloud_resources, gcp
-    from pharmaseg.bq import load_ndjson
+    from pharmaseg.check_drift import methods, service
     from pharmaseg.config import DriftSettings
-    from pharmaseg.drift import methods, service, simulate
-    from pharmaseg.registry import ModelRegistry
-    from pharmaseg.stack import emulators
-    from pharmaseg.stack.layout import StackLayout
+    from pharmaseg.gcp import clients as gcp
+    from pharmaseg.gcp import resources as cloud_resources
+    from pharmaseg.gcp.bigquery import load_ndjson
+    from pharmaseg.model.registry import ModelRegistry
+    from pharmaseg_dev import simulate
+    from pharmaseg_dev.stack import emulators
+    from pharmaseg_dev.stack.layout import StackLayout
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     layout = StackLayout(project="bench-drift", port_base=_free_base(), state_dir=tmp)

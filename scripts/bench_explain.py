@@ -35,9 +35,9 @@ def run(log=print) -> str:
     import numpy as np
 
     from pharmaseg.config import SETTINGS
-    from pharmaseg.explain import REQUIRED_FEATURES, Explainer
-    from pharmaseg.sources import default_data
-    from pharmaseg.training import train_file
+    from pharmaseg.model.explain import REQUIRED_FEATURES, Explainer
+    from pharmaseg.model.sources import default_data
+    from pharmaseg.model.training import train_file
 
     table, artifact = train_file(default_data())
     explainer = Explainer(artifact, SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)

@@ -158,15 +158,15 @@ def prepare(workdir: Path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from pharmaseg.features import FEATURE_NAMES, Window
-    from pharmaseg.gcp import storage_client
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.registry import ModelRegistry
-    from pharmaseg.sources import default_data
-    from pharmaseg.stack import emulators
-    from pharmaseg.stack.layout import StackLayout
-    from pharmaseg.stack.processes import port_free
-    from pharmaseg.training import TrainingParams, train
+    from pharmaseg.gcp.clients import storage_client
+    from pharmaseg.model.features import FEATURE_NAMES, Window
+    from pharmaseg.model.panel import panel_features, read_panel
+    from pharmaseg.model.registry import ModelRegistry
+    from pharmaseg.model.sources import default_data
+    from pharmaseg.model.training import TrainingParams, train
+    from pharmaseg_dev.stack import emulators
+    from pharmaseg_dev.stack.layout import StackLayout
+    from pharmaseg_dev.stack.processes import port_free
 
     base = next(b for b in range(23000, 60000, 20) if all(port_free(p) for p in range(b, b + 20)))
     layout = StackLayout(project="pharmaseg-bench", port_base=base, state_dir=workdir / "stack")
@@ -201,7 +201,7 @@ def prepare(workdir: Path):
 
 
 def run() -> str:
-    from pharmaseg.stack import emulators
+    from pharmaseg_dev.stack import emulators
 
     wrk = ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="pharmaseg-bench-") as tmp:

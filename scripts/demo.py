@@ -51,8 +51,8 @@ def http(method: str, url: str, body: object | None = None, content_type: str = 
 
 def country_inputs(data: str):
     """CRI by its 9 features, FRA by its raw yearly series (derived by the function)."""
-    from pharmaseg.features import FEATURE_NAMES, Window
-    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.model.features import FEATURE_NAMES, Window
+    from pharmaseg.model.panel import panel_features, read_panel
 
     panel = read_panel(data)
     table = panel_features(panel, Window(2011, 2020))
@@ -115,8 +115,8 @@ def print_answer(route: str, kind: str, code: int, answer: dict, *, explain: boo
 
 def check_original_segments(predict_url: str, data: str) -> None:
     """Every training country, asked by its code alone, still gets the original 2011-2020 segment."""
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.model.features import Window
+    from pharmaseg.model.panel import panel_features, read_panel
 
     countries = panel_features(read_panel(data), Window(2011, 2020)).countries
     code, answer = http("POST", f"{predict_url}/predict/batch", {"countries": [{"country": c} for c in countries]})
@@ -144,7 +144,7 @@ def run_optional_step(module: str, title: str, status: dict) -> None:
 
 
 def main() -> int:
-    from pharmaseg.sources import default_data
+    from pharmaseg.model.sources import default_data
 
     data = default_data()
     if not Path(data).is_file():

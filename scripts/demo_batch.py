@@ -27,8 +27,8 @@ def _panel_window(start: int, end: int) -> bytes:
 def _features_with_broken_rows() -> bytes:
     import io
 
-    from pharmaseg.features import FEATURE_NAMES, Window
-    from pharmaseg.panel import panel_features, read_panel
+    from pharmaseg.model.features import FEATURE_NAMES, Window
+    from pharmaseg.model.panel import panel_features, read_panel
 
     table = panel_features(read_panel(io.BytesIO(DATA.read_bytes())), Window(2012, 2021))
     rows = [",".join([c, *(f"{v:.6f}" for v in table.values[i])]) for i, c in enumerate(table.countries[:8])]
@@ -62,8 +62,8 @@ SHOWN_REJECTS = 8  # a full-history panel rejects hundreds of out-of-window rows
 
 def run(status: dict) -> None:
     """Upload the two files, wait for their runs and print results and summaries."""
-    from pharmaseg import gcp
-    from pharmaseg.batch import ObjectRef
+    from pharmaseg.gcp import clients as gcp
+    from pharmaseg.score_batch import ObjectRef
 
     os.environ.update(status["env"])
     project, dataset = status["project"], status["dataset"]

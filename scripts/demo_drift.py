@@ -33,9 +33,9 @@ def _env(status: dict[str, Any]) -> None:
 
 
 def _send_predictions(status, artifact, values, start, log) -> str:
-    from pharmaseg import gcp
-    from pharmaseg.bq import load_ndjson
-    from pharmaseg.drift import simulate
+    from pharmaseg.gcp import clients as gcp
+    from pharmaseg.gcp.bigquery import load_ndjson
+    from pharmaseg_dev import simulate
 
     url = status["functions"].get("predict")
     if url:
@@ -95,9 +95,10 @@ def check(status: dict[str, Any], *, log=print, timeout: float = 180) -> dict[st
     """Drive the whole demo and return the drift_reports row (plus the report's local path)."""
     from google.cloud import bigquery
 
-    from pharmaseg import gcp
-    from pharmaseg.drift import methods, simulate
-    from pharmaseg.registry import ModelRegistry
+    from pharmaseg.check_drift import methods
+    from pharmaseg.gcp import clients as gcp
+    from pharmaseg.model.registry import ModelRegistry
+    from pharmaseg_dev import simulate
 
     _env(status)
     registry = ModelRegistry(status["buckets"]["models"])
@@ -180,7 +181,7 @@ def _retrain_decision(status: dict[str, Any], report_id: str, timeout: float = 1
     """The model_versions row of the retrain this check asked for (keyed on the report)."""
     from google.cloud import bigquery
 
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     bq = gcp.bigquery_client(status["project"])
     sql = f"SELECT decision, decision_detail FROM `{status['tables']['model_versions']}` WHERE message_id = @m"
@@ -197,8 +198,8 @@ def _retrain_decision(status: dict[str, Any], report_id: str, timeout: float = 1
 
 
 if __name__ == "__main__":
-    from pharmaseg.stack.layout import StackLayout
-    from pharmaseg.stack.lifecycle import status as stack_status
+    from pharmaseg_dev.stack.layout import StackLayout
+    from pharmaseg_dev.stack.lifecycle import status as stack_status
 
     current = stack_status(StackLayout.from_env())
     if not current["up"]:

@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pharmaseg import cloud_resources, gcp
-from pharmaseg.retraining.service import DEFAULT_DATA_OBJECT
+from pharmaseg.gcp import clients as gcp
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.retrain.service import DEFAULT_DATA_OBJECT
 
 WAIT_SECONDS = 180
 DATA = Path(
@@ -108,7 +109,7 @@ def print_decision(row: dict[str, Any], status: dict[str, Any]) -> None:
 
 def run(status: dict[str, Any]) -> None:
     """Drop new data into the sources bucket and print what the triggered retrain decided."""
-    from pharmaseg.registry import ModelRegistry
+    from pharmaseg.model.registry import ModelRegistry
 
     storage, bigquery = _clients(status)
     registry = ModelRegistry(status["buckets"]["models"], client=storage)
@@ -139,8 +140,8 @@ def run(status: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    from pharmaseg.stack import lifecycle
-    from pharmaseg.stack.layout import StackLayout
+    from pharmaseg_dev.stack import lifecycle
+    from pharmaseg_dev.stack.layout import StackLayout
 
     stack = lifecycle.status(StackLayout.from_env())
     if not stack["up"]:

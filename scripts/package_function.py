@@ -6,7 +6,7 @@ The archive holds the function folder's files (``main.py``, ``requirements.txt``
 ``import pharmaseg`` works in the deployed function. The modules are found statically: the import
 statements of the function's files, then of each library module they reach, at any depth (the
 library imports lazily inside functions); what runs only when a module is executed as a script
-(``python -m pharmaseg.explain``) is left out. Package data (pyproject's ``package-data``) ships
+(an ``if __name__ == "__main__":`` block) is left out. Package data (pyproject's ``package-data``) ships
 with the modules that name its folder (``Path(__file__).parent / "page_assets"``). So the local
 stack, the CLI and the drift simulator, which no function imports, are not deployed.
 
@@ -87,8 +87,8 @@ def _script_only(tree: ast.Module) -> list[ast.stmt]:
     """Statements that never run on import: ``if __name__ == "__main__":`` blocks, and the private
     functions of the module that only those blocks name (``_main``).
 
-    A module's command line is not part of what a function runs: ``pharmaseg.explain``'s imports
-    the CLI, and through it the whole local stack, and the training code.
+    A module's command line is not part of what a function runs: it may import the dev tooling and
+    the training code.
     """
     guards = [node for node in tree.body if _is_main_guard(node)]
     named = {n.id for guard in guards for n in ast.walk(guard) if isinstance(n, ast.Name)}

@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 
-from pharmaseg import cloud_resources
 from pharmaseg.errors import PharmasegError
-from pharmaseg.retraining.publish import publish_request
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.retrain.publish import publish_request
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     project = args.project
     if project is None:
-        from pharmaseg.stack import lifecycle
-        from pharmaseg.stack.layout import StackLayout
+        from pharmaseg_dev.stack import lifecycle
+        from pharmaseg_dev.stack.layout import StackLayout
 
         status = lifecycle.status(StackLayout.from_env())
         if not status["up"]:

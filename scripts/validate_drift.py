@@ -2,8 +2,8 @@
 """Validate the drift detector in-process: false-alarm and detection rates by sample size.
 
 Each simulated check draws a recent sample, scores it with the production model (for the
-segment shares) and runs exactly the statistics of a real check (``pharmaseg.drift.methods``
-and ``pharmaseg.drift.joint``: 9 per-feature tests, segment shares and the joint-structure test,
+segment shares) and runs exactly the statistics of a real check (``pharmaseg.check_drift.methods``
+and ``pharmaseg.check_drift.joint``: 9 per-feature tests, segment shares and the joint-structure test,
 Holm over the eleven at alpha 0.05), with the per-feature path forced per column: KS on raw
 values, or "bins" (bootstrap-calibrated Wasserstein + Jensen-Shannon on binned counts, where
 the joint test gets a random sample of at most PHARMASEG_DRIFT_JOINT_MAX_ROWS rows, as the SQL
@@ -76,15 +76,15 @@ MMD_PERMUTATIONS = 1000
 
 
 def _data_path() -> Path:
-    from pharmaseg.sources import default_data
+    from pharmaseg.model.sources import default_data
 
     return Path(default_data())
 
 
 def _model_and_windows():
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features, read_panel
-    from pharmaseg.training import TrainingParams, train_file
+    from pharmaseg.model.features import Window
+    from pharmaseg.model.panel import panel_features, read_panel
+    from pharmaseg.model.training import TrainingParams, train_file
 
     path = _data_path()
     table, artifact = train_file(path, params=TrainingParams(n_bootstrap=5))
@@ -113,7 +113,7 @@ def _growth_decoupled(base: np.ndarray, growth: list[int], n: int, rng) -> np.nd
 def _verdict_before(result, policy) -> bool:
     """The verdict the check gave before the joint test, from the same statistics: Holm over ten,
     and on the bins path Wasserstein and JS combined by a Bonferroni factor of 2 (not min-p)."""
-    from pharmaseg.drift import methods
+    from pharmaseg.check_drift import methods
 
     def old_p(f):
         if f.method != "wasserstein+js" or f.p_value is None:
@@ -125,8 +125,8 @@ def _verdict_before(result, policy) -> bool:
 
 
 def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
-    from pharmaseg.drift import joint, methods
-    from pharmaseg.drift import simulate as synthetic
+    from pharmaseg.check_drift import joint, methods, verdict
+    from pharmaseg_dev import simulate as synthetic
 
     artifact, train_values, later_values = _model_and_windows()
     refs = methods.references(artifact.reference, artifact.feature_names)
@@ -173,10 +173,10 @@ def simulate(runs: int, seed: int = 0, cells=CELLS, log=print) -> list[dict]:
                 )
                 if path == "KS":
                     raw = {r.name: values[:, j] for j, r in enumerate(refs)}
-                    result = methods.evaluate(refs, raw=raw, **kwargs)
+                    result = verdict.evaluate(refs, raw=raw, **kwargs)
                 else:
                     binned = {r.name: methods.BinnedSample.from_values(values[:, j], r) for j, r in enumerate(refs)}
-                    result = methods.evaluate(refs, binned=binned, nulls=nulls, **kwargs)
+                    result = verdict.evaluate(refs, binned=binned, nulls=nulls, **kwargs)
                 counts["after"] += result.verdict == "drift"
                 counts["before"] += _verdict_before(result, policy)
                 counts["features"] += bool(result.drifted_features)
@@ -226,7 +226,7 @@ def calibrate(runs: int, seed: int = 0, sizes=CALIBRATION_SIZES, log=print) -> l
     reference errors with a bootstrap, leave-one-out errors with a bootstrap, and the check's own
     (leave-one-out errors, jackknife variance). Also the whole check's verdict (KS path).
     """
-    from pharmaseg.drift import joint, methods
+    from pharmaseg.check_drift import joint, methods, verdict
 
     artifact, train_values, _ = _model_and_windows()
     mean, cov = train_values.mean(axis=0), np.cov(train_values.T)
@@ -257,7 +257,7 @@ def calibrate(runs: int, seed: int = 0, sizes=CALIBRATION_SIZES, log=print) -> l
                 hits[key][0] += p < ALPHA
                 hits[key][1] += p < ALPHA / FAMILY
             refs = methods.references(reference, artifact.feature_names)
-            result = methods.evaluate(
+            result = verdict.evaluate(
                 refs,
                 n=n,
                 raw={r.name: recent[:, j] for j, r in enumerate(refs)},
@@ -312,8 +312,8 @@ def mmd_p(reference: np.ndarray, recent: np.ndarray, permutations: int, rng) -> 
 
 def compare_mmd(runs: int, seed: int = 0, sizes=MMD_SIZES, log=print) -> list[dict]:
     """Share of runs flagged at 0.05/11 by the joint test and by an MMD permutation test, same samples."""
-    from pharmaseg.drift import joint, methods
-    from pharmaseg.drift import simulate as synthetic
+    from pharmaseg.check_drift import joint, methods
+    from pharmaseg_dev import simulate as synthetic
 
     artifact, train_values, _ = _model_and_windows()
     ref = joint.JointReference.from_artifact(artifact)
@@ -342,8 +342,8 @@ def compare_mmd(runs: int, seed: int = 0, sizes=MMD_SIZES, log=print) -> list[di
 def compare_components(runs: int, seed: int = 0, kept=VARIANCE_KEPT, n: int = COMPONENTS_N, log=print) -> list[dict]:
     """The joint test with other variance-kept rules: its null's width, its size on fresh draws
     of a Gaussian population, and its power, at n rows (flagged: p < 0.05/11)."""
-    from pharmaseg.drift import joint, methods
-    from pharmaseg.drift import simulate as synthetic
+    from pharmaseg.check_drift import joint, methods
+    from pharmaseg_dev import simulate as synthetic
 
     artifact, train_values, _ = _model_and_windows()
     refs = methods.references(artifact.reference, artifact.feature_names)
@@ -405,7 +405,7 @@ def components_markdown(results: list[dict]) -> str:
 
 def cost(repeats: int = 5, n: int = 5000) -> dict:
     """Seconds for the statistics of one check at n rows; median of ``repeats``, same run."""
-    from pharmaseg.drift import joint, methods
+    from pharmaseg.check_drift import joint, methods, verdict
 
     artifact, train_values, _ = _model_and_windows()
     refs = methods.references(artifact.reference, artifact.feature_names)
@@ -425,8 +425,8 @@ def cost(repeats: int = 5, n: int = 5000) -> dict:
     out = {
         "n": n,
         "repeats": repeats,
-        "binned": timed(lambda: methods.evaluate(refs, n=n, binned=binned, policy=policy)),
-        "ks": timed(lambda: methods.evaluate(refs, n=n, raw=raw, policy=policy)),
+        "binned": timed(lambda: verdict.evaluate(refs, n=n, binned=binned, policy=policy)),
+        "ks": timed(lambda: verdict.evaluate(refs, n=n, raw=raw, policy=policy)),
         "joint_fit": timed(lambda: joint.JointReference.from_artifact(artifact)),
     }
     ref = joint.JointReference.from_artifact(artifact)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 
-from pharmaseg.training import TrainingParams, train_file
+from pharmaseg.model.training import TrainingParams, train_file
 from tests.unit.conftest import DATA
 
 

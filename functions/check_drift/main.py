@@ -1,6 +1,6 @@
 """Cloud Function (gen2, Pub/Sub from Cloud Scheduler): compare recent inputs with the training reference.
 
-The work is ``pharmaseg.drift.service.DriftService``; this module only hands it the event
+The work is ``pharmaseg.check_drift.service.DriftService``; this module only hands it the event
 (``pharmaseg.runtime.deliver``: what is acknowledged and what is retried).
 """
 
@@ -8,7 +8,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from pharmaseg import config, runtime
-from pharmaseg.drift.service import DriftService
+from pharmaseg.check_drift.service import DriftService
 
 # Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
 # one named. The clients are created on the first event that needs them.

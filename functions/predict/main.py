@@ -1,7 +1,7 @@
 """HTTP Cloud Function: pharmaceutical market segments for countries, each answer explained.
 
 Routes, validation, the model cache, the A/B choice and the log lines live in
-``pharmaseg.prediction`` (``service.PredictionService``); this module only adapts Flask's request
+``pharmaseg.predict`` (``service.PredictionService``); this module only adapts Flask's request
 and response. Its cold path imports neither scikit-learn, pandas, scipy nor a BigQuery client.
 """
 
@@ -10,7 +10,7 @@ import functions_framework
 import werkzeug.exceptions
 
 from pharmaseg import config
-from pharmaseg.prediction import service as prediction
+from pharmaseg.predict import service as prediction
 
 _settings = config.load("predict")  # at start: a bad or missing variable stops the revision, each one named
 _service: prediction.PredictionService | None = None

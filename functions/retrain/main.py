@@ -1,6 +1,6 @@
 """Cloud Function (gen2, Pub/Sub and Eventarc): retrain on request or on a new source file, promote if the gate passes.
 
-The work is ``pharmaseg.retraining.service.RetrainService``; this module only hands it the event
+The work is ``pharmaseg.retrain.service.RetrainService``; this module only hands it the event
 (``pharmaseg.runtime.deliver``: what is acknowledged and what is retried).
 """
 
@@ -8,7 +8,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from pharmaseg import config, runtime
-from pharmaseg.retraining.service import RetrainService
+from pharmaseg.retrain.service import RetrainService
 
 # Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
 # one named. The clients are created on the first event that needs them.

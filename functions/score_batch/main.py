@@ -1,6 +1,6 @@
 """Cloud Function (gen2, Eventarc storage finalize): a CSV in the inbox bucket is scored into BigQuery exactly once.
 
-The work is ``pharmaseg.batch.service.BatchService``; this module only hands it the event
+The work is ``pharmaseg.score_batch.service.BatchService``; this module only hands it the event
 (``pharmaseg.runtime.deliver``: what is acknowledged and what is retried).
 """
 
@@ -8,7 +8,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from pharmaseg import config, runtime
-from pharmaseg.batch.service import BatchService
+from pharmaseg.score_batch.service import BatchService
 
 # Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
 # one named. The clients are created on the first event that needs them.

@@ -95,7 +95,7 @@ def deliver(service: Service, cloud_event: Any) -> Any:
 
 
 class Clients:
-    """The Google clients of one function instance, each created on first use (``pharmaseg.gcp``).
+    """The Google clients of one function instance, each created on first use (``pharmaseg.gcp.clients``).
 
     Pass a client to use it instead (tests); ``project`` is the functions' GOOGLE_CLOUD_PROJECT.
     """
@@ -107,7 +107,7 @@ class Clients:
     @property
     def storage(self) -> Any:
         if self._storage is None:
-            from pharmaseg import gcp
+            from pharmaseg.gcp import clients as gcp
 
             self._storage = gcp.storage_client(self.project)
         return self._storage
@@ -115,7 +115,7 @@ class Clients:
     @property
     def bigquery(self) -> Any:
         if self._bigquery is None:
-            from pharmaseg import gcp
+            from pharmaseg.gcp import clients as gcp
 
             self._bigquery = gcp.bigquery_client(self.project)
         return self._bigquery
@@ -123,7 +123,7 @@ class Clients:
     @property
     def publisher(self) -> Any:
         if self._publisher is None:
-            from pharmaseg import gcp
+            from pharmaseg.gcp import clients as gcp
 
             self._publisher = gcp.publisher_client()
         return self._publisher

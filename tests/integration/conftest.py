@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from pharmaseg import gcp
-from pharmaseg.stack import emulators, lifecycle, processes
-from pharmaseg.stack.layout import PORT_BLOCK, StackError, StackLayout
+from pharmaseg.gcp import clients as gcp
+from pharmaseg_dev.stack import emulators, lifecycle, processes
+from pharmaseg_dev.stack.layout import PORT_BLOCK, StackError, StackLayout
 
 # Far from the developer default (9400); each xdist worker gets its own range.
 TEST_PORT_START = 21000

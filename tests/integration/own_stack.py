@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pharmaseg.stack import lifecycle, processes
+from pharmaseg_dev.stack import lifecycle, processes
 from tests.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

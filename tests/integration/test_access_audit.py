@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from pharmaseg import cloud_resources
-from pharmaseg.stack import access_audit
-from pharmaseg.stack.access_audit import Need
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg_dev.stack import access_audit
+from pharmaseg_dev.stack.access_audit import Need
 from tests.integration.own_stack import session_conftest
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from pharmaseg.registry import ModelRegistry
-from pharmaseg.stack import processes
+from pharmaseg.model.registry import ModelRegistry
+from pharmaseg_dev.stack import processes
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parents[1] / "functions/predict/main.py"

@@ -15,11 +15,11 @@ import uuid
 import pytest
 from google.cloud import bigquery as bq
 
-from pharmaseg import cloud_resources
-from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, process_object
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.gcp import bigquery_client, storage_client
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.gcp.clients import bigquery_client, storage_client
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.score_batch import BatchSettings, BatchSink, ObjectRef, process_object
 from tests.models import trained
 from tests.polling import wait_for
 

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from google.cloud import bigquery as bq
 
-from pharmaseg import cloud_resources
-from pharmaseg.batch import BatchSink, ObjectRef, sink
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.gcp import bigquery_client, storage_client
-from pharmaseg.registry import ModelRegistry
-from pharmaseg.stack import emulators, lifecycle, processes
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.gcp.clients import bigquery_client, storage_client
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.score_batch import BatchSink, ObjectRef, sink
+from pharmaseg_dev.stack import emulators, lifecycle, processes
 from tests.integration import own_stack
 from tests.models import trained
 from tests.polling import wait_for

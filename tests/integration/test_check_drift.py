@@ -1,6 +1,6 @@
 """The drift check on the emulators: verdicts, the report and row it writes, retrain requests, cooldown.
 
-Most tests run ``pharmaseg.drift.service.DriftService.run`` in-process against the session's BigQuery, GCS
+Most tests run ``pharmaseg.check_drift.service.DriftService.run`` in-process against the session's BigQuery, GCS
 and Pub/Sub emulators, each in a dataset and buckets of its own with its own retrain topic and
 pull subscription; the last one goes through the running stack: the drift topic's push
 subscription, the check_drift function, and the retrain topic.
@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pharmaseg import cloud_resources, pubsub
-from pharmaseg.bq import load_ndjson
+from pharmaseg.check_drift import methods, pointer, queries, service
 from pharmaseg.config import DriftSettings
-from pharmaseg.drift import methods, pointer, queries, service, simulate
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.gcp import pubsub
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.gcp.bigquery import load_ndjson
+from pharmaseg.model.registry import ModelRegistry
 from pharmaseg.runtime import Event, accept
+from pharmaseg_dev import simulate
 
 DATA = Path(
     os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv")
@@ -189,7 +191,7 @@ def test_drift_period_logs_warning_and_publishes_a_valid_retrain_request(env, ca
     body = json.loads(messages[0].data)
     assert body["promotion"] == "auto" and body["reason"].startswith("drift detected")
     assert messages[0].attributes["drift_report_id"] == doc["report_id"]
-    from pharmaseg.retraining.message import parse_request
+    from pharmaseg.retrain.message import parse_request
 
     parse_request(body, default_data_uri="gs://b/data.csv", default_window="2011-2020")
     warning = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "drift_detected" in line]
@@ -317,7 +319,7 @@ def test_check_drift_function_through_the_running_stack(local_stack_env, artifac
         pytest.fail(f"the stack did not start check_drift: {status['function_errors']}")
     registry = ModelRegistry(status["buckets"]["models"])
     registry.promote(registry.register(artifact), reason="drift test")
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     subscriber = gcp.subscriber_client()
     topic = f"projects/{status['project']}/topics/{status['topics']['retrain']}"

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from pharmaseg import cloud_resources
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.stack import functions as stack_functions
-from pharmaseg.stack import processes
-from pharmaseg.stack.layout import HOST, StackError, StackLayout
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg_dev.stack import functions as stack_functions
+from pharmaseg_dev.stack import processes
+from pharmaseg_dev.stack.layout import HOST, StackError, StackLayout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_CACHE = REPO_ROOT / ".venv-functions"
@@ -181,7 +181,7 @@ def test_every_module_of_the_archive_imports_with_only_its_requirements(name, tm
 
 
 def test_predict_archive_answers_health_and_a_prediction(gcs, pubsub, bigquery, project, trained, tmp_path):
-    from pharmaseg.registry import ModelRegistry
+    from pharmaseg.model.registry import ModelRegistry
 
     table, artifact = trained
     client = gcs.client()
@@ -234,6 +234,6 @@ def test_event_archive_acknowledges_a_malformed_message(name, gcs, pubsub, bigqu
 def test_an_archive_missing_a_module_fails_naming_it(gcs, pubsub, bigquery, project, tmp_path):
     venv = function_venv("predict")
     folder = unpacked("predict", tmp_path)
-    (folder / "pharmaseg" / "explain.py").unlink()  # imported by pharmaseg.prediction.service
-    with pytest.raises(pytest.fail.Exception, match="ModuleNotFoundError: No module named 'pharmaseg.explain'"):
+    (folder / "pharmaseg" / "model/explain.py").unlink()  # imported by pharmaseg.predict.service
+    with pytest.raises(pytest.fail.Exception, match="ModuleNotFoundError: No module named 'pharmaseg.model.explain'"):
         Served("predict", venv, folder, function_env("predict", venv, project, gcs, pubsub, bigquery))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from functions_framework import create_app
 
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.model.registry import ModelRegistry
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "functions/predict/main.py")
 PREDICTION_KEYS = {

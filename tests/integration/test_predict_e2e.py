@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
-from pharmaseg import cloud_resources
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.gcp import bigquery_client
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.gcp.clients import bigquery_client
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.registry import ModelRegistry
 from tests.models import trained
 from tests.polling import wait_for
 

@@ -13,9 +13,9 @@ import pytest
 from functions_framework import create_app
 from openapi_spec_validator import validate
 
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.panel import read_panel
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.panel import read_panel
+from pharmaseg.model.registry import ModelRegistry
 from tests.unit.conftest import DATA
 
 pytestmark = pytest.mark.integration
@@ -258,7 +258,7 @@ client = create_app("predict", {SOURCE!r}).test_client()
 body = {json.dumps({"country": "DEU", **features_of(trained[0], "DEU")})}
 assert client.post("/", json=body).status_code == 200
 heavy = [m for m in ("sklearn", "pandas", "scipy", "google.cloud.bigquery", "google.cloud.storage", "matplotlib",
-                      "pharmaseg.prediction.page") if m in sys.modules]
+                      "pharmaseg.predict.page") if m in sys.modules]
 print(json.dumps(heavy))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

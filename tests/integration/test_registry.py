@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
-from pharmaseg.gcs_reader import GcsReader
-from pharmaseg.registry import ModelCache, ModelRegistry
+from pharmaseg.gcp.gcs_reader import GcsReader
+from pharmaseg.model.registry import ModelCache, ModelRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pharmaseg import cloud_resources
+from pharmaseg.gcp import resources as cloud_resources
 from tests.unit.conftest import DATA
 
 PHARMASEG = str(Path(sys.executable).parent / "pharmaseg")

@@ -16,16 +16,16 @@ import uuid
 
 import pytest
 
-from pharmaseg import cloud_resources
 from pharmaseg.config import RetrainSettings
-from pharmaseg.model_report import ModelReportWriter
-from pharmaseg.registry import ModelRegistry
-from pharmaseg.retraining import service
-from pharmaseg.retraining.approval import promote_by_hand
-from pharmaseg.retraining.gate import GateThresholds
-from pharmaseg.retraining.message import decode_request, encode_request
-from pharmaseg.retraining.pipeline import ModelVersionsTable, retrain
-from pharmaseg.retraining.publish import publish_request
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.reports.model_report import ModelReportWriter
+from pharmaseg.retrain import service
+from pharmaseg.retrain.approval import promote_by_hand
+from pharmaseg.retrain.gate import GateThresholds
+from pharmaseg.retrain.message import decode_request, encode_request
+from pharmaseg.retrain.pipeline import ModelVersionsTable, retrain
+from pharmaseg.retrain.publish import publish_request
 from pharmaseg.runtime import Event, accept
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
@@ -256,7 +256,7 @@ def test_two_racing_retrains_keep_production_consistent_and_both_are_recorded(en
 
 
 def _stack_rows(status, message_id):
-    from pharmaseg.gcp import bigquery_client
+    from pharmaseg.gcp.clients import bigquery_client
 
     client = bigquery_client(status["project"])
     sql = f"SELECT * FROM `{status['tables']['model_versions']}` WHERE message_id = '{message_id}'"
@@ -273,7 +273,7 @@ def _source_rows(status, bucket, name, generation):
 
 
 def _upload_source(status, name, data: bytes):
-    from pharmaseg.gcp import storage_client
+    from pharmaseg.gcp.clients import storage_client
 
     blob = storage_client(status["project"]).bucket(status["buckets"]["sources"]).blob(name)
     blob.upload_from_string(data, content_type="text/csv")
@@ -290,7 +290,7 @@ def stack(local_stack_env):
     status = local_stack_env
     if "retrain" not in status["functions"] or status["function_errors"].get("retrain"):
         pytest.fail(f"retrain function not running: {status['function_errors']}")
-    from pharmaseg.gcp import storage_client
+    from pharmaseg.gcp.clients import storage_client
 
     registry = ModelRegistry(status["buckets"]["models"])
     state = registry.alias("production")
@@ -318,7 +318,7 @@ def test_stack_push_subscription_retrains_and_holds_for_review(stack):
     assert registry.alias("production").version == before
     assert registry.load(rows[0]["version"]).lineage["trigger"]["message_id"] == message_id
     bucket, name = rows[0]["report_uri"].removeprefix("gs://").split("/", 1)
-    from pharmaseg.gcp import storage_client
+    from pharmaseg.gcp.clients import storage_client
 
     assert "held for review" in storage_client(stack["project"]).bucket(bucket).blob(name).download_as_text()
 
@@ -326,7 +326,7 @@ def test_stack_push_subscription_retrains_and_holds_for_review(stack):
 def test_stack_new_source_file_requests_its_latest_window_and_the_same_data_again_is_skipped(stack):
     """A new OECD file in the sources bucket publishes a retrain request for its latest complete window;
     the same bytes dropped again train nothing."""
-    from pharmaseg.gcp import subscriber_client
+    from pharmaseg.gcp.clients import subscriber_client
 
     project, sources = stack["project"], stack["buckets"]["sources"]
     subscriber = subscriber_client()
@@ -358,7 +358,7 @@ def test_stack_new_source_file_requests_its_latest_window_and_the_same_data_agai
 
 
 def test_stack_acknowledges_a_malformed_message_once(stack):
-    from pharmaseg.gcp import publisher_client
+    from pharmaseg.gcp.clients import publisher_client
 
     publisher = publisher_client()
     topic = publisher.topic_path(stack["project"], stack["topics"]["retrain"])

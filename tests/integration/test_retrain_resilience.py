@@ -24,12 +24,12 @@ from datetime import datetime
 
 import pytest
 
-from pharmaseg.gcp import bigquery_client, publisher_client, storage_client, subscriber_client
-from pharmaseg.registry import ModelRegistry
-from pharmaseg.retraining.message import decode_request, encode_request
-from pharmaseg.retraining.pipeline import ModelVersionsTable, retrain
-from pharmaseg.stack import lifecycle
-from pharmaseg.stack.provision import triggers
+from pharmaseg.gcp.clients import bigquery_client, publisher_client, storage_client, subscriber_client
+from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.retrain.message import decode_request, encode_request
+from pharmaseg.retrain.pipeline import ModelVersionsTable, retrain
+from pharmaseg_dev.stack import lifecycle
+from pharmaseg_dev.stack.provision import triggers
 from tests.integration import own_stack
 from tests.polling import wait_for
 from tests.unit.conftest import DATA

@@ -13,14 +13,14 @@ import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery as bq
 
-from pharmaseg import cloud_resources
-from pharmaseg.batch import BatchSettings, BatchSink, ObjectRef, process_object
-from pharmaseg.batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
-from pharmaseg.batch.tables import EXPLANATION_COLUMNS
-from pharmaseg.explain import TOP_REASONS, Explainer
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.gcp import bigquery_client, storage_client
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg.gcp.clients import bigquery_client, storage_client
+from pharmaseg.model.explain import TOP_REASONS, Explainer
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.score_batch import BatchSettings, BatchSink, ObjectRef, process_object
+from pharmaseg.score_batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
+from pharmaseg.score_batch.tables import EXPLANATION_COLUMNS
 from tests.models import trained
 from tests.unit.conftest import DATA
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pharmaseg import cloud_resources
-from pharmaseg.stack import lifecycle, processes
-from pharmaseg.stack.logrouter import Router, to_log_entry
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg_dev.stack import lifecycle, processes
+from pharmaseg_dev.stack.logrouter import Router, to_log_entry
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def run_cli(env: dict[str, str], *args: str, console_script: bool = False) -> su
             pytest.fail(f"the pharmaseg console script is missing: {CONSOLE_SCRIPT} (run `make install`)")
         cmd = [str(CONSOLE_SCRIPT), "stack", *args]
     else:
-        cmd = [sys.executable, "-m", "pharmaseg.stack", *args]
+        cmd = [sys.executable, "-m", "pharmaseg_dev.stack", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -153,7 +153,7 @@ def test_inbox_upload_reaches_score_batch_as_eventarc_delivers_it(cli_stack):
     Only the trigger's bucket reaches the function: a finalize in another bucket, uploaded first,
     never arrives.
     """
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     layout = cli_stack["layout"]
     client = gcp.storage_client(layout.project, endpoint=layout.url("storage"))
@@ -184,7 +184,7 @@ def test_prediction_log_line_reaches_bigquery(cli_stack):
     """predict's stdout line -> log router -> load job -> predictions_log, queryable by nested field."""
     import requests
 
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     layout = cli_stack["layout"]
     request_id = uuid.uuid4().hex
@@ -239,7 +239,7 @@ def test_missing_emulators_venv_names_the_fix(tmp_path, stack_layout_factory):
 
 def test_gcs_finalize_notification_reaches_pubsub(local_stack):
     """The stack's fake-gcs-server publishes a real GCS notification for every bucket's finalizes."""
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     project, host = local_stack["project"], local_stack["env"]["PUBSUB_EMULATOR_HOST"]
     subscriber = gcp.subscriber_client(endpoint=host)
@@ -270,7 +270,7 @@ def test_gcs_finalize_notification_reaches_pubsub(local_stack):
 
 
 def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout):
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     request_id = uuid.uuid4().hex
     line = {
@@ -305,7 +305,7 @@ def test_log_router_loads_prediction_lines_only(local_stack, local_stack_layout)
 
 def test_log_router_loads_each_line_once_across_failed_loads_and_restarts(local_stack, tmp_path):
     """Offsets move only after a load succeeds, and a restarted router starts from them."""
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     project, endpoint = local_stack["project"], local_stack["emulators"]["bigquery"]
     logs, offsets = tmp_path / "logs", tmp_path / "offsets.json"
@@ -351,7 +351,7 @@ def _schema_tuples(fields):
 
 
 def test_tables_have_the_resource_schemas(local_stack):
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     client = gcp.bigquery_client(local_stack["project"], endpoint=local_stack["emulators"]["bigquery"])
     for role in cloud_resources.table_roles():
@@ -364,7 +364,7 @@ def test_tables_have_the_resource_schemas(local_stack):
 
 
 def test_buckets_and_topics_exist(local_stack):
-    from pharmaseg import gcp
+    from pharmaseg.gcp import clients as gcp
 
     storage = gcp.storage_client(local_stack["project"], endpoint=local_stack["emulators"]["storage"])
     assert {b.name for b in storage.list_buckets()} >= set(local_stack["buckets"].values())

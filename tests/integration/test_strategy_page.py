@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from pharmaseg.features import FEATURE_LABELS
-from pharmaseg.registry import ModelRegistry
+from pharmaseg.model.features import FEATURE_LABELS
+from pharmaseg.model.registry import ModelRegistry
 from tests.models import trained
 from tests.polling import wait_for
 
@@ -24,8 +24,8 @@ def page_stack(local_stack):
     """The stack with a production model, its report, and a drift report the page can link to."""
     from google.cloud import bigquery
 
-    from pharmaseg import gcp
-    from pharmaseg.model_report import ModelReportWriter
+    from pharmaseg.gcp import clients as gcp
+    from pharmaseg.reports.model_report import ModelReportWriter
 
     status = local_stack
     for name in ("predict", "check_drift"):

@@ -23,8 +23,8 @@ def test_resources_and_schemas_come_from_resources_json(module, repo_root):
 
 
 def test_terraform_creates_what_the_local_stack_creates(module, repo_root):
-    """Same roles as pharmaseg.cloud_resources, which the local stack provisions from."""
-    from pharmaseg import cloud_resources
+    """Same roles as pharmaseg.gcp.resources, which the local stack provisions from."""
+    from pharmaseg.gcp import resources as cloud_resources
 
     spec = load_spec(repo_root)
     assert list(spec["buckets"]) == cloud_resources.bucket_roles()

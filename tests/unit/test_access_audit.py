@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pharmaseg import cloud_resources
-from pharmaseg.stack import access_audit
-from pharmaseg.stack.access_audit import Grant, Need, UnmappedCall, needs_of
+from pharmaseg.gcp import resources as cloud_resources
+from pharmaseg_dev.stack import access_audit
+from pharmaseg_dev.stack.access_audit import Grant, Need, UnmappedCall, needs_of
 
 P = "proj"
 MODELS = cloud_resources.bucket_name("models", P)

@@ -7,17 +7,17 @@ import io
 import numpy as np
 import pytest
 
-from pharmaseg.artifact import ModelArtifact
-from pharmaseg.batch.countries import ISO3166_ALPHA3, country_problem
-from pharmaseg.batch.layouts import FEATURES, PANEL, detect_layout
-from pharmaseg.batch.run import event_too_old
-from pharmaseg.batch.scoring import score_features
-from pharmaseg.batch.sql import explained_select, literal
 from pharmaseg.errors import DataValidationError
-from pharmaseg.explain import Explainer
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.segments import Segment
-from pharmaseg.storage_events import EventError, ObjectRef, parse_event, skip_reason
+from pharmaseg.gcp.events import EventError, ObjectRef, parse_event, skip_reason
+from pharmaseg.model.artifact import ModelArtifact
+from pharmaseg.model.explain import Explainer
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.segments import Segment
+from pharmaseg.score_batch.countries import ISO3166_ALPHA3, country_problem
+from pharmaseg.score_batch.layouts import FEATURES, PANEL, detect_layout
+from pharmaseg.score_batch.run import event_too_old
+from pharmaseg.score_batch.scoring import score_features
+from pharmaseg.score_batch.sql import explained_select, literal
 
 HEADER = "COUNTRY," + ",".join(FEATURE_NAMES)
 

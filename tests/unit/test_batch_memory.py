@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from pharmaseg.batch import duplicates
-from pharmaseg.batch.duplicates import SeenKeys, hash_strings
-from pharmaseg.batch.stream import Paced
+from pharmaseg.score_batch import duplicates
+from pharmaseg.score_batch.duplicates import SeenKeys, hash_strings
+from pharmaseg.score_batch.stream import Paced
 
 
 def test_paced_reader_stays_two_blocks_ahead_of_its_consumer():

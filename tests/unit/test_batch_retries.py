@@ -9,7 +9,7 @@ import pytest
 import requests
 from google.api_core import exceptions
 
-from pharmaseg.batch import retries
+from pharmaseg.score_batch import retries
 
 
 @pytest.fixture

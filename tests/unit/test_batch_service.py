@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pharmaseg.batch.service import BatchService
 from pharmaseg.config import BatchSettings, SettingsError
+from pharmaseg.gcp.events import STORAGE_FINALIZED
 from pharmaseg.runtime import Event, accept
-from pharmaseg.storage_events import STORAGE_FINALIZED
+from pharmaseg.score_batch.service import BatchService
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from pharmaseg.artifact import ModelArtifact
-from pharmaseg.changes import compare, describe_mover
+from pharmaseg.model.artifact import ModelArtifact
+from pharmaseg.model.changes import compare, describe_mover
 
 
 def test_a_model_compared_with_itself_changes_nothing(original_model):

@@ -109,7 +109,7 @@ def test_strings_and_numbers_outside_their_declared_form_are_refused(function, n
 
 def test_retrain_defaults_obey_a_retrain_message_s_own_bounds():
     """A default window, data URI or bootstrap count is what a message could have said itself."""
-    from pharmaseg.retraining import message
+    from pharmaseg.retrain import message
 
     properties = message.SCHEMA["properties"]
     assert properties["window"]["pattern"] == f"^{config.WINDOW_PATTERN}$"

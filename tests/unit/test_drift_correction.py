@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pharmaseg.drift import methods as m
-from pharmaseg.training import feature_reference
+from pharmaseg.check_drift import methods as m
+from pharmaseg.check_drift import verdict
+from pharmaseg.model.training import feature_reference
 
 P = [0.01, 0.04, 0.03, 0.005, None]
 
@@ -45,7 +46,7 @@ def _refs():
 
 
 def test_insufficient_data_gives_no_verdict():
-    result = m.evaluate(_refs(), n=5, raw={"a": np.zeros(5), "b": np.zeros(5)}, policy=m.DriftPolicy(min_rows=30))
+    result = verdict.evaluate(_refs(), n=5, raw={"a": np.zeros(5), "b": np.zeros(5)}, policy=m.DriftPolicy(min_rows=30))
     assert result.verdict == "insufficient_data" and result.features == []
     assert "fewer than the 30" in result.reason
 
@@ -54,7 +55,7 @@ def test_verdict_names_the_drifted_feature():
     refs = _refs()
     rng = np.random.default_rng(6)
     raw = {"a": rng.choice(refs[0].values, 500) + 3 * refs[0].std, "b": rng.choice(refs[1].values, 500)}
-    result = m.evaluate(refs, n=500, raw=raw, segment_shares=[0.5, 0.5], n_ref=36, cluster_counts=[250, 250])
+    result = verdict.evaluate(refs, n=500, raw=raw, segment_shares=[0.5, 0.5], n_ref=36, cluster_counts=[250, 250])
     assert result.verdict == "drift" and result.drifted_features == ["a"]
     assert result.prediction["drift"] is False
     doc = result.to_dict()
@@ -66,7 +67,7 @@ def test_segment_share_drift_alone_is_drift():
     refs = _refs()
     rng = np.random.default_rng(7)
     raw = {r.name: rng.choice(r.values, 500) for r in refs}
-    result = m.evaluate(refs, n=500, raw=raw, segment_shares=[0.5, 0.5], n_ref=36, cluster_counts=[490, 10])
+    result = verdict.evaluate(refs, n=500, raw=raw, segment_shares=[0.5, 0.5], n_ref=36, cluster_counts=[490, 10])
     assert result.verdict == "drift" and result.drifted_features == [] and result.prediction["drift"]
     assert "segment shares" in result.reason
 
@@ -76,6 +77,6 @@ def test_binned_and_raw_paths_agree_on_a_clear_shift():
     rng = np.random.default_rng(8)
     values = {r.name: rng.choice(r.values, 5000) + 1.5 * r.std for r in refs}
     binned = {r.name: m.BinnedSample.from_values(values[r.name], r) for r in refs}
-    by_raw = m.evaluate(refs, n=5000, raw=values)
-    by_bins = m.evaluate(refs, n=5000, binned=binned, policy=m.DriftPolicy(bootstrap=500))
+    by_raw = verdict.evaluate(refs, n=5000, raw=values)
+    by_bins = verdict.evaluate(refs, n=5000, binned=binned, policy=m.DriftPolicy(bootstrap=500))
     assert by_raw.verdict == by_bins.verdict == "drift"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pharmaseg.drift import joint
-from pharmaseg.drift import methods as m
-from pharmaseg.training import feature_reference
+from pharmaseg.check_drift import joint, verdict
+from pharmaseg.check_drift import methods as m
+from pharmaseg.model.training import feature_reference
 
 NAMES = tuple(f"f{j}" for j in range(5))
 
@@ -120,7 +120,7 @@ def test_joint_test_joins_the_holm_family_and_names_itself_in_the_verdict():
     recent = np.column_stack([rng.permutation(recent[:, j]) for j in range(5)])
     raw = {name: recent[:, j] for j, name in enumerate(NAMES)}
     result_joint = joint.compare(_reference(train), recent)
-    result = m.evaluate(_feature_refs(train), n=400, raw=raw, joint=result_joint)
+    result = verdict.evaluate(_feature_refs(train), n=400, raw=raw, joint=result_joint)
     assert result.verdict == "drift" and result.joint_drift and result.drifted_features == []
     assert result.reason == "drift in joint structure"
     family = [f.p_value for f in result.features] + [result_joint.p_value]
@@ -136,7 +136,7 @@ def test_an_untested_joint_result_stays_out_of_the_family():
     recent = _population(rng, 50)
     raw = {name: recent[:, j] for j, name in enumerate(NAMES)}
     untested = joint.compare(_reference(train), recent[:1])
-    with_it = m.evaluate(_feature_refs(train), n=50, raw=raw, joint=untested)
-    without = m.evaluate(_feature_refs(train), n=50, raw=raw)
+    with_it = verdict.evaluate(_feature_refs(train), n=50, raw=raw, joint=untested)
+    without = verdict.evaluate(_feature_refs(train), n=50, raw=raw)
     assert [f.p_adjusted for f in with_it.features] == [f.p_adjusted for f in without.features]
     assert untested.p_adjusted is None and not with_it.joint_drift

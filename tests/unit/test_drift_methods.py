@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pharmaseg.drift import methods as m
-from pharmaseg.training import feature_reference
+from pharmaseg.check_drift import methods as m
+from pharmaseg.model.training import feature_reference
 
 
 def _reference(values, name="x"):

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pharmaseg.drift import methods, queries, simulate
+from pharmaseg.check_drift import methods, queries
+from pharmaseg_dev import simulate
 
 FEATURES = ["PC_GDP_avg", "USD_CAP_avg"]
 

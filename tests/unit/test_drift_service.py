@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pharmaseg import config
+from pharmaseg.check_drift import methods, pointer, retrain, rows, service, trigger
 from pharmaseg.config import DriftSettings
-from pharmaseg.drift import methods, pointer, retrain, rows, service, trigger
 from pharmaseg.runtime import Event, accept
 
 NOW = datetime(2030, 1, 8, tzinfo=UTC)
@@ -121,7 +121,7 @@ def _doc(verdict="drift"):
 
 
 def test_drift_row_matches_the_table_schema():
-    from pharmaseg import cloud_resources
+    from pharmaseg.gcp import resources as cloud_resources
 
     row = rows.drift_row(_doc())
     schema = cloud_resources.table_schema("drift_reports")
@@ -145,7 +145,7 @@ def _joint_doc():
 
 
 def test_the_joint_record_matches_its_schema_and_is_null_when_not_tested():
-    from pharmaseg import cloud_resources
+    from pharmaseg.gcp import resources as cloud_resources
 
     doc = _doc()
     doc["result"]["joint"] = _joint_doc()
@@ -173,7 +173,7 @@ def test_latest_pointer_names_the_joint_test_and_objects_relative_to_the_bucket(
 
 
 def test_retrain_message_follows_the_retrain_contract():
-    from pharmaseg.retraining.message import parse_request
+    from pharmaseg.retrain.message import parse_request
 
     message = retrain.retrain_message(_doc(), "auto")
     assert message["reason"].startswith("drift detected by check msg-1 on model 1.0.0")
@@ -189,7 +189,7 @@ def test_an_event_of_another_type_is_acknowledged_and_logged(capsys):
 
 
 def test_the_strategy_page_reads_the_pointer_the_check_writes():
-    from pharmaseg.prediction import page
+    from pharmaseg.predict import page
 
     assert page.LATEST_DRIFT == pointer.LATEST_OBJECT
 

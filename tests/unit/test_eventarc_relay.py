@@ -8,7 +8,7 @@ import json
 import pytest
 from functions_framework import create_app
 
-from pharmaseg.stack import eventarc
+from pharmaseg_dev.stack import eventarc
 
 RECEIVER = """
 import json

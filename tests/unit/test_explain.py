@@ -23,19 +23,19 @@ from hypothesis import strategies as st
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
-from pharmaseg.artifact import ModelArtifact
 from pharmaseg.config import SETTINGS
 from pharmaseg.errors import DataValidationError
-from pharmaseg.explain import (
+from pharmaseg.model.artifact import ModelArtifact
+from pharmaseg.model.explain import (
     NO_SINGLE_FEATURE,
     REQUIRED_FEATURES,
     TOP_REASONS,
     Explainer,
-    _main,
     explainer_for,
 )
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.segments import HIGH_VALUE, Segment
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.model.segments import HIGH_VALUE, Segment
+from pharmaseg_dev import explain as explain_cli
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLD = float(SETTINGS["PHARMASEG_BORDERLINE_CONFIDENCE"].default)
@@ -435,17 +435,17 @@ def test_germany_is_explained_by_its_own_numbers(model):
 
 
 def test_docs_worked_examples_are_the_real_output(original_model, tmp_path):
-    """docs/explanations.md shows `python -m pharmaseg.explain ARGS` output; it must be current."""
+    """docs/explanations.md shows `python -m pharmaseg_dev.explain ARGS` output; it must be current."""
     _, artifact = original_model
     path = tmp_path / "model.json"
     path.write_bytes(artifact.to_json())
     doc = (REPO / "docs/explanations.md").read_text()
-    examples = re.findall(r"\$ python -m pharmaseg\.explain ([^\n]*)\n(.*?)\n```", doc, flags=re.S)
+    examples = re.findall(r"\$ python -m pharmaseg_dev\.explain ([^\n]*)\n(.*?)\n```", doc, flags=re.S)
     assert len(examples) >= 2
     for args, shown in examples:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            assert _main([*args.split(), "--model", str(path)]) == 0
+            assert explain_cli.main([*args.split(), "--model", str(path)]) == 0
         assert json.loads(shown) == json.loads(out.getvalue()), args
 
 

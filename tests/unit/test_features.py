@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pharmaseg.errors import DataValidationError
-from pharmaseg.features import FEATURE_NAMES, Window, derive_features
+from pharmaseg.model.features import FEATURE_NAMES, Window, derive_features
 
 
 def test_feature_order_is_measure_then_statistic():

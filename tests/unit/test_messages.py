@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pharmaseg import pubsub, storage_events
-from pharmaseg.storage_events import STORAGE_FINALIZED, EventError, ObjectRef, parse_event
+from pharmaseg.gcp import events as storage_events
+from pharmaseg.gcp import pubsub
+from pharmaseg.gcp.events import STORAGE_FINALIZED, EventError, ObjectRef, parse_event
 
 
 def test_the_object_resource_keeps_what_the_functions_read_and_converts_gcs_strings():

@@ -7,10 +7,10 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import StandardScaler
 
-from pharmaseg.artifact import FORMAT, ModelArtifact
 from pharmaseg.errors import ArtifactError, DataValidationError
-from pharmaseg.segments import DECLINING, HIGH_VALUE, STABLE, name_segments
-from pharmaseg.training import TrainingParams, train
+from pharmaseg.model.artifact import FORMAT, ModelArtifact
+from pharmaseg.model.segments import DECLINING, HIGH_VALUE, STABLE, name_segments
+from pharmaseg.model.training import TrainingParams, train
 
 
 def test_original_analysis_is_reproduced(original_model):
@@ -120,7 +120,7 @@ def test_naming_for_other_k_and_profile_misfit():
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_data_with_fewer_distinct_countries_than_k_is_a_validation_error(original_model):
-    from pharmaseg.panel import FeatureTable
+    from pharmaseg.model.panel import FeatureTable
 
     table, _ = original_model
     clones = FeatureTable(

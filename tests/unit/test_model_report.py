@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pharmaseg import model_report
-from pharmaseg.retraining.gate import evaluate
-from pharmaseg.retraining.pipeline import decision_row
+from pharmaseg.reports import model_report
+from pharmaseg.retrain.gate import evaluate
+from pharmaseg.retrain.pipeline import decision_row
 
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 

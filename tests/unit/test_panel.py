@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pharmaseg.errors import DataValidationError
-from pharmaseg.features import Window
-from pharmaseg.panel import panel_features, read_panel
+from pharmaseg.model.features import Window
+from pharmaseg.model.panel import panel_features, read_panel
 
 HEADER = "LOCATION,TIME,PC_HEALTHXP,PC_GDP,USD_CAP,TOTAL_SPEND\n"
 

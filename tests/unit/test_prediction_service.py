@@ -12,12 +12,12 @@ import json
 import msgspec
 import pytest
 
-from pharmaseg.cloud_resources import table_schema
 from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
-from pharmaseg.features import FEATURE_NAMES
-from pharmaseg.prediction import contract, logline
-from pharmaseg.prediction.service import HttpRequest, PredictionService, traffic_bucket
+from pharmaseg.gcp.resources import table_schema
+from pharmaseg.model.features import FEATURE_NAMES
+from pharmaseg.predict import contract, logline
+from pharmaseg.predict.service import HttpRequest, PredictionService, traffic_bucket
 
 
 class Models:
@@ -232,8 +232,8 @@ def test_every_route_is_declared_once_and_both_dispatched_and_documented(service
 
 def test_a_series_is_checked_against_its_window_in_the_one_validation_pass(model, original_model, monkeypatch):
     """validation.parse is the only call into validation, and it finishes before a model is chosen."""
-    from pharmaseg.prediction import service as service_module
-    from pharmaseg.prediction import validation
+    from pharmaseg.predict import service as service_module
+    from pharmaseg.predict import validation
 
     calls = []
     monkeypatch.setattr(service_module, "parse", lambda *a, **k: calls.append("parse") or validation.parse(*a, **k))

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pharmaseg.pubsub import MalformedMessageError, unwrap
+from pharmaseg.gcp.pubsub import MalformedMessageError, unwrap
 
 
 def test_pubsub_message_is_unwrapped_from_the_cloudevent_data():

@@ -7,25 +7,25 @@ import dataclasses
 
 import pytest
 
-from pharmaseg.changes import compare
 from pharmaseg.errors import PharmasegError
-from pharmaseg.retraining import gate
-from pharmaseg.retraining.gate import NO_PRODUCTION, GateThresholds, evaluate
+from pharmaseg.model.changes import compare
+from pharmaseg.retrain import gate
+from pharmaseg.retrain.gate import NO_PRODUCTION, GateThresholds, evaluate
 
 T = GateThresholds()
 
 
 @pytest.fixture(scope="module")
 def panel(oecd_path):
-    from pharmaseg.panel import read_panel
+    from pharmaseg.model.panel import read_panel
 
     return read_panel(oecd_path)
 
 
 def fit(panel, oecd_path, window="2011-2020", **params):
-    from pharmaseg.features import Window
-    from pharmaseg.panel import panel_features
-    from pharmaseg.training import TrainingParams, train
+    from pharmaseg.model.features import Window
+    from pharmaseg.model.panel import panel_features
+    from pharmaseg.model.training import TrainingParams, train
 
     artifact = train(
         panel_features(panel, Window.parse(window)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from pharmaseg.retraining.message import (
+from pharmaseg.retrain.message import (
     SCHEMA,
     MalformedRequestError,
     decode_request,
@@ -122,7 +122,7 @@ def test_every_bad_field_is_named_in_one_error():
 def test_the_schema_is_generated_from_the_message_struct():
     import msgspec
 
-    from pharmaseg.retraining.message import RetrainMessage
+    from pharmaseg.retrain.message import RetrainMessage
 
     generated = msgspec.json.schema(RetrainMessage)["$defs"]["RetrainMessage"]
     assert SCHEMA["properties"] == generated["properties"] and SCHEMA["required"] == ["reason"]

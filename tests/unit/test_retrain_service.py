@@ -16,10 +16,10 @@ import pytest
 
 from pharmaseg.config import RetrainSettings
 from pharmaseg.errors import ConcurrentUpdateError, PharmasegError, VersionNotFoundError
-from pharmaseg.retraining import pipeline, service
-from pharmaseg.retraining.gate import GateThresholds
-from pharmaseg.retraining.message import RetrainRequest
-from pharmaseg.retraining.pipeline import TrainingFailedError, retrain
+from pharmaseg.retrain import pipeline, service
+from pharmaseg.retrain.gate import GateThresholds
+from pharmaseg.retrain.message import RetrainRequest
+from pharmaseg.retrain.pipeline import TrainingFailedError, retrain
 from pharmaseg.runtime import Event, accept
 
 # The 2012-2021 window passes every check but the market-weighted ones (the USA and Germany move);
@@ -52,7 +52,7 @@ class FakeRegistry:
         return version
 
     def equivalent(self, identity):
-        from pharmaseg.registry import artifact_identity
+        from pharmaseg.model.registry import artifact_identity
 
         return next((v for v, a in reversed(self.models.items()) if artifact_identity(a) == identity), None)
 

@@ -63,7 +63,7 @@ def test_any_other_failure_propagates_so_the_event_is_redelivered():
 
 def test_clients_are_created_on_first_use_only(monkeypatch):
     made = []
-    monkeypatch.setattr("pharmaseg.gcp.storage_client", lambda project: made.append(project) or "storage")
+    monkeypatch.setattr("pharmaseg.gcp.clients.storage_client", lambda project: made.append(project) or "storage")
     clients = Clients("p", bigquery="given")
     assert made == [] and clients.bigquery == "given"
     assert clients.storage == "storage" and clients.storage == "storage" and made == ["p"]

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 
-from pharmaseg.batch.countries import ISO3166_ALPHA3
-from pharmaseg.segments import DECLINING, HIGH_VALUE, STABLE
-from pharmaseg.spreadsheet_safety import PREFIX, is_risky, safe_cell, safe_table
+from pharmaseg.model.segments import DECLINING, HIGH_VALUE, STABLE
+from pharmaseg.reports.spreadsheet_safety import PREFIX, is_risky, safe_cell, safe_table
+from pharmaseg.score_batch.countries import ISO3166_ALPHA3
 
 HOSTILE = [
     "=1+1",
@@ -93,7 +93,7 @@ def test_the_undo_is_exact_for_every_value_of_the_table():
 
 
 def test_what_the_scored_file_holds_is_never_changed():
-    # country keys are validated (start with A-Z), segment names come from segments.py
+    # country keys are validated (start with A-Z), segment names come from model/segments.py
     for text in [*ISO3166_ALPHA3, "DEU:-scenario", DECLINING, HIGH_VALUE, STABLE, f"{STABLE} 2"]:
         assert safe_cell(text) == text
 

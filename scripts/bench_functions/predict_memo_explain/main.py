@@ -7,7 +7,7 @@ same run, the difference is what the explanations cost a request (docs/benchmark
 import importlib.util
 from pathlib import Path
 
-from pharmaseg import explain
+from pharmaseg.model import explain
 
 _explain = explain.Explainer.explain
 _seen: dict = {}

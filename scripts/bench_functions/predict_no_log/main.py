@@ -7,7 +7,7 @@ JSON line and one flush to stdout per request) costs a request (docs/benchmarks.
 import importlib.util
 from pathlib import Path
 
-from pharmaseg.prediction import logline
+from pharmaseg.predict import logline
 
 logline.write = lambda lines, stream=None: None
 _spec = importlib.util.spec_from_file_location("predict_main", Path(__file__).parents[3] / "functions/predict/main.py")

@@ -10,7 +10,7 @@ import pickle
 import functions_framework
 import pandas as pd
 
-from pharmaseg.gcp import storage_client
+from pharmaseg.gcp.clients import storage_client
 
 FEATURES = [f"{m}_{s}" for m in ("PC_HEALTHXP", "PC_GDP", "USD_CAP") for s in ("growth", "avg", "volatility")]
 _blob = storage_client().bucket(os.environ["BENCH_BUCKET"]).blob(os.environ["BENCH_PICKLE"])

@@ -1,0 +1,1 @@
+"""What people read: the model report, pictures, report objects, the map, one HTML helper."""
