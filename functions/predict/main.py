@@ -12,16 +12,14 @@ import werkzeug.exceptions
 from pharmaseg import config
 from pharmaseg.predict import service as prediction
 
-_settings = config.load("predict")  # at start: a bad or missing variable stops the revision, each one named
-_service: prediction.PredictionService | None = None
+# Built when the module loads: a missing, malformed or conflicting setting stops the revision, each
+# one named. The GCS connections are made on the first request that reads a model or a report.
+_service = prediction.PredictionService.deployed(config.load("predict"))
 
 
 @functions_framework.http
 def predict(request: flask.Request) -> flask.Response:
     """Answer one request; every failure is a JSON error, never a stack trace."""
-    global _service
-    if _service is None:  # a lazy global, as Google's samples do: the first request pays for the clients
-        _service = prediction.PredictionService.deployed(_settings)
     answer = _service.handle(
         prediction.HttpRequest(
             request.method,

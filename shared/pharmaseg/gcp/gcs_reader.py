@@ -24,23 +24,29 @@ class GcsReader:
 
     def __init__(self, bucket: str, endpoint: str | None = None, http=None):
         self.bucket_name = bucket
-        emulator = endpoint or config.value("STORAGE_EMULATOR_HOST")
-        endpoint = (emulator or PUBLIC_ENDPOINT).rstrip("/")
+        self._emulator = endpoint or config.value("STORAGE_EMULATOR_HOST")
+        endpoint = (self._emulator or PUBLIC_ENDPOINT).rstrip("/")
         self._objects = f"{endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"  # the JSON API's object list
-        if http is None:
+        self._pool = http
+
+    @property
+    def _http(self):
+        """The connection pool, made on the first read: building the reader (when the function's
+        module loads) looks up no credentials. Two threads racing here both build one; one is kept."""
+        if self._pool is None:
             import urllib3
 
             # Transient GCS answers are retried with backoff, as google-cloud-storage would.
             retries = urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(429, 500, 502, 503, 504))
-            if emulator:
-                http = urllib3.PoolManager(retries=retries)
+            if self._emulator:
+                self._pool = urllib3.PoolManager(retries=retries)
             else:
                 import google.auth
                 from google.auth.transport.urllib3 import AuthorizedHttp
 
                 credentials, _ = google.auth.default(scopes=[READ_ONLY_SCOPE])
-                http = AuthorizedHttp(credentials, http=urllib3.PoolManager(retries=retries))
-        self._http = http
+                self._pool = AuthorizedHttp(credentials, http=urllib3.PoolManager(retries=retries))
+        return self._pool
 
     def _url(self, name: str, media: bool) -> str:
         return f"{self._objects}/{quote(name, safe='')}" + ("?alt=media" if media else "?fields=generation")
