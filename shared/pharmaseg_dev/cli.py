@@ -242,7 +242,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pharmaseg.model.registry import SEMVER
+    from pharmaseg.model.cache import SEMVER
 
     registry = _registry(args)
     version = args.version

@@ -17,7 +17,8 @@ import pytest
 
 from pharmaseg.errors import ArtifactError, ConcurrentUpdateError, RegistryError, VersionNotFoundError
 from pharmaseg.gcp.gcs_reader import GcsReader
-from pharmaseg.model.registry import ModelCache, ModelRegistry
+from pharmaseg.model.cache import ModelCache
+from pharmaseg.model.registry import ModelRegistry
 
 pytestmark = pytest.mark.integration
 

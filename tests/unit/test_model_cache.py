@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pharmaseg.errors import VersionNotFoundError
-from pharmaseg.model.registry import ModelCache
+from pharmaseg.model.cache import ModelCache
 
 
 class MemorySource:

@@ -1,6 +1,6 @@
 """The prediction service without HTTP: routes, bodies, model choice, answers and log lines.
 
-The model source is an in-memory stand-in for ``registry.ModelCache`` (the real one, on
+The model source is an in-memory stand-in for ``model.cache.ModelCache`` (the real one, on
 fake-gcs-server, is exercised in tests/integration/test_predict_function.py).
 """
 

@@ -60,6 +60,7 @@ class DriftService:
         self.policy = methods.DriftPolicy.of(settings)  # settings that conflict stop the function here
         self.clients = Clients(settings.project, storage=gcs, bigquery=bq, publisher=publisher)
         self._registry = registry
+        self._models = None
 
     @classmethod
     def deployed(cls, settings: DriftSettings) -> DriftService:
@@ -79,12 +80,18 @@ class DriftService:
         return self.clients.publisher
 
     @property
-    def registry(self):
-        if self._registry is None:
-            from pharmaseg.model.registry import ModelRegistry
+    def models(self):
+        """Production's model, read as predict reads it: verified, through the lean GCS reader
+        unless a source (a registry) was given; the drift check never writes the registry."""
+        if self._models is None:
+            from pharmaseg.model.cache import ModelCache
 
-            self._registry = ModelRegistry(self.settings.models_bucket, client=self.gcs)
-        return self._registry
+            if self._registry is None:
+                from pharmaseg.gcp.gcs_reader import GcsReader
+
+                self._registry = GcsReader(self.settings.models_bucket)
+            self._models = ModelCache(self._registry, ttl_seconds=0)
+        return self._models
 
     def handle(self, event: Event) -> dict[str, Any]:
         """A Pub/Sub CloudEvent in, a report out.
@@ -130,7 +137,7 @@ class DriftService:
                 )
                 return {"report_id": report_id, "duplicate": True, **earlier}
         period = trigger.period_for(request, settings, now)
-        artifact = self.registry.load(self.registry.resolve(settings.model_alias))
+        artifact = self.models.alias(settings.model_alias)
         refs = methods.references(artifact.reference, artifact.feature_names)
         policy = self.policy
         recent = queries.fetch_recent(

@@ -21,9 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pharmaseg.model.cache import SEMVER, parse_version
 from pharmaseg.model.changes import training_confidence
 from pharmaseg.model.features import FEATURE_LABELS
-from pharmaseg.model.registry import SEMVER, parse_version
 from pharmaseg.model.segments import segment_style
 from pharmaseg.reports.html import text
 from pharmaseg.reports.objects import LATEST_DRIFT, model_report

@@ -32,9 +32,9 @@ from pharmaseg import __version__
 from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.logs import log
+from pharmaseg.model.cache import SEMVER, ModelCache
 from pharmaseg.model.explain import explainer_for
 from pharmaseg.model.features import FEATURE_NAMES, Window
-from pharmaseg.model.registry import SEMVER, ModelCache
 from pharmaseg.predict import logline
 from pharmaseg.predict.contract import ROUTES
 from pharmaseg.predict.openapi import VERSION_PATTERN, document
@@ -88,7 +88,7 @@ def error_answer(status: int, error: str, problems: list[tuple[str, str]]) -> Ht
 
 
 class PredictionService:
-    """The HTTP prediction API over a model source (``registry.ModelCache``)."""
+    """The HTTP prediction API over a model source (``model.cache.ModelCache``)."""
 
     def __init__(self, settings: PredictSettings, models, *, reports=None):
         self.settings = settings

@@ -4,19 +4,6 @@
 - ``gate``: pure checks of a candidate artifact against production (``evaluate``, ``GateThresholds``).
 - ``pipeline``: train, register, gate, promote with a race-safe condition, record in BigQuery.
 - ``service``: ``RetrainService``, one event in, decision out; what ``functions/retrain/main.py`` calls.
-- ``publish``: publish a request to the retrain topic.
+- ``publish``: publish a request to the retrain topic (the drift check publishes through it too,
+  which is why this package re-exports nothing: importing ``publish`` must not pull in the gate).
 """
-
-from pharmaseg.retrain.gate import GateResult, GateThresholds, evaluate
-from pharmaseg.retrain.message import SCHEMA, MalformedRequestError, RetrainRequest, decode_request, parse_request
-
-__all__ = [
-    "SCHEMA",
-    "GateResult",
-    "GateThresholds",
-    "MalformedRequestError",
-    "RetrainRequest",
-    "decode_request",
-    "evaluate",
-    "parse_request",
-]

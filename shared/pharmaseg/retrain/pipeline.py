@@ -183,7 +183,7 @@ def train_candidate(request: RetrainRequest, source: Source, window, message_id:
 
 def _point_candidate(registry: ModelRegistry, version: str, message_id: str) -> None:
     """Move the ``candidate`` alias to ``version`` unless a newer version already holds it."""
-    from pharmaseg.model.registry import parse_version
+    from pharmaseg.model.cache import parse_version
 
     for _ in range(5):
         current = registry.alias(CANDIDATE)

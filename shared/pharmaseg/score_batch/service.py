@@ -53,7 +53,8 @@ class BatchService:
     @property
     def models(self) -> Any:
         if self._models is None:
-            from pharmaseg.model.registry import ModelCache, ModelRegistry
+            from pharmaseg.model.cache import ModelCache
+            from pharmaseg.model.registry import ModelRegistry
 
             registry = ModelRegistry(self.settings.models_bucket, self.clients.storage)
             self._models = ModelCache(registry, ttl_seconds=self.settings.alias_ttl_seconds)
