@@ -41,55 +41,43 @@ def _emulators_alive(state: dict[str, Any]) -> bool:
     return all(_alive(state["processes"].get(name)) for name in emulators.EMULATORS)
 
 
+def _start_helper(layout: StackLayout, module: str, *args: str, ready=None) -> dict[str, Any]:
+    """``python -m pharmaseg_dev.stack.<module> --project P ARGS``, logged to ``logs/<module>``;
+    waits for ``ready`` when given."""
+    cmd = [str(layout.python_bin("python")), "-m", f"pharmaseg_dev.stack.{module}", "--project", layout.project, *args]
+    record = processes.spawn(cmd, stdout=layout.log_path(module), cwd=layout.repo_root)
+    if ready is not None:
+        processes.wait_ready(module, record, ready, timeout=30)
+    return record
+
+
 def _start_logrouter(layout: StackLayout) -> dict[str, Any]:
-    cmd = [
-        str(layout.python_bin("python")),
-        "-m",
-        "pharmaseg_dev.stack.logrouter",
-        "--state-dir",
-        str(layout.state_dir),
-        "--project",
-        layout.project,
-        "--endpoint",
-        layout.url("bigquery"),
-    ]
-    return processes.spawn(cmd, stdout=layout.log_path("logrouter"), cwd=layout.repo_root)
+    """The Cloud Logging sink's stand-in (see stack.logrouter)."""
+    return _start_helper(
+        layout, "logrouter", "--state-dir", str(layout.state_dir), "--endpoint", layout.url("bigquery")
+    )
 
 
 def _start_recorder(layout: StackLayout) -> dict[str, Any]:
     """The recording proxy every function reaches the emulators through (see stack.recorder)."""
-    cmd = [
-        str(layout.python_bin("python")),
-        "-m",
-        "pharmaseg_dev.stack.recorder",
-        "--state-dir",
-        str(layout.state_dir),
-        "--port-base",
-        str(layout.port_base),
-        "--project",
-        layout.project,
-    ]
-    record = processes.spawn(cmd, stdout=layout.log_path("recorder"), cwd=layout.repo_root)
     ports = [layout.recorder_port(f, s) for f in cloud_resources.functions() for s in RECORDED_SERVICES]
-    processes.wait_ready("recorder", record, lambda: all(processes.port_open(p) for p in ports), timeout=30)
-    return record
+    return _start_helper(
+        layout,
+        "recorder",
+        *("--state-dir", str(layout.state_dir), "--port-base", str(layout.port_base)),
+        ready=lambda: all(processes.port_open(p) for p in ports),
+    )
 
 
 def _start_relay(layout: StackLayout) -> dict[str, Any]:
     """The Eventarc stand-in between the push subscriptions and the functions (see stack.eventarc)."""
-    cmd = [
-        str(layout.python_bin("python")),
-        "-m",
-        "pharmaseg_dev.stack.eventarc",
-        "--port",
-        str(layout.port("eventarc")),
-        "--project",
-        layout.project,
-    ]
-    cmd += [f"--function={name}={layout.url(name)}" for name in cloud_resources.functions()]
-    record = processes.spawn(cmd, stdout=layout.log_path("eventarc"), cwd=layout.repo_root)
-    processes.wait_ready("eventarc", record, lambda: processes.port_open(layout.port("eventarc")), timeout=30)
-    return record
+    targets = [f"--function={name}={layout.url(name)}" for name in cloud_resources.functions()]
+    return _start_helper(
+        layout,
+        "eventarc",
+        *("--port", str(layout.port("eventarc")), *targets),
+        ready=lambda: processes.port_open(layout.port("eventarc")),
+    )
 
 
 def up(layout: StackLayout, *, log=print) -> dict[str, Any]:
