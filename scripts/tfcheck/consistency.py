@@ -48,10 +48,7 @@ def load_spec(repo_root: Path) -> dict[str, Any]:
     return json.loads((repo_root / RESOURCES / "resources.json").read_text())
 
 
-def load_config(repo_root: Path) -> ModuleType:
-    """shared/pharmaseg/config.py, read fresh (the installed pharmaseg may be another checkout's)."""
-    path = repo_root / "shared/pharmaseg/config.py"
-    name = "_tfcheck_pharmaseg_config"
+def _load_fresh(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look the module up while building the class
@@ -60,6 +57,22 @@ def load_config(repo_root: Path) -> ModuleType:
     finally:
         sys.modules.pop(name, None)
     return module
+
+
+def load_config(repo_root: Path) -> ModuleType:
+    """shared/pharmaseg_dev/config_docs.py over this checkout's shared/pharmaseg/config.py, read
+    fresh (the installed pharmaseg may be another checkout's): ``terraform_settings`` and the
+    name and command of the file it generates."""
+    config = _load_fresh(repo_root / "shared/pharmaseg/config.py", "_tfcheck_pharmaseg_config")
+    saved = sys.modules.get("pharmaseg.config")
+    sys.modules["pharmaseg.config"] = config  # config_docs renders the settings of this checkout
+    try:
+        return _load_fresh(repo_root / "shared/pharmaseg_dev/config_docs.py", "_tfcheck_config_docs")
+    finally:
+        if saved is None:
+            sys.modules.pop("pharmaseg.config", None)
+        else:
+            sys.modules["pharmaseg.config"] = saved
 
 
 def _expr(value: Any) -> str:

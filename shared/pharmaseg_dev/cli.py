@@ -304,7 +304,9 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    print(config.terraform_settings() if args.terraform else config.markdown_table(), end="")
+    from pharmaseg_dev import config_docs
+
+    print(config_docs.terraform_settings() if args.terraform else config_docs.markdown_table(), end="")
     return 0
 
 
@@ -372,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     settings.add_argument(
         "--terraform",
         action="store_true",
-        help=f"print {config.TERRAFORM_FILE} instead: the variables and function_env (`{config.TERRAFORM_COMMAND}`)",
+        help="print terraform/settings.tf instead: the variables and function_env "
+        "(`pharmaseg config --terraform > terraform/settings.tf`)",
     )
     settings.set_defaults(handler=_cmd_config)
 

@@ -4,13 +4,14 @@ from pathlib import Path
 import pytest
 
 from pharmaseg import config
+from pharmaseg_dev import config_docs
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_doc_lists_every_setting_as_the_code_defines_it():
     doc = (REPO / "docs/configuration.md").read_text()
-    assert config.markdown_table() in doc, "docs/configuration.md is stale: regenerate it with `pharmaseg config`"
+    assert config_docs.markdown_table() in doc, "docs/configuration.md is stale: regenerate it with `pharmaseg config`"
 
 
 def test_only_config_reads_the_environment():
@@ -118,12 +119,12 @@ def test_retrain_defaults_obey_a_retrain_message_s_own_bounds():
 
 
 def test_terraform_settings_file_is_generated_from_the_settings():
-    path = REPO / config.TERRAFORM_FILE
-    assert path.read_text() == config.terraform_settings(), f"{path} is stale: `{config.TERRAFORM_COMMAND}`"
+    path = REPO / config_docs.TERRAFORM_FILE
+    assert path.read_text() == config_docs.terraform_settings(), f"{path} is stale: `{config_docs.TERRAFORM_COMMAND}`"
 
 
 def test_terraform_gets_every_setting_once_with_the_code_s_default_and_bounds():
-    text = config.terraform_settings()
+    text = config_docs.terraform_settings()
     for s in config.SETTINGS.values():
         if s.terraform:  # a resource name: set from Terraform's own names, no variable
             assert f'"{s.name}: ' not in text and f"{s.name} = {s.terraform}" in " ".join(text.split())
@@ -131,12 +132,12 @@ def test_terraform_gets_every_setting_once_with_the_code_s_default_and_bounds():
         assert text.count(f'variable "{s.tf_variable}" {{') == 1, s.name
         block = text.split(f'variable "{s.tf_variable}" {{\n', 1)[1].split("\n}\n", 1)[0] + "\n"
         assert f'"{s.name}: ' in block
-        assert f"default     = {config._hcl_default(s)}\n" in block, s.name
+        assert f"default     = {config_docs._hcl_default(s)}\n" in block, s.name
         assert f"nullable    = {'true' if s.default is None else 'false'}\n" in block, s.name
         if s.low is not None:
-            assert f"var.{s.tf_variable} >= {config._hcl_number(s.low)}" in block, s.name
+            assert f"var.{s.tf_variable} >= {config_docs._hcl_number(s.low)}" in block, s.name
         if s.high is not None:
-            assert f"var.{s.tf_variable} <= {config._hcl_number(s.high)}" in block, s.name
+            assert f"var.{s.tf_variable} <= {config_docs._hcl_number(s.high)}" in block, s.name
         for choice in s.choices:
             assert f'"{choice}"' in block
     assert "var.drift_min_rows >= 2" in text  # was >= 1 when variables.tf was written by hand
@@ -147,8 +148,8 @@ def test_terraform_gets_every_setting_once_with_the_code_s_default_and_bounds():
     "number, literal", [(30.0, "30"), (0.05, "0.05"), (1e-9, "0.000000001"), (0.999999, "0.999999"), (2, "2")]
 )
 def test_terraform_numbers_are_plain_literals(number, literal):
-    assert config._hcl_number(number) == literal
+    assert config_docs._hcl_number(number) == literal
 
 
 def test_terraform_strings_are_escaped():
-    assert config._hcl_string('a "b" \\ ${x} %{y}') == '"a \\"b\\" \\\\ $${x} %%{y}"'
+    assert config_docs._hcl_string('a "b" \\ ${x} %{y}') == '"a \\"b\\" \\\\ $${x} %%{y}"'
