@@ -134,7 +134,7 @@ def check_schema(module: Module, schema: ProviderSchema) -> list[Finding]:
 # ------------------------------------------------------------------------------------------------
 _STRING_LITERAL = re.compile(r'"(?:[^"\\$]|\\.|\$(?!\{))*"')
 _VAR = re.compile(r"(?<![\w.])var\.([A-Za-z_][\w-]*)")
-_LOCAL = re.compile(r"(?<![\w.])local\.([A-Za-z_]\w*)")
+LOCAL_REF = re.compile(r"(?<![\w.])local\.([A-Za-z_]\w*)")
 _DATA = re.compile(r"(?<![\w.])data\.([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.([A-Za-z_]\w*))?")
 _MODULE = re.compile(r"(?<![\w.])module\.([A-Za-z_]\w*)")
 _RESOURCE = re.compile(r"(?<![\w.])((?:google|time)_\w+)\.([A-Za-z_]\w*)(?:\[[^\]]*\])?(?:\.([A-Za-z_]\w*))?")
@@ -190,7 +190,7 @@ def check_references(module: Module, schema: ProviderSchema | None = None) -> li
         for name in _VAR.findall(expr):
             if name not in module.variables:
                 findings.append(Finding("references", file, where, f"undeclared variable var.{name}"))
-        for name in _LOCAL.findall(expr):
+        for name in LOCAL_REF.findall(expr):
             if name not in module.locals:
                 findings.append(Finding("references", file, where, f"undeclared local value local.{name}"))
         for name in _MODULE.findall(expr):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfcheck.checks import Finding, _strings
+from tfcheck.checks import LOCAL_REF, Finding, _strings
 from tfcheck.consistency import load_spec
 from tfcheck.loader import Block, Module, unquote
 
@@ -64,7 +64,6 @@ NO_API = {
 
 GRANT = re.compile(r"_iam_(member|binding|policy)$")
 _REF = re.compile(r"(?<![\w.])(data\.)?((?:google|time)_\w+)\.([A-Za-z_]\w*)(?:\[\s*\"([^\"]*)\"\s*\])?")
-_LOCAL = re.compile(r"(?<![\w.])local\.([A-Za-z_]\w*)")
 _USER_METRIC = re.compile(r"logging\.googleapis\.com/user/([A-Za-z0-9_/.-]+)")
 _AGENT = re.compile(r"gcp-sa-([a-z0-9-]+)\.iam\.gserviceaccount\.com")
 _IDENTITY_KEY = re.compile(r"google_project_service_identity\.\w+\[\s*\\?\"([^\"\\]+)\\?\"\s*\]")
@@ -109,7 +108,7 @@ class Graph:
                 continue
             for data, rtype, name, key in _REF.findall(expr):
                 found.add((f"{data}{rtype}.{name}", key or None))
-            for name in _LOCAL.findall(expr):
+            for name in LOCAL_REF.findall(expr):
                 found.add((f"local.{name}", None))
         return found
 
@@ -131,7 +130,7 @@ class Graph:
         text = " ".join(_strings(value)) if not isinstance(value, str) else value
         if depth > 8:
             return text
-        for name in set(_LOCAL.findall(text)):
+        for name in set(LOCAL_REF.findall(text)):
             if name in self.module.locals:
                 text += " " + self.expand(self.module.locals[name], depth + 1)
         return text
