@@ -77,8 +77,12 @@ def derive_features(cube: np.ndarray) -> np.ndarray:
 
     Growth is the compound annual growth rate from the first to the last year, in percent;
     volatility is the sample standard deviation (ddof=1), as in the original analysis.
+
+    The cube is made C-contiguous first: numpy sums a contiguous axis pairwise and a strided one
+    in order, so the same numbers laid out differently (a pandas frame's columns, a request's
+    series, a slice of the feature store's grid) would otherwise differ in the last bits.
     """
-    cube = np.asarray(cube, dtype=float)
+    cube = np.ascontiguousarray(cube, dtype=float)
     if cube.ndim != 3 or cube.shape[2] != len(MEASURES) or cube.shape[1] < 2:
         raise ValueError(f"expected (countries, years>=2, {len(MEASURES)}), got {cube.shape}")
     years = cube.shape[1]
