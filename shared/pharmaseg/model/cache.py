@@ -18,6 +18,9 @@ from typing import Protocol
 from pharmaseg.errors import ArtifactError, RegistryError, VersionNotFoundError
 from pharmaseg.logs import log
 from pharmaseg.model.artifact import ModelArtifact
+from pharmaseg.model.snapshot import OBJECT as SNAPSHOT_OBJECT
+from pharmaseg.model.snapshot import FeatureSnapshot
+from pharmaseg.model.snapshot import decode as decode_snapshot
 
 SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")  # used with fullmatch: no trailing newline
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -94,6 +97,9 @@ class ModelCache:
         self._failures: dict[str, tuple[Exception, float]] = {}  # version -> (why it failed, when)
         # alias -> (generation, version, sha256, checked_at); generation None remembers an unset alias
         self._aliases: dict[str, tuple[int | None, str | None, str | None, float]] = {}
+        self._snapshot: tuple[int | None, FeatureSnapshot | None, float] | None = (
+            None  # generation, snapshot, checked_at
+        )
 
     def version(self, version: str, sha256: str | None = None) -> ModelArtifact:
         """A loaded version; one that failed to load is not retried before the TTL (no GCS per request)."""
@@ -163,3 +169,32 @@ class ModelCache:
         if version is None:
             raise VersionNotFoundError(f"alias {alias} is not set in gs://{self.source.bucket_name}")
         return self.version(version, sha256)
+
+    def snapshot(self) -> FeatureSnapshot | None:
+        """The feature store's snapshot (``model.snapshot``), or None before the first source file was stored.
+
+        Checked like an alias: at most once per TTL, one metadata read, and read again only when its
+        generation moved. A snapshot that fails to read keeps the one already served.
+        """
+        now = self._clock()
+        cached = self._snapshot
+        if cached and now - cached[2] < self.ttl_seconds:
+            return cached[1]
+        try:
+            generation = self.source.generation(SNAPSHOT_OBJECT) if cached and cached[1] is not None else None
+            if cached and generation is not None and generation == cached[0]:
+                fresh = (generation, cached[1], now)
+            else:
+                found = self.source.read(SNAPSHOT_OBJECT)
+                fresh = (None, None, now) if found is None else (found[1], decode_snapshot(found[0]), now)
+        except Exception as exc:
+            if not cached or cached[1] is None:
+                raise
+            log(
+                "WARNING",
+                f"feature snapshot re-check failed, serving the cached one: {exc!r}",
+                event="snapshot_check_failed",
+            )
+            fresh = (cached[0], cached[1], now)
+        self._snapshot = fresh
+        return fresh[1]

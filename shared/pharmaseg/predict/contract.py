@@ -130,10 +130,26 @@ class SummaryInput(Struct, forbid_unknown_fields=True):
     volatility: Annotated[float, Meta(ge=0, description="ignored: no faithful counterpart")]
 
 
+WINDOW_NAME = r"^(latest|[0-9]{4}-[0-9]{4})$"
+WindowName = Annotated[
+    str,
+    Meta(
+        pattern=WINDOW_NAME,
+        description=(
+            "the window of the feature store's newest source file to answer with: latest (the country's "
+            "latest complete window) or START-END, as long as the model's window"
+        ),
+        examples=["latest", "2013-2022"],
+    ),
+]
+
+
 class StoredInput(Struct, forbid_unknown_fields=True):
-    """A training country's code alone: answered from the serving model's own training features."""
+    """A country's code alone: without ``window``, a training country answered from the serving
+    model's own training features; with it, any country of the feature store with that window complete."""
 
     country: Country
+    window: WindowName | UnsetType = UNSET
 
 
 # The single-country bodies, in the order a body is matched against them: exactly one fits any
@@ -196,12 +212,36 @@ class WhatIf(Struct, forbid_unknown_fields=True):
 InputKind = Literal["features", "partial", "series", "summary", "stored"]
 
 
+class FeaturesFrom(Struct, forbid_unknown_fields=True):
+    """Where a country code's features came from: the model's training row or the feature store."""
+
+    kind: Literal["training row", "feature store"]
+    window: str
+    source_uri: str
+    source_sha256: str | None
+    age_years: Annotated[int, Meta(description="years from the window's last year to this year")]
+
+
 class Prediction(Struct, forbid_unknown_fields=True):
     country: str
     cluster: int
     cluster_name: str
     recommendation: str
     confidence: Annotated[float, Meta(ge=0, le=1)]
+    stability: (
+        Annotated[
+            float,
+            Meta(
+                ge=0,
+                le=1,
+                description=(
+                    "share of training's bootstrap refits that keep this training country in its segment "
+                    "(null for any other input, or a model trained without refits)"
+                ),
+            ),
+        ]
+        | None
+    )
     borderline: bool
     runner_up: RunnerUp
     margin: float
@@ -213,6 +253,7 @@ class Prediction(Struct, forbid_unknown_fields=True):
     features_missing: list[str]
     ignored_fields: dict[str, str]
     window: str
+    features_from: FeaturesFrom | None
     model_version: str
     variant: Literal["production", "candidate"]
     timestamp: str
@@ -223,6 +264,34 @@ class PredictionList(Struct, forbid_unknown_fields=True):
     predictions: list[Prediction]
     total_countries: int
     processing_time_seconds: float
+
+
+class HistoryWindow(Struct, forbid_unknown_fields=True):
+    """One complete window of a country, scored by the production model."""
+
+    window: str
+    segment: str
+    cluster: int
+    confidence: Annotated[float, Meta(ge=0, le=1)]
+    borderline: bool
+    runner_up: str
+    margin_to_lower: (
+        Annotated[float, Meta(description="1 - d(own) / d(nearest lower segment); null in the lowest segment")] | None
+    )
+    change: Literal["upgrade", "downgrade"] | None
+
+
+class CountryHistory(Struct, forbid_unknown_fields=True):
+    """A country's segment in every complete window of the model's length, oldest first."""
+
+    country: str
+    model_version: str
+    source_uri: str
+    source_sha256: str
+    windows: list[HistoryWindow]
+    watch: bool
+    watch_reason: str | None
+    stability: Annotated[float, Meta(ge=0, le=1)] | None
 
 
 class Problem(Struct, forbid_unknown_fields=True):
@@ -285,6 +354,7 @@ RESPONSES: tuple[type, ...] = (
     PredictionList,
     ErrorBody,
     Health,
+    CountryHistory,
     ModelInfo,
     ModelDescription,
     ServiceIndex,
@@ -304,9 +374,10 @@ ANY_OBJECT: dict[str, Any] = {"type": "object"}
 class Route:
     """One operation of the API, declared once: ``service.py`` dispatches on it, ``openapi.py`` documents it.
 
-    ``path`` is OpenAPI's: ``{name}`` is a path parameter that takes the rest of the path (its
-    pattern in ``path_parameter``). An answer or a body is one of the listed types: a Struct, the
-    name of a composed component (SINGLE_COUNTRY...), or a JSON Schema. Every status in ``errors``
+    ``path`` is OpenAPI's: ``{name}`` is a path parameter (its pattern in ``path_parameter``); the
+    service dispatches every path under the part before it to the handler, which checks the rest.
+    An answer or a body is one of the listed types: a Struct, the name of a composed component
+    (SINGLE_COUNTRY...), or a JSON Schema. Every status in ``errors``
     is answered with ``ErrorBody`` unless ``error_answers`` names another type.
     """
 
@@ -331,7 +402,7 @@ class Route:
 
 _PREDICT_ERRORS = (
     (400, "invalid request: every bad field is named"),
-    (404, "unknown model version, or a country code the model was not trained on"),
+    (404, "unknown model version, a country code the model was not trained on, or a window the feature store lacks"),
     (413, "request body too large"),
     (415, "Content-Type is not application/json"),
     (503, "no model can be served"),
@@ -415,6 +486,19 @@ ROUTES: tuple[Route, ...] = (
         html=True,
         path_parameter=("object", f"^{REPORT_PATTERN}$", "the report's object name, e.g. models/1.0.0/report.html"),
         errors=((404, "no such report, or a path under /reports/ that names none"),),
+    ),
+    Route(
+        "GET",
+        "/countries/{code}/history",
+        "_history",
+        "a country's segment in every complete window of the feature store's newest source, by the production model",
+        (CountryHistory,),
+        "the windows, oldest first, with upgrades, downgrades and the watch flag",
+        path_parameter=("code", "^[A-Za-z]{3}$", "the country's ISO 3166-1 alpha-3 code, e.g. IRL"),
+        errors=(
+            (404, "no such country in the feature store, or no feature store yet"),
+            (503, "no model can be served"),
+        ),
     ),
     Route("GET", "/openapi.json", "_openapi", "this document", (ANY_OBJECT,), "the OpenAPI 3.1 document"),
 )

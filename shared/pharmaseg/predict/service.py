@@ -35,6 +35,8 @@ from pharmaseg.logs import log
 from pharmaseg.model.cache import SEMVER, ModelCache
 from pharmaseg.model.explain import explainer_for
 from pharmaseg.model.features import FEATURE_NAMES, Window
+from pharmaseg.model.history import country_history
+from pharmaseg.model.snapshot import LATEST
 from pharmaseg.predict import logline
 from pharmaseg.predict.contract import ROUTES
 from pharmaseg.predict.openapi import VERSION_PATTERN, document
@@ -69,6 +71,7 @@ class HttpResponse:
 
 
 REPORT_OBJECT = re.compile(REPORT_PATTERN)
+COUNTRY_CODE = re.compile(r"[A-Za-z]{3}")
 REPORT_TYPES = {"html": "text/html; charset=utf-8", "json": JSON}
 
 
@@ -215,14 +218,16 @@ class PredictionService:
         request_id = _request_id(request)
         answers, lines, problems = [], [], []
         borderline = self.settings.borderline_confidence
+        year = int(now[:4])
         for instance in parsed.instances:
             model, candidate = choice.model_for(instance.country)
             try:
-                row, used = self._row(instance, model)
+                row, used, window = self._row(instance, model)
             except RequestError as exc:
                 problems.append(exc)
                 continue
             explanation = explainer_for(model, borderline).explain(row, used)
+            origin, stability = self._origin(instance, model, year, window)
             segment = model.segments[explanation.cluster]
             answer = explanation.to_dict(all_reasons)
             answer.update(
@@ -231,12 +236,14 @@ class PredictionService:
                 cluster_name=segment.name,
                 recommendation=segment.recommendation,
                 confidence=explanation.confidence,
+                stability=stability,
                 distances=dict(zip(explanation.segment_names, explanation.distances)),
                 input_kind=instance.kind,
                 features_used=explanation.features,
                 features_missing=explanation.space.missing,
                 ignored_fields=instance.ignored,
                 window=model.window,
+                features_from=origin,
                 model_version=model.version,
                 variant="candidate" if candidate else "production",
                 timestamp=now,
@@ -255,12 +262,16 @@ class PredictionService:
         doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": elapsed}
         return HttpResponse(200, _encoder.encode(doc))
 
-    def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None]:
-        """The model's feature row for one instance and the positions it gives (None: all nine)."""
+    def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None, Window | None]:
+        """The model's feature row for one instance, the positions it gives (None: all nine) and, for
+        a country code with a window, the feature store's window it was read from."""
         if model.feature_names != _FEATURES:
             raise RequestError(503, "model unavailable", [("model", f"{model.version} has other features")])
         if instance.kind == "stored":
             code = instance.country.strip().upper()
+            if instance.window is not None:
+                window, row = self._stored_window(instance, code, model)
+                return row, None, window
             row = model.training_features.get(code)
             if row is None:
                 raise RequestError(
@@ -270,12 +281,97 @@ class PredictionService:
                         (
                             f"{instance.path}country",
                             f"{instance.country!r} is not a training country of model {model.version} "
-                            f"({len(model.training_features)} known, e.g. DEU); send its figures instead",
+                            f"({len(model.training_features)} known, e.g. DEU); send its figures, or name a "
+                            f'window of the feature store ("window": "latest")',
                         )
                     ],
                 )
-            return row, None
-        return instance.row, instance.given  # a series' row was derived for this model's window by parse
+            return row, None, None
+        return instance.row, instance.given, None  # a series' row was derived for this model's window by parse
+
+    def _feature_snapshot(self):
+        """The feature store's newest snapshot, or a RequestError: 404 when none was written yet."""
+        try:
+            snapshot = self.models.snapshot()
+        except Exception as exc:  # GCS unreachable, a snapshot that does not decode...
+            raise RequestError(503, "feature store unavailable", [("window", str(exc)[:300])]) from None
+        if snapshot is None:
+            raise RequestError(
+                404, "no feature store", [("window", "no source file has been stored yet; send the figures instead")]
+            )
+        return snapshot
+
+    def _stored_window(self, instance: Instance, code: str, model):
+        """(window, features) of a country code in the window the request names, from the snapshot."""
+        snapshot = self._feature_snapshot()
+        where = f"{instance.path}window"
+        length = len(self._window(model.window).years)
+        if snapshot.window_years != length:
+            raise RequestError(
+                404,
+                "window not in the feature store",
+                [
+                    (
+                        where,
+                        f"the feature store holds {snapshot.window_years}-year windows; model {model.version} "
+                        f"uses {length}",
+                    )
+                ],
+            )
+        found = snapshot.row(code, instance.window)
+        if found is None:
+            named = "no complete window" if instance.window == LATEST else f"no complete window {instance.window}"
+            raise RequestError(
+                404,
+                "window not in the feature store",
+                [(where, f"{named} for {instance.country!r} in {snapshot.source.uri}")],
+            )
+        return found
+
+    def _origin(self, instance: Instance, model, year: int, window: Window | None):
+        """Where a country code's features came from (``window``: the feature store's, None for the
+        training row) and, for a training country in its training window, how stable its segment is;
+        (None, None) for figures sent in the request."""
+        if instance.kind != "stored":
+            return None, None
+        if window is None:
+            lineage = model.lineage
+            uri, sha256, name = lineage.get("data_uri") or "unknown", lineage.get("data_sha256"), model.window
+            kind, end = "training row", self._window(model.window).end
+        else:
+            source = self.models.snapshot().source
+            uri, sha256, name, kind, end = source.uri, source.sha256, str(window), "feature store", window.end
+        origin = {"kind": kind, "window": name, "source_uri": uri, "source_sha256": sha256, "age_years": year - end}
+        per_country = (model.metrics.get("stability") or {}).get("per_country") or {}
+        stability = per_country.get(instance.country.strip().upper()) if name == model.window else None
+        return origin, stability
+
+    def _history(self, request: HttpRequest) -> HttpResponse:
+        """``/countries/{code}/history``: the country's segment over every window of the snapshot."""
+        code, _, rest = request.path.removeprefix("/countries/").partition("/")
+        if rest.rstrip("/") != "history" or not COUNTRY_CODE.fullmatch(code):
+            shown = request.path if len(request.path) <= 100 else request.path[:97] + "..."
+            raise RequestError(404, "not found", [("path", f"no route {shown!r}; use /countries/CODE/history")])
+        code = code.upper()
+        model = self._load()
+        snapshot = self._feature_snapshot()
+        length = len(self._window(model.window).years)
+        windows = snapshot.windows(code) if snapshot.window_years == length else []
+        if not windows:
+            raise RequestError(
+                404,
+                "unknown country",
+                [("code", f"{code} has no complete {length}-year window in {snapshot.source.uri}")],
+            )
+        history = country_history(model, code, windows, borderline_below=self.settings.borderline_confidence)
+        per_country = (model.metrics.get("stability") or {}).get("per_country") or {}
+        body = {
+            **history.to_dict(),
+            "source_uri": snapshot.source.uri,
+            "source_sha256": snapshot.source.sha256,
+            "stability": per_country.get(code),
+        }
+        return HttpResponse(200, _encoder.encode(body))
 
     # -- the other routes ------------------------------------------------------------------------
 

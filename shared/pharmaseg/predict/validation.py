@@ -25,7 +25,9 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
+from pharmaseg.errors import DataValidationError
 from pharmaseg.model.features import FEATURE_NAMES, Window, derive_features
+from pharmaseg.model.snapshot import LATEST
 from pharmaseg.predict import contract
 from pharmaseg.predict.contract import (
     SINGLE_INPUTS,
@@ -64,6 +66,7 @@ class Instance:
     series: list[contract.YearRecord] | None = None
     ignored: dict[str, str] = field(default_factory=dict)
     path: str = ""  # where it sits in the body, for error messages: "" or "instances[3]."
+    window: str | None = None  # a stored country's feature-store window: "latest" or "START-END"
 
 
 @dataclass
@@ -113,7 +116,7 @@ def to_instance(item: Any, path: str = "") -> Instance:
         for name, j in _SUMMARY_AT.items():
             row[j] = getattr(item, name)
         return Instance(item.country, "summary", row, _SUMMARY_GIVEN, ignored=dict(SUMMARY_IGNORED), path=path)
-    return Instance(item.country, "stored", path=path)
+    return Instance(item.country, "stored", path=path, window=None if item.window is _UNSET else item.window)
 
 
 @functools.cache
@@ -165,13 +168,17 @@ def _fast(body: bytes, *, max_items: int, listed: str | None) -> PredictRequest:
 
 
 def _complete_series(instances: list[Instance], window_for: WindowFor | None) -> list[tuple[str, str]]:
-    """Check each series against its country's window and derive its features; the problems found."""
+    """Check each series, and each stored country's named window, against the window of the model
+    that answers it, and derive the series' features; the problems found."""
     problems: list[tuple[str, str]] = []
     for instance in instances:
-        if instance.kind != "series" or window_for is None:
+        if window_for is None or not (instance.kind == "series" or instance.window not in (None, LATEST)):
             continue
         window = window_for(instance.country)
         if window is None:
+            continue
+        if instance.kind == "stored":
+            problems += named_window_problems(instance, window)
             continue
         found = series_window_problems(instance, window)
         if found:
@@ -326,6 +333,23 @@ def _checked(
     instances = [_item(item, f"{key}[{i}].", problems) for i, item in enumerate(items)]
     problems += _complete_series([i for i in instances if i is not None], window_for)
     return (None if problems else PredictRequest(instances, key)), problems
+
+
+def named_window_problems(instance: Instance, window: Window) -> list[tuple[str, str]]:
+    """A named window must be a real range as long as the model's (the pattern checked its digits)."""
+    try:
+        named = Window.parse(instance.window)
+    except DataValidationError as exc:
+        return [(f"{instance.path}window", str(exc))]
+    length = len(window.years)
+    if len(named.years) != length:
+        return [
+            (
+                f"{instance.path}window",
+                f"{named} spans {len(named.years)} years; the model's windows span {length} (e.g. {window})",
+            )
+        ]
+    return []
 
 
 def series_window_problems(instance: Instance, window: Window) -> list[tuple[str, str]]:
