@@ -1,7 +1,15 @@
-"""Benchmark of the predict function against two baselines measured in the same run.
+"""Benchmark of the predict function against baselines measured in the same run.
 
 - floor: a functions-framework function that only parses the JSON body (what no function can beat);
-- sklearn: a pickled StandardScaler+KMeans pipeline predicting through pandas (the original project).
+- sklearn: a pickled StandardScaler+KMeans pipeline predicting through pandas (the original project);
+- start: the predict function as it was when market history began (``START``, checked out of git
+  into the run's temporary folder), so that what the history costs the nine-feature body is
+  measured, not remembered.
+
+Beside them, warm only: the same function answering ``{"country": "DEU", "window": "latest"}``
+from the feature snapshot, and two diagnostics with one part of the per-request work taken out.
+Market history's own computation (every window of every country of the OECD file, the snapshot,
+and every country's history) is timed in-process against reading and validating the file.
 
 For each: cold start (process spawn to the first 200 answer to a prediction request, model
 loaded from the storage emulator), then warm latency p50/p99, requests/s and the worker's CPU
@@ -25,6 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +41,16 @@ BIN = Path(sys.executable).parent
 COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "5"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-TARGETS = {"cold_ratio_max": 0.2, "throughput_ratio_min": 0.9, "explanation_cost_max": 0.05}  # issues 11 and 10
+TARGETS = {  # issues 11, 10 and 21
+    "cold_ratio_max": 0.2,
+    "throughput_ratio_min": 0.9,
+    "explanation_cost_max": 0.05,
+    "vs_start_min": 0.97,
+    "latest_cost_max": 0.05,
+    "all_windows_seconds_max": 0.2,
+}
+START = "c1ab8a1"  # main when issue 21 (market history) began
+HISTORY_RUNS = 20
 DIAGNOSTICS = {
     "diagnostic: predict, explanations reused": "predict_memo_explain",
     "diagnostic: predict, no log line": "predict_no_log",
@@ -61,6 +79,30 @@ def _post(url: str, body: bytes) -> int:
         return exc.code
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One function under test: its main.py, target, and what differs from the run's env and body."""
+
+    source: Path
+    target: str
+    pythonpath: Path | None = None  # None: the repository's shared/
+    body: bytes | None = None  # None: the nine-feature DEU body
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return env if self.pythonpath is None else {**env, "PYTHONPATH": str(self.pythonpath)}
+
+
+def checkout_start(workdir: Path) -> Path:
+    """The repository at START (shared/ and functions/predict) in ``workdir/start``; returns that folder."""
+    folder = workdir / "start"
+    folder.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", START, "shared", "functions/predict"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
 
 def _spawn(source: Path, target: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -162,8 +204,11 @@ def prepare(workdir: Path):
     from pharmaseg.model.features import FEATURE_NAMES, Window
     from pharmaseg.model.panel import panel_features, read_panel
     from pharmaseg.model.registry import ModelRegistry
+    from pharmaseg.model.snapshot import OBJECT as SNAPSHOT_OBJECT
+    from pharmaseg.model.snapshot import FeatureSnapshot, Source, encode
     from pharmaseg.model.sources import default_data
     from pharmaseg.model.training import TrainingParams, train
+    from pharmaseg.model.windows import all_windows
     from pharmaseg_dev.stack import emulators
     from pharmaseg_dev.stack.layout import StackLayout
     from pharmaseg_dev.stack.processes import port_free
@@ -186,6 +231,10 @@ def prepare(workdir: Path):
 
     pipeline.fit(pd.DataFrame(table.values, columns=list(FEATURE_NAMES)))
     client.bucket(bucket).blob("sklearn/pipeline.pkl").upload_from_string(pickle.dumps(pipeline))
+    snapshot = FeatureSnapshot.from_table(
+        all_windows(panel.rows, 10), Source("bench", "0" * 64, "2026-01-01T00:00:00+00:00")
+    )
+    client.bucket(bucket).blob(SNAPSHOT_OBJECT).upload_from_string(encode(snapshot))
     env = {
         **os.environ,
         "STORAGE_EMULATOR_HOST": url,
@@ -200,50 +249,101 @@ def prepare(workdir: Path):
     return records, env, body
 
 
+FLOOR, ORIGINAL, OURS = "floor (do-nothing function)", "sklearn pickle + pandas (original)", "pharmaseg predict"
+AT_START, LATEST = f"pharmaseg predict at {START} (before market history)", 'pharmaseg predict, "window": "latest"'
+
+
+def history_timings() -> dict[str, float]:
+    """Median seconds, in this process, of market history's work on the OECD file, and of reading it."""
+    from pharmaseg.model.history import country_history
+    from pharmaseg.model.panel import read_panel
+    from pharmaseg.model.snapshot import FeatureSnapshot, Source, decode, encode
+    from pharmaseg.model.sources import default_data
+    from pharmaseg.model.training import train_file
+    from pharmaseg.model.windows import all_windows
+
+    data = default_data()
+    _, model = train_file(data)
+    source = Source("bench", "0" * 64, "2026-01-01T00:00:00+00:00")
+
+    def timed(work) -> float:
+        times = []
+        for _ in range(HISTORY_RUNS):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    panel = read_panel(data)
+    snapshot = decode(encode(FeatureSnapshot.from_table(all_windows(panel.rows, 10), source)))
+    return {
+        "read and validate the file (baseline)": timed(lambda: read_panel(data)),
+        "every window of every country": timed(lambda: all_windows(panel.rows, 10)),
+        "the snapshot, encoded": timed(lambda: encode(FeatureSnapshot.from_table(all_windows(panel.rows, 10), source))),
+        "the snapshot, decoded (once per TTL in predict)": timed(lambda: decode(encode(snapshot))),
+        "every country's history": timed(
+            lambda: [country_history(model, c, snapshot.windows(c), borderline_below=0.2) for c in snapshot.countries]
+        ),
+    }
+
+
 def run() -> str:
     from pharmaseg_dev.stack import emulators
 
     wrk = ensure_wrk()
+    timings = history_timings()
     with tempfile.TemporaryDirectory(prefix="pharmaseg-bench-") as tmp:
         workdir = Path(tmp)
         records, env, body = prepare(workdir)
+        start = checkout_start(workdir)
+        predict = REPO / "functions/predict/main.py"
         variants = {
-            "floor (do-nothing function)": (REPO / "scripts/bench_functions/noop/main.py", "noop"),
-            "sklearn pickle + pandas (original)": (REPO / "scripts/bench_functions/sklearn_pickle/main.py", "predict"),
-            "pharmaseg predict": (REPO / "functions/predict/main.py", "predict"),
+            FLOOR: Variant(REPO / "scripts/bench_functions/noop/main.py", "noop"),
+            ORIGINAL: Variant(REPO / "scripts/bench_functions/sklearn_pickle/main.py", "predict"),
+            OURS: Variant(predict, "predict"),
         }
-        # Diagnostics (warm only): the same function with one part of the per-request work taken out.
+        # Warm only: the function at START, a window request, and diagnostics with one part taken out.
         parts = {
-            name: (REPO / "scripts/bench_functions" / folder / "main.py", "predict")
-            for name, folder in DIAGNOSTICS.items()
+            AT_START: Variant(start / "functions/predict/main.py", "predict", pythonpath=start / "shared"),
+            LATEST: Variant(predict, "predict", body=b'{"country": "DEU", "window": "latest"}'),
+            **{
+                name: Variant(REPO / "scripts/bench_functions" / folder / "main.py", "predict")
+                for name, folder in DIAGNOSTICS.items()
+            },
         }
         colds = {name: [] for name in variants}
-        rounds = {name: [] for name in variants}
+        rounds = {name: [] for name in {**variants, **parts}}
         try:
             port = next(p for p in range(24100, 60000) if _post(f"http://127.0.0.1:{p}/", b"{}") == 0)
             for _ in range(COLD_RUNS):
-                for name, (source, target) in variants.items():
-                    log = workdir / f"{target}-{source.parent.name}.log"
-                    colds[name].append(cold_start(source, target, port, env, body, log))
-            rounds.update({name: [] for name in parts})
+                for name, v in variants.items():
+                    log = workdir / f"{v.target}-{v.source.parent.name}.log"
+                    colds[name].append(cold_start(v.source, v.target, port, v.env(env), body, log))
             for i in range(ROUNDS):
-                for name, (source, target) in {**variants, **parts}.items():
-                    log = workdir / f"{target}-{source.parent.name}.log"
-                    rounds[name].append(warm(wrk, source, target, port, env, body, log))
+                for n, (name, v) in enumerate({**variants, **parts}.items()):
+                    log = workdir / f"{v.target}-{n}.log"
+                    rounds[name].append(warm(wrk, v.source, v.target, port, v.env(env), v.body or body, log))
                     print(f"bench predict: round {i + 1} {name}: {rounds[name][-1]}", file=sys.stderr, flush=True)
         finally:
             emulators.stop(records)
-    return render(colds, rounds)
+    return render(colds, rounds, timings)
 
 
 def _median(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]]) -> str:
+def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]], timings: dict[str, float]) -> str:
     from cloud_prices import PRICES_READ, per_million
 
     floor, sklearn, ours = (rounds[n] for n in colds)
+    at_start, latest = rounds[AT_START], rounds[LATEST]
+    vs_start = statistics.median(
+        (o["rps"] / f["rps"]) / (s["rps"] / f["rps"]) for o, s, f in zip(ours, at_start, floor)
+    )
+    start_floor = statistics.median(s["rps"] / f["rps"] for s, f in zip(at_start, floor))
+    latest_cost = statistics.median(1 - w["rps"] / o["rps"] for w, o in zip(latest, ours))
+    windows_seconds = timings["every window of every country"]
     names = list(colds)
     cold_ratio = statistics.median(colds[names[2]]) / statistics.median(colds[names[1]])
     throughput = [o["rps"] / f["rps"] for o, f in zip(ours, floor)]
@@ -291,6 +391,25 @@ def render(colds: dict[str, list[float]], rounds: dict[str, list[dict]]) -> str:
             f"{_median(ours, 'cpu_us') - _median(floor, 'cpu_us'):.0f}"
             for name in DIAGNOSTICS
         ),
+        f"- the nine-feature body now against the same body at {START} (market history's start), each "
+        f"against the floor of its round: **{vs_start:.1%}** (at start {start_floor:.0%} of the floor; target at "
+        f"least {TARGETS['vs_start_min']:.0%}): {'met' if vs_start >= TARGETS['vs_start_min'] else 'NOT met'}",
+        f'- a `"window": "latest"` request costs **{latest_cost:.1%}** more than the nine-feature body (median '
+        f"of the rounds' throughput; target at most {TARGETS['latest_cost_max']:.0%}): "
+        f"{'met' if latest_cost <= TARGETS['latest_cost_max'] else 'NOT met'}",
+        "",
+        f"### Market history's computation (in-process, median of {HISTORY_RUNS} runs, the OECD file)",
+        "",
+        "| work | ms | vs reading the file |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {name} | {seconds * 1000:.1f} | {seconds / timings['read and validate the file (baseline)']:.2f}x |"
+            for name, seconds in timings.items()
+        ),
+        "",
+        f"- every window of every country: **{windows_seconds * 1000:.1f} ms** (target under "
+        f"{TARGETS['all_windows_seconds_max'] * 1000:.0f} ms): "
+        f"{'met' if windows_seconds < TARGETS['all_windows_seconds_max'] else 'NOT met'}",
         "",
         "### Cost of a million predictions",
         "",
