@@ -2,7 +2,8 @@
 
 Brings the stack up (emulators, resources, functions), trains v1 from the OECD data, registers
 and promotes it, asks the prediction function about real countries over HTTP, shows a bad
-request, then runs batch scoring, retraining and the drift check if those functions exist.
+request, then runs batch scoring, retraining (whose new source file fills the feature store),
+market history and the drift check if those functions exist.
 Leaves the stack running and says how to stop it.
 """
 
@@ -190,9 +191,10 @@ def main() -> int:
 
     run_optional_step("demo_batch", "4. Batch scoring: CSV files dropped into the inbox bucket", status)
     run_optional_step("demo_retrain", "5. New data in the sources bucket: retraining, the gate, the report", status)
-    run_optional_step("demo_drift", "6. Drift check", status)
+    run_optional_step("demo_history", "6. Market history: every window of the new file, scored by production", status)
+    run_optional_step("demo_drift", "7. Drift check", status)
 
-    banner("7. Production after the demo")
+    banner("8. Production after the demo")
     check_original_segments(predict_url, data)
 
     banner("Done")
