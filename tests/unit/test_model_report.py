@@ -89,3 +89,20 @@ def test_strings_from_data_are_escaped(candidate, production, page, tmp_path):
     assert page.evaluate("window.pwned") is None  # neither the script nor the onerror ran
     assert HOSTILE in page.inner_text("body")  # shown as the text it is
     assert page.locator("img[src=x]").count() == 0
+
+
+def test_each_country_shows_its_stability_beside_its_confidence(candidate, production, page, tmp_path):
+    doc = json.loads(model_report.to_json(document(candidate, production)))
+    assert {c["country"]: c["stability"] for c in doc["countries"]} == candidate.country_stability()
+    usa = {m["country"]: m for m in doc["comparison"]["movers"]}["USA"]
+    assert usa["stability_before"] == production.country_stability()["USA"]
+    assert usa["stability_after"] == candidate.country_stability()["USA"]
+    older = copy.deepcopy(candidate)
+    del older.metrics["stability"]["per_country"]  # an artifact written before training measured it
+    path = tmp_path / "report.html"
+    path.write_text(model_report.to_html(document(older, production)))
+    page.goto(path.as_uri())
+    countries = page.locator("table", has=page.get_by_role("columnheader", name="stability", exact=True))
+    rows = countries.locator("tr").all_inner_texts()
+    assert rows[0].split("\t")[2:4] == ["confidence", "stability"]
+    assert {row.split("\t")[3] for row in rows[1:]} == {"n/a"}

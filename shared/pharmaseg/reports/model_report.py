@@ -4,7 +4,8 @@ Nobody should have to read an artifact to learn what a candidate would change. E
 version gets a page in the reports bucket (``models/<version>/report.html`` and ``.json``) with
 what a strategy team asks before a segmentation reaches production: which countries move and
 how much of the market they hold, how each segment looks in the units they know, where each
-country sits, how sure the model is about it, and why the gate decided what it decided.
+country sits, how sure the model is about it (confidence) and how sure the data is (stability
+over bootstrap refits), and why the gate decided what it decided.
 
 The HTML is rendered from the JSON document alone, so the two cannot disagree. It loads nothing
 from the network (inline CSS, base64 PNGs from matplotlib), and every string that comes from
@@ -61,6 +62,7 @@ def build_document(
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     confidence_of = training_confidence(candidate)
+    stability = candidate.country_stability() or {}
     countries, confidence = list(confidence_of), list(confidence_of.values())
     sizes = candidate.markets.sizes if candidate.markets is not None else {}
     total = sum(sizes.get(c, 0.0) for c in countries)
@@ -89,6 +91,7 @@ def build_document(
             "country": c,
             "segment": names[candidate.assignments[c]],
             "confidence": conf,
+            "stability": stability.get(c),
             "borderline": conf < borderline_below,
             "market_size": sizes.get(c),
             "market_share": sizes[c] / total if total and c in sizes else None,
@@ -114,9 +117,21 @@ def build_document(
             "variance_ratio": list(projection.variance_ratio),
             "centroids": {names[i]: list(p) for i, p in enumerate(projection.centroids)},
         },
-        "comparison": compare(production, candidate).to_dict() if production is not None else None,
+        "comparison": _comparison(production, candidate),
         "decision": _decision(decision),
     }
+
+
+def _comparison(production: ModelArtifact | None, candidate: ModelArtifact) -> dict[str, Any] | None:
+    """The comparison with production, each mover with its stability under both models beside its confidence."""
+    if production is None:
+        return None
+    comparison = compare(production, candidate).to_dict()
+    before, after = production.country_stability() or {}, candidate.country_stability() or {}
+    for mover in comparison["movers"]:
+        mover["stability_before"] = before.get(mover["country"])
+        mover["stability_after"] = after.get(mover["country"])
+    return comparison
 
 
 # -- pictures ----------------------------------------------------------------------------------
@@ -194,6 +209,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _stability(value: float | None) -> str:
+    """A country's share of refits in its segment; "n/a" where the model has none (no refits, or an older artifact)."""
+    return "n/a" if value is None else text(value)
+
+
 def _swatch(name: str) -> str:
     return f"<span class='swatch' style='background:{segment_style(name)[0]}'></span>{text(name)}"
 
@@ -252,6 +272,8 @@ def _movers_section(doc: Mapping[str, Any]) -> list[str]:
                 _pct(m["market_share"]),
                 text(m["confidence_before"]),
                 text(m["confidence_after"]),
+                _stability(m.get("stability_before")),
+                _stability(m.get("stability_after")),
             ]
             for m in movers
         ]
@@ -264,6 +286,8 @@ def _movers_section(doc: Mapping[str, Any]) -> list[str]:
                     "market share",
                     "confidence before",
                     "confidence after",
+                    "stability before",
+                    "stability after",
                 ],
                 rows,
             )
@@ -299,6 +323,7 @@ def to_html(doc: Mapping[str, Any]) -> str:
             text(c["country"]),
             _swatch(c["segment"]),
             text(c["confidence"]),
+            _stability(c.get("stability")),
             "borderline" if c["borderline"] else "",
             _pct(c["market_share"]),
         ]
@@ -345,9 +370,12 @@ def to_html(doc: Mapping[str, Any]) -> str:
         img(map_chart(doc), "countries on the first two principal components"),
         "<h2>Countries and confidence</h2>",
         f"<p class='note'>Confidence is 1 at a segment's centre and 0 on the boundary with the next segment. "
-        f"Borderline: below {doc['borderline_below']:g}.</p>",
+        f"Borderline: below {doc['borderline_below']:g}. Stability is the share of the "
+        f"{text((metrics.get('stability') or {}).get('n_bootstrap'))} bootstrap refits (countries resampled, "
+        "k-means refitted, its clusters matched to these) that keep the country in its segment; n/a where the "
+        "model has none.</p>",
         img(confidence_chart(doc), "confidence per country"),
-        table(["country", "segment", "confidence", "", "market share"], country_rows),
+        table(["country", "segment", "confidence", "stability", "", "market share"], country_rows),
         "<h2>Metrics and lineage</h2>",
         table(["", ""], meta),
         f"<p class='note'>report generated {text(doc['generated_at'])} ({text(doc['format'])})</p>",
