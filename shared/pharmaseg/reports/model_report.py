@@ -5,7 +5,8 @@ version gets a page in the reports bucket (``models/<version>/report.html`` and 
 what a strategy team asks before a segmentation reaches production: which countries move and
 how much of the market they hold, how each segment looks in the units they know, where each
 country sits, how sure the model is about it (confidence) and how sure the data is (stability
-over bootstrap refits), and why the gate decided what it decided.
+over bootstrap refits), how the version reads every window of the source data and how it would
+redraw production's history (``segment_history``), and why the gate decided what it decided.
 
 The HTML is rendered from the JSON document alone, so the two cannot disagree. It loads nothing
 from the network (inline CSS, base64 PNGs from matplotlib), and every string that comes from
@@ -25,8 +26,10 @@ from pharmaseg.model.artifact import ModelArtifact
 from pharmaseg.model.changes import compare, training_confidence
 from pharmaseg.model.segments import segment_style
 from pharmaseg.reports import pictures
+from pharmaseg.reports.history_grid import GRID_CSS
 from pharmaseg.reports.html import img, table, text
 from pharmaseg.reports.objects import model_report, model_report_uri
+from pharmaseg.reports.segment_history import HistoryInput, history_document, history_section
 from pharmaseg.reports.segment_map import segment_map
 
 FORMAT = "pharmaseg.reports.model_report/v1"
@@ -59,8 +62,9 @@ def build_document(
     decision: Mapping[str, Any] | None,
     *,
     borderline_below: float,
+    history: HistoryInput | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows, as JSON-ready data."""
+    """Everything the page shows, as JSON-ready data; the segment history only when ``history`` says where from."""
     confidence_of = training_confidence(candidate)
     stability = candidate.country_stability() or {}
     countries, confidence = list(confidence_of), list(confidence_of.values())
@@ -119,6 +123,9 @@ def build_document(
         },
         "comparison": _comparison(production, candidate),
         "decision": _decision(decision),
+        "history": history_document(history, candidate, production, borderline_below=borderline_below)
+        if history is not None
+        else None,
     }
 
 
@@ -357,7 +364,8 @@ def to_html(doc: Mapping[str, Any]) -> str:
     )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>pharmaseg model {text(version)} report</title>{pictures.NO_ICON}<style>{STYLE}</style></head><body>",
+        f"<title>pharmaseg model {text(version)} report</title>{pictures.NO_ICON}<style>{STYLE}{GRID_CSS}</style>"
+        "</head><body>",
         f"<h1>Model {text(version)} <span class='note'>window {text(doc['window'])}</span></h1>",
         *_decision_section(doc),
         *_movers_section(doc),
@@ -376,6 +384,7 @@ def to_html(doc: Mapping[str, Any]) -> str:
         "model has none.</p>",
         img(confidence_chart(doc), "confidence per country"),
         table(["country", "segment", "confidence", "stability", "", "market share"], country_rows),
+        *history_section(doc),
         "<h2>Metrics and lineage</h2>",
         table(["", ""], meta),
         f"<p class='note'>report generated {text(doc['generated_at'])} ({text(doc['format'])})</p>",
@@ -403,10 +412,15 @@ class ModelReportWriter:
         self.borderline_below = borderline_below
 
     def publish(
-        self, candidate: ModelArtifact, production: ModelArtifact | None, decision: Mapping[str, Any] | None = None
+        self,
+        candidate: ModelArtifact,
+        production: ModelArtifact | None,
+        decision: Mapping[str, Any] | None = None,
+        *,
+        history: HistoryInput | None = None,
     ) -> str:
         """Render and upload the report of ``candidate``; returns the HTML's gs:// URI."""
-        doc = build_document(candidate, production, decision, borderline_below=self.borderline_below)
+        doc = build_document(candidate, production, decision, borderline_below=self.borderline_below, history=history)
         html_name, json_name = model_report(candidate.version or "unregistered")
         bucket = self.storage_client.bucket(self.bucket)
         bucket.blob(json_name).upload_from_string(to_json(doc), content_type="application/json")
