@@ -70,7 +70,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.register:
         registry = _registry(args)
         artifact.version = registry.register(artifact)
-        report = _publish_report(args, registry, artifact)
+        report = _publish_report(args, registry, artifact, panel.rows)
         if args.promote:
             _promote(args, registry, artifact.version, reason="pharmaseg train --promote", report=report)
     if args.out:
@@ -116,9 +116,14 @@ def _reports_bucket(args: argparse.Namespace) -> str | None:
     return getattr(args, "reports_bucket", None) or config.value("PHARMASEG_REPORTS_BUCKET")
 
 
-def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
-    """Every registered version gets its report; the CLI writes it when it knows the reports bucket."""
+def _publish_report(args: argparse.Namespace, registry, artifact, panel_rows=None) -> str | None:
+    """Every registered version gets its report; the CLI writes it when it knows the reports bucket.
+
+    ``panel_rows``: the data just trained on, for the report's segment history (``registry register``
+    has only an artifact, so its report has none).
+    """
     from pharmaseg.reports.model_report import ModelReportWriter
+    from pharmaseg.reports.segment_history import HistoryInput
 
     bucket = _reports_bucket(args)
     if not bucket:
@@ -134,7 +139,7 @@ def _publish_report(args: argparse.Namespace, registry, artifact) -> str | None:
     writer = ModelReportWriter(
         storage_client(), bucket, borderline_below=config.setting("PHARMASEG_BORDERLINE_CONFIDENCE")
     )
-    return writer.publish(artifact, production)
+    return writer.publish(artifact, production, history=None if panel_rows is None else HistoryInput(panel_rows))
 
 
 def _report_of(args: argparse.Namespace, version: str) -> str | None:

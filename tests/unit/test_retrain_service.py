@@ -123,6 +123,39 @@ def test_fresh_window_moving_the_usa_and_germany_is_held_for_review(env):
     assert 0 <= movers["USA"]["confidence_after"] <= 1 and store.rows[-1]["decided_by"] == "gate"
 
 
+class FakeBucket:
+    """The reports bucket, in memory: object name -> bytes or text."""
+
+    def __init__(self):
+        self.objects = {}
+
+    def bucket(self, name):
+        return self
+
+    def blob(self, name):
+        objects = self.objects
+
+        class Blob:
+            def upload_from_string(self, data, content_type=None):
+                objects[name] = data
+
+        return Blob()
+
+
+def test_the_report_of_a_held_version_redraws_history_on_the_data_it_was_trained_on(env):
+    from pharmaseg.reports.model_report import ModelReportWriter
+
+    registry, store, run = env
+    storage = FakeBucket()
+    reports = ModelReportWriter(storage, "reports", borderline_below=0.15)
+    run("m1", _kw={"reports": reports})
+    run("m2", window="2012-2021", _kw={"reports": reports})
+    history = json.loads(storage.objects["models/1.1.0/report.json"])["history"]
+    assert history["window_years"] == 10 and history["windows"][-1] == "2013-2022"
+    assert history["redraw"]["production_version"] == "1.0.0" and history["redraw"]["changed"] > 0
+    assert json.loads(storage.objects["models/1.0.0/report.json"])["history"]["redraw"] is None
+
+
 def test_the_same_data_window_and_parameters_are_skipped_and_register_nothing(env):
     registry, store, run = env
     run("m1")

@@ -96,6 +96,14 @@ class ModelArtifact:
         """Whether this model knows its countries' market sizes (older artifacts do not)."""
         return self.markets is not None
 
+    def country_stability(self) -> dict[str, float] | None:
+        """Training country -> share of the bootstrap refits that kept it in its segment.
+
+        None for a model trained without refits, and for artifacts written before training
+        measured it: a reader says "n/a" rather than guess.
+        """
+        return (self.metrics.get("stability") or {}).get("per_country")
+
     def segment(self, cluster: int) -> Segment:
         return self.segments[cluster]
 

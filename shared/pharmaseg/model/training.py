@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import (
     adjusted_rand_score,
@@ -59,25 +60,48 @@ def _fit(values: np.ndarray, params: TrainingParams, seed: int) -> KMeans:
     return KMeans(n_clusters=params.k, random_state=seed, n_init=params.n_init).fit(values)
 
 
-def bootstrap_stability(scaled: np.ndarray, labels: np.ndarray, params: TrainingParams) -> dict[str, float]:
-    """Mean adjusted Rand index between the fit and refits on bootstrap resamples of the countries.
+def align(refit_centroids: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """``mapping[j]`` is the fit's cluster that a refit's cluster ``j`` stands for.
+
+    k-means numbers its clusters arbitrarily, so a refit's cluster 0 can be the fit's cluster 2.
+    The one-to-one matching with the least total distance between centroids (Hungarian assignment,
+    standardized space) pairs them; nearest-centroid matching alone could pair two refit
+    clusters with one segment.
+    """
+    cost = np.linalg.norm(refit_centroids[:, None, :] - centroids[None, :, :], axis=2)
+    refit, fit = linear_sum_assignment(cost)
+    mapping = np.empty(len(refit_centroids), dtype=int)
+    mapping[refit] = fit
+    return mapping
+
+
+def bootstrap_stability(
+    scaled: np.ndarray, labels: np.ndarray, centroids: np.ndarray, params: TrainingParams, countries: list[str]
+) -> dict[str, Any]:
+    """Mean adjusted Rand index between the fit and refits on bootstrap resamples of the countries,
+    and per country the share of refits that keep it in its segment.
 
     Each refit predicts every country, so the ARI compares two full segmentations; 1 means every
     resample finds the same segments, values near 0 mean the segmentation is an accident of
-    the sample.
+    the sample. The ARI cannot say *which* countries the resamples disagree on; the per-country
+    share can, once each refit's clusters are matched to the fit's (``align``): a strategist can
+    trust a country at 1.0 and should hedge one at 0.6, whatever the mean.
     """
     if params.n_bootstrap == 0:
-        return {"mean_ari": None, "std_ari": None, "n_bootstrap": 0}
+        return {"mean_ari": None, "std_ari": None, "n_bootstrap": 0, "per_country": None}
     rng = np.random.default_rng(params.seed)
-    scores = []
+    scores, kept = [], np.zeros(len(scaled), dtype=int)
     for b in range(params.n_bootstrap):
         sample = rng.choice(len(scaled), size=len(scaled), replace=True)
         refit = _fit(scaled[sample], params, seed=params.seed + b + 1)
-        scores.append(adjusted_rand_score(labels, refit.predict(scaled)))
+        predicted = refit.predict(scaled)
+        scores.append(adjusted_rand_score(labels, predicted))
+        kept += align(refit.cluster_centers_, centroids)[predicted] == labels
     return {
         "mean_ari": float(np.mean(scores)),
         "std_ari": float(np.std(scores)),
         "n_bootstrap": params.n_bootstrap,
+        "per_country": {c: float(n / params.n_bootstrap) for c, n in zip(countries, kept.tolist())},
     }
 
 
@@ -164,7 +188,7 @@ def train(
         "calinski_harabasz": float(calinski_harabasz_score(scaled, labels)),
         "inertia": float(model.inertia_),
         "segment_sizes": {s.name: s.size for s in segments},
-        "stability": bootstrap_stability(scaled, labels, params),
+        "stability": bootstrap_stability(scaled, labels, model.cluster_centers_, params, table.countries),
         "profile_fit": all(s.fits_profile for s in segments),
     }
     lineage = {

@@ -4,7 +4,9 @@ Nobody should have to read an artifact to learn what a candidate would change. E
 version gets a page in the reports bucket (``models/<version>/report.html`` and ``.json``) with
 what a strategy team asks before a segmentation reaches production: which countries move and
 how much of the market they hold, how each segment looks in the units they know, where each
-country sits, how sure the model is about it, and why the gate decided what it decided.
+country sits, how sure the model is about it (confidence) and how sure the data is (stability
+over bootstrap refits), how the version reads every window of the source data and how it would
+redraw production's history (``segment_history``), and why the gate decided what it decided.
 
 The HTML is rendered from the JSON document alone, so the two cannot disagree. It loads nothing
 from the network (inline CSS, base64 PNGs from matplotlib), and every string that comes from
@@ -24,8 +26,10 @@ from pharmaseg.model.artifact import ModelArtifact
 from pharmaseg.model.changes import compare, training_confidence
 from pharmaseg.model.segments import segment_style
 from pharmaseg.reports import pictures
+from pharmaseg.reports.history_grid import GRID_CSS
 from pharmaseg.reports.html import img, table, text
 from pharmaseg.reports.objects import model_report, model_report_uri
+from pharmaseg.reports.segment_history import HistoryInput, history_document, history_section
 from pharmaseg.reports.segment_map import segment_map
 
 FORMAT = "pharmaseg.reports.model_report/v1"
@@ -58,9 +62,11 @@ def build_document(
     decision: Mapping[str, Any] | None,
     *,
     borderline_below: float,
+    history: HistoryInput | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows, as JSON-ready data."""
+    """Everything the page shows, as JSON-ready data; the segment history only when ``history`` says where from."""
     confidence_of = training_confidence(candidate)
+    stability = candidate.country_stability() or {}
     countries, confidence = list(confidence_of), list(confidence_of.values())
     sizes = candidate.markets.sizes if candidate.markets is not None else {}
     total = sum(sizes.get(c, 0.0) for c in countries)
@@ -89,6 +95,7 @@ def build_document(
             "country": c,
             "segment": names[candidate.assignments[c]],
             "confidence": conf,
+            "stability": stability.get(c),
             "borderline": conf < borderline_below,
             "market_size": sizes.get(c),
             "market_share": sizes[c] / total if total and c in sizes else None,
@@ -114,9 +121,24 @@ def build_document(
             "variance_ratio": list(projection.variance_ratio),
             "centroids": {names[i]: list(p) for i, p in enumerate(projection.centroids)},
         },
-        "comparison": compare(production, candidate).to_dict() if production is not None else None,
+        "comparison": _comparison(production, candidate),
         "decision": _decision(decision),
+        "history": history_document(history, candidate, production, borderline_below=borderline_below)
+        if history is not None
+        else None,
     }
+
+
+def _comparison(production: ModelArtifact | None, candidate: ModelArtifact) -> dict[str, Any] | None:
+    """The comparison with production, each mover with its stability under both models beside its confidence."""
+    if production is None:
+        return None
+    comparison = compare(production, candidate).to_dict()
+    before, after = production.country_stability() or {}, candidate.country_stability() or {}
+    for mover in comparison["movers"]:
+        mover["stability_before"] = before.get(mover["country"])
+        mover["stability_after"] = after.get(mover["country"])
+    return comparison
 
 
 # -- pictures ----------------------------------------------------------------------------------
@@ -194,6 +216,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _stability(value: float | None) -> str:
+    """A country's share of refits in its segment; "n/a" where the model has none (no refits, or an older artifact)."""
+    return "n/a" if value is None else text(value)
+
+
 def _swatch(name: str) -> str:
     return f"<span class='swatch' style='background:{segment_style(name)[0]}'></span>{text(name)}"
 
@@ -252,6 +279,8 @@ def _movers_section(doc: Mapping[str, Any]) -> list[str]:
                 _pct(m["market_share"]),
                 text(m["confidence_before"]),
                 text(m["confidence_after"]),
+                _stability(m.get("stability_before")),
+                _stability(m.get("stability_after")),
             ]
             for m in movers
         ]
@@ -264,6 +293,8 @@ def _movers_section(doc: Mapping[str, Any]) -> list[str]:
                     "market share",
                     "confidence before",
                     "confidence after",
+                    "stability before",
+                    "stability after",
                 ],
                 rows,
             )
@@ -299,6 +330,7 @@ def to_html(doc: Mapping[str, Any]) -> str:
             text(c["country"]),
             _swatch(c["segment"]),
             text(c["confidence"]),
+            _stability(c.get("stability")),
             "borderline" if c["borderline"] else "",
             _pct(c["market_share"]),
         ]
@@ -332,7 +364,8 @@ def to_html(doc: Mapping[str, Any]) -> str:
     )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>pharmaseg model {text(version)} report</title>{pictures.NO_ICON}<style>{STYLE}</style></head><body>",
+        f"<title>pharmaseg model {text(version)} report</title>{pictures.NO_ICON}<style>{STYLE}{GRID_CSS}</style>"
+        "</head><body>",
         f"<h1>Model {text(version)} <span class='note'>window {text(doc['window'])}</span></h1>",
         *_decision_section(doc),
         *_movers_section(doc),
@@ -345,9 +378,13 @@ def to_html(doc: Mapping[str, Any]) -> str:
         img(map_chart(doc), "countries on the first two principal components"),
         "<h2>Countries and confidence</h2>",
         f"<p class='note'>Confidence is 1 at a segment's centre and 0 on the boundary with the next segment. "
-        f"Borderline: below {doc['borderline_below']:g}.</p>",
+        f"Borderline: below {doc['borderline_below']:g}. Stability is the share of the "
+        f"{text((metrics.get('stability') or {}).get('n_bootstrap'))} bootstrap refits (countries resampled, "
+        "k-means refitted, its clusters matched to these) that keep the country in its segment; n/a where the "
+        "model has none.</p>",
         img(confidence_chart(doc), "confidence per country"),
-        table(["country", "segment", "confidence", "", "market share"], country_rows),
+        table(["country", "segment", "confidence", "stability", "", "market share"], country_rows),
+        *history_section(doc),
         "<h2>Metrics and lineage</h2>",
         table(["", ""], meta),
         f"<p class='note'>report generated {text(doc['generated_at'])} ({text(doc['format'])})</p>",
@@ -375,10 +412,15 @@ class ModelReportWriter:
         self.borderline_below = borderline_below
 
     def publish(
-        self, candidate: ModelArtifact, production: ModelArtifact | None, decision: Mapping[str, Any] | None = None
+        self,
+        candidate: ModelArtifact,
+        production: ModelArtifact | None,
+        decision: Mapping[str, Any] | None = None,
+        *,
+        history: HistoryInput | None = None,
     ) -> str:
         """Render and upload the report of ``candidate``; returns the HTML's gs:// URI."""
-        doc = build_document(candidate, production, decision, borderline_below=self.borderline_below)
+        doc = build_document(candidate, production, decision, borderline_below=self.borderline_below, history=history)
         html_name, json_name = model_report(candidate.version or "unregistered")
         bucket = self.storage_client.bucket(self.bucket)
         bucket.blob(json_name).upload_from_string(to_json(doc), content_type="application/json")

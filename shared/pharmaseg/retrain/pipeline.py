@@ -36,6 +36,7 @@ from pharmaseg.logs import log
 from pharmaseg.model.artifact import ModelArtifact
 from pharmaseg.model.changes import ModelComparison
 from pharmaseg.model.registry import ModelRegistry, training_identity
+from pharmaseg.reports.segment_history import HistoryInput
 from pharmaseg.retrain.gate import GateResult, GateThresholds, evaluate
 from pharmaseg.retrain.message import RetrainRequest
 
@@ -59,7 +60,14 @@ class DecisionStore(Protocol):
 class ReportPublisher(Protocol):
     """Writes a version's model report (HTML + JSON) and returns the HTML's gs:// URI."""
 
-    def publish(self, candidate: ModelArtifact, production: ModelArtifact | None, decision: dict[str, Any]) -> str: ...
+    def publish(
+        self,
+        candidate: ModelArtifact,
+        production: ModelArtifact | None,
+        decision: dict[str, Any],
+        *,
+        history: HistoryInput | None = None,
+    ) -> str: ...
 
 
 @dataclass
@@ -437,7 +445,7 @@ def retrain(
         gate=gate,
     )
     if reports is not None:
-        row["report_uri"] = reports.publish(candidate, judged_against, row)
+        row["report_uri"] = reports.publish(candidate, judged_against, row, history=HistoryInput(source.panel.rows))
     store.record(row)
     result = Decision(version, decision, production_version, gate, detail, row)
     _log_decision(result, request, message_id, window, time.monotonic() - t0)
