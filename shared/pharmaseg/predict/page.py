@@ -4,8 +4,9 @@ Strategists would rather look than read JSON. The page shows the production mode
 version with its gate decision), the segment map of the training countries (the model report's
 projection), a country card with the explanation of any country or of figures typed into a
 form, and the latest drift verdict with links to the reports, which the function streams from
-the private reports bucket (``/reports/...``). Links are relative, so the page also works where
-the function's URL has a path (``https://REGION-PROJECT.cloudfunctions.net/pharmaseg-predict/app``).
+the private reports bucket (``/reports/...``), and the market history: every country of the feature
+store's newest source in every complete window, as a grid (``reports.history_grid``). Links are
+relative, so the page also works where the function's URL has a path (``https://REGION-PROJECT.cloudfunctions.net/pharmaseg-predict/app``).
 
 Nothing here is imported on the prediction path: the service imports this module the first
 time the page is asked for. The page loads nothing from the network (CSS and script from
@@ -23,8 +24,10 @@ from typing import Any
 
 from pharmaseg.model.cache import SEMVER, parse_version
 from pharmaseg.model.changes import training_confidence
-from pharmaseg.model.features import FEATURE_LABELS
+from pharmaseg.model.features import FEATURE_LABELS, Window
+from pharmaseg.model.history import country_history
 from pharmaseg.model.segments import segment_style
+from pharmaseg.reports.history_grid import GRID_CSS, history_grid
 from pharmaseg.reports.html import text
 from pharmaseg.reports.objects import LATEST_DRIFT, model_report
 from pharmaseg.reports.segment_map import segment_map
@@ -146,6 +149,36 @@ def _drift_section(latest: dict[str, Any] | None, configured: bool) -> str:
     )
 
 
+def _history_section(service, model) -> str:
+    """Every country of the feature store's newest source, in every complete window, by production."""
+    try:
+        snapshot = service.models.snapshot()
+    except Exception as exc:  # the page still shows everything else
+        return f"<p id='history-note'>The feature store cannot be read now: {_text(str(exc)[:200])}</p>"
+    if snapshot is None:
+        return "<p id='history-note'>No source file has been stored in the feature store yet.</p>"
+    years = len(Window.parse(model.window).years)
+    if snapshot.window_years != years:
+        return (
+            f"<p id='history-note'>The feature store holds {snapshot.window_years}-year windows; "
+            f"model {_text(model.version)} uses {years}.</p>"
+        )
+    borderline = service.settings.borderline_confidence
+    histories = [
+        country_history(model, c, snapshot.windows(c), borderline_below=borderline) for c in sorted(snapshot.countries)
+    ]
+    watched = [h for h in histories if h.watch]
+    watch = "".join(f"<li><b>{_text(h.country)}</b>: {_text(h.watch_reason)}</li>" for h in watched)
+    return (
+        f"<p id='history-note'>Each {years}-year window of {_text(snapshot.source.uri)} (stored "
+        f"{_text(snapshot.source.ingested_at[:10])}), scored by production {_text(model.version)}: where each market "
+        "was, and where it is heading. The same history is in BigQuery (segment_history) and at "
+        "<code>/countries/CODE/history</code>.</p>"
+        f"{history_grid(histories)}"
+        + (f"<h3>On watch: closing in on a lower segment</h3><ul id='watch'>{watch}</ul>" if watched else "")
+    )
+
+
 def build(service) -> bytes:
     """The page for the model the function serves now."""
     model = service._load()
@@ -166,9 +199,10 @@ def build(service) -> bytes:
         legend=_legend(model),
         options=options,
         drift=_drift_section(latest, reports is not None),
+        history=_history_section(service, model),
         labels=json.dumps(FEATURE_LABELS).replace("<", "\\u003c"),  # inside <script>: no "</script>"
         script=_asset("strategy.js"),
-        style=_asset("strategy.css"),
+        style=_asset("strategy.css") + GRID_CSS,
     )
     return page.encode()
 

@@ -342,7 +342,7 @@ class PredictionService:
             source = self.models.snapshot().source
             uri, sha256, name, kind, end = source.uri, source.sha256, str(window), "feature store", window.end
         origin = {"kind": kind, "window": name, "source_uri": uri, "source_sha256": sha256, "age_years": year - end}
-        per_country = (model.metrics.get("stability") or {}).get("per_country") or {}
+        per_country = model.country_stability() or {}
         stability = per_country.get(instance.country.strip().upper()) if name == model.window else None
         return origin, stability
 
@@ -364,7 +364,7 @@ class PredictionService:
                 [("code", f"{code} has no complete {length}-year window in {snapshot.source.uri}")],
             )
         history = country_history(model, code, windows, borderline_below=self.settings.borderline_confidence)
-        per_country = (model.metrics.get("stability") or {}).get("per_country") or {}
+        per_country = model.country_stability() or {}
         body = {
             **history.to_dict(),
             "source_uri": snapshot.source.uri,

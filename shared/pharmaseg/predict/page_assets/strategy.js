@@ -63,8 +63,15 @@ function show(a) {
 
   const facts = el("table");
   row(facts, "confidence", fmt(a.confidence) + (a.borderline ? " (borderline)" : ""));
+  if (a.stability !== null) {
+    row(facts, "stability", Math.round(a.stability * 100) + "% of training's resamples keep it in this segment");
+  }
   row(facts, "runner-up", a.runner_up.cluster_name);
   row(facts, "computed from", inputWords(a));
+  if (a.features_from) {
+    const f = a.features_from;
+    row(facts, "figures", "window " + f.window + " (" + f.kind + ", " + f.age_years + " years old)");
+  }
   row(facts, "model", a.model_version + ", window " + a.window);
   card.appendChild(facts);
   if (a.borderline) {
