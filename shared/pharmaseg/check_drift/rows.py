@@ -36,6 +36,7 @@ def drift_row(doc: dict[str, Any]) -> dict[str, Any]:
         "joint": _joint_row(result.get("joint")),
         "retrain_requested": doc["retrain"]["requested"],
         "report_uri": doc["report_uri"],
+        "shadow": json.dumps(doc["shadow"], sort_keys=True) if doc.get("shadow") else None,
     }
 
 

@@ -6,10 +6,11 @@
    (drift / no_drift / insufficient_data);
 4. on drift, and when the policy allows, publish a retrain request - unless one was published
    less than ``cooldown_hours`` ago (the last ``retrain_requested`` row of drift_reports);
-5. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
+5. summarise what the version under review would have answered over the period (``shadow``);
+6. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
    (load job);
-6. point ``drift/latest.json`` in the reports bucket at this report (what the strategy page shows);
-7. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
+7. point ``drift/latest.json`` in the reports bucket at this report (what the strategy page shows);
+8. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
 
 A check triggered by a Pub/Sub message uses the message id as its report id, so a redelivered
 message finds its own row and does nothing twice.
@@ -22,7 +23,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pharmaseg.check_drift import joint, methods, queries, retrain, rows, trigger, verdict
+from pharmaseg.check_drift import joint, methods, queries, retrain, rows, shadow, trigger, verdict
 from pharmaseg.check_drift import report as reports
 from pharmaseg.check_drift.pointer import latest_pointer, write_latest
 from pharmaseg.config import DriftSettings
@@ -186,6 +187,7 @@ class DriftService:
             "report_uri": f"gs://{settings.reports_bucket}/{base}.html",
             "json_uri": f"gs://{settings.reports_bucket}/{base}.json",
         }
+        doc["shadow"] = self._shadow(period, artifact)
         doc["retrain"] = self._retrain_decision(
             doc, result.verdict, request.get("retrain", settings.drift_retrain), now
         )
@@ -222,6 +224,24 @@ class DriftService:
         else:
             log("INFO", f"drift check: {result.verdict} ({result.reason})", event="drift_check", **fields)
         return doc
+
+    def _shadow(self, period, production) -> dict[str, Any] | None:
+        """The period's shadow record (``check_drift.shadow``), or None when no version was under review.
+
+        The record is evidence for a person's review, never part of the verdict: a version under review
+        that cannot be read is logged and the check goes on without it.
+        """
+        settings = self.settings
+        rows = shadow.fetch(self.bq, settings.project, settings.dataset, period, production.version)
+        version = shadow.newest_version(rows)
+        if version is None:
+            return None
+        try:
+            reviewed = self.models.version(version)
+        except Exception as exc:
+            log("WARNING", f"shadow version {version} cannot be read: {exc!r}"[:500], event="shadow_unreadable")
+            return None
+        return shadow.summarise(rows, production, reviewed)
 
     def _retrain_decision(self, doc: dict[str, Any], verdict: str, policy: str, now: datetime) -> dict[str, Any]:
         """Whether this check asks for a retrain: only on drift, under policy auto, outside the cooldown."""

@@ -22,6 +22,7 @@ from pharmaseg.model.snapshot import OBJECT as SNAPSHOT_OBJECT
 from pharmaseg.model.snapshot import FeatureSnapshot
 from pharmaseg.model.snapshot import decode as decode_snapshot
 
+REVIEW = "review"  # the alias of the newest version the gate held for a person's review (shadow scored)
 SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)")  # used with fullmatch: no trailing newline
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 

@@ -87,7 +87,9 @@ def training_confidence(artifact: ModelArtifact) -> dict[str, float]:
     return dict(zip(countries, artifact.predict(rows).confidence.tolist()))
 
 
-def _weights(before: ModelArtifact, after: ModelArtifact, common: list[str]) -> tuple[str, dict[str, float]]:
+def market_weights(before: ModelArtifact, after: ModelArtifact, common: list[str]) -> tuple[str, dict[str, float]]:
+    """(which model's sizes, country -> size) for ``common``: the newer model's TOTAL_SPEND, else the
+    older's, else one per country. The gate and the shadow's summary weigh countries alike."""
     for label, model in (("after", after), ("before", before)):
         if model.markets is not None:
             sizes = {c: model.markets.sizes.get(c, 0.0) for c in common}
@@ -109,7 +111,7 @@ def compare(before: ModelArtifact, after: ModelArtifact) -> ModelComparison:
     """What moving from ``before`` (e.g. production) to ``after`` (e.g. a candidate) changes."""
     names_before, names_after = segment_names(before), segment_names(after)
     common = sorted(set(names_before) & set(names_after))
-    weights, sizes = _weights(before, after, common)
+    weights, sizes = market_weights(before, after, common)
     total = sum(sizes.values())
     shares = {c: (sizes[c] / total if total else 0.0) for c in common}
     conf_before, conf_after = training_confidence(before), training_confidence(after)

@@ -374,6 +374,15 @@ class Explainer:
             _single_feature(space, x, z, dsq, c1),
         )
 
+    def nearest(self, row: Sequence[float], used: tuple[int, ...] | None = None) -> int:
+        """The segment alone, found as ``explain`` finds it: what shadow scoring needs of a second
+        model per request, at a few microseconds instead of a whole explanation."""
+        space = self._space(used)
+        x = row if used is None else [row[i] for i in space.used]
+        z = [(v - m) / s for v, m, s in zip(x, space.mean, space.scale)]
+        dsq = [sum([(a - b) * (a - b) for a, b in zip(z, c)]) for c in space.centroids]
+        return min(range(len(dsq)), key=dsq.__getitem__)  # first on ties, like argmin
+
     # -- many rows, numpy ----------------------------------------------------------------------
 
     def explain_many(

@@ -4,7 +4,7 @@ It is a contract with three readers: the Logging sink (Terraform) that copies th
 BigQuery's ``run_googleapis_com_stdout`` table, whose ``jsonPayload`` schema is
 ``resources/schemas/predictions_log.json``; the local stack's log router, which does the same;
 and the drift check's queries, which read ``jsonPayload.features.*``, ``cluster``,
-``model_version`` and ``input_kind``. The Struct below is that schema's ``jsonPayload`` (a test
+``model_version``, ``input_kind`` and the shadow fields. The Struct below is that schema's ``jsonPayload`` (a test
 checks the two agree field by field), encoded by msgspec: a few microseconds, no network call.
 """
 
@@ -40,6 +40,11 @@ class PredictionLogLine(msgspec.Struct, omit_defaults=True):
     model_version: str
     variant: str
     latency_ms: float
+    # Shadow scoring: the version under review, the segment it would have answered, and whether
+    # that is production's; absent when no version is under review or it could not answer.
+    shadow_version: str | None = None
+    shadow_cluster_name: str | None = None
+    shadow_agrees: bool | None = None
 
 
 _encoder = msgspec.json.Encoder()

@@ -32,7 +32,7 @@ from pharmaseg import __version__
 from pharmaseg.config import PredictSettings
 from pharmaseg.errors import VersionNotFoundError
 from pharmaseg.logs import log
-from pharmaseg.model.cache import SEMVER, ModelCache
+from pharmaseg.model.cache import REVIEW, SEMVER, ModelCache, parse_version
 from pharmaseg.model.explain import explainer_for
 from pharmaseg.model.features import FEATURE_NAMES, Window
 from pharmaseg.model.history import country_history
@@ -98,6 +98,7 @@ class PredictionService:
         self.models = models
         self.reports = reports  # a GcsReader on the reports bucket, or None
         self._candidate_down_until = 0.0
+        self._shadow_state: tuple[float, str, Any] | None = None  # (until, production version, model or None)
         self._page: tuple[float, bytes] | None = None
         self._page_lock = threading.Lock()
         self._windows: dict[str, Window] = {}
@@ -177,6 +178,41 @@ class PredictionService:
                 log("WARNING", f"candidate alias unavailable, production serves: {exc!r}"[:500], event="candidate_down")
             return None
 
+    def _shadow(self, production):
+        """The version under review, or None: the candidate alias if set, else the newest version the gate
+        held (``model.cache.REVIEW``), provided it is newer than production.
+
+        Decided once per alias TTL (and when production changes), so a request pays a clock read.
+        """
+        now = time.monotonic()
+        state = self._shadow_state
+        if state is not None and now < state[0] and state[1] == production.version:
+            return state[2]
+        found = self._candidate()  # None while unset or down (then not asked again within the TTL)
+        if found is None:
+            try:
+                found = self.models.alias(REVIEW)
+            except VersionNotFoundError:
+                pass
+            except Exception as exc:  # the shadow is evidence, never a reason to fail an answer
+                log("WARNING", f"alias {REVIEW} unavailable for shadow scoring: {exc!r}"[:500], event="shadow_down")
+        if found is not None and (
+            found.feature_names != _FEATURES or parse_version(found.version) <= parse_version(production.version)
+        ):
+            found = None
+        self._shadow_state = (now + self.settings.alias_ttl_seconds, production.version, found)
+        return found
+
+    def _shadow_segment(self, shadow, instance: Instance, row, used) -> str | None:
+        """What the version under review would have answered: a code alone is scored on the shadow's own
+        training row, as it would be if that version served; None when it would not know the country."""
+        if instance.kind == "stored" and instance.window is None:
+            row = shadow.training_features.get(instance.country.strip().upper())
+            if row is None:
+                return None
+        cluster = explainer_for(shadow, self.settings.borderline_confidence).nearest(row, used)
+        return shadow.segments[cluster].name
+
     def _window(self, text: str) -> Window:
         window = self._windows.get(text)
         if window is None:
@@ -249,14 +285,16 @@ class PredictionService:
                 timestamp=now,
             )
             answers.append(answer)
-            lines.append((instance, explanation, answer, model))
+            shadow = choice.shadow() if not candidate else None
+            shadow_segment = self._shadow_segment(shadow, instance, row, used) if shadow is not None else None
+            lines.append((instance, explanation, answer, model, shadow_segment and (shadow.version, shadow_segment)))
         if problems:  # a bad series is a 400; only unknown countries alone make a 404
             worst = next((p for p in problems if p.status == 400), problems[0])
             raise RequestError(worst.status, worst.error, [x for p in problems for x in p.problems])
         elapsed = time.perf_counter() - request.started
         for answer in answers:
             answer["processing_time_seconds"] = elapsed
-        logline.write([_log_line(i, e, a, m, request_id, now, elapsed * 1000) for i, e, a, m in lines])
+        logline.write([_log_line(i, e, a, m, s, request_id, now, elapsed * 1000) for i, e, a, m, s in lines])
         if parsed.listed is None:
             return HttpResponse(200, _encoder.encode(answers[0]))
         doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": elapsed}
@@ -489,6 +527,13 @@ class _ModelChoice:
         except RequestError as exc:
             self.error = exc
         self._candidate = self._UNREAD
+        self._shadow = self._UNREAD
+
+    def shadow(self):
+        """The version under review that scores production's answers in the shadow, read once per request."""
+        if self._shadow is self._UNREAD:
+            self._shadow = self.service._shadow(self.base)
+        return self._shadow
 
     def model_for(self, country: str) -> tuple[Any, bool]:
         """(the model that answers ``country``, whether it is the candidate)."""
@@ -548,8 +593,8 @@ def _reasons(query: dict[str, list[str]]) -> bool:
     return values[-1] == "all"
 
 
-def _log_line(instance: Instance, explanation, answer: dict[str, Any], model, request_id, now, latency_ms):
-    return logline.PredictionLogLine(
+def _log_line(instance: Instance, explanation, answer: dict[str, Any], model, shadow, request_id, now, latency_ms):
+    line = logline.PredictionLogLine(
         severity="INFO",
         message=f"prediction {instance.country} -> {answer['cluster_name']}",
         time=now,
@@ -569,3 +614,7 @@ def _log_line(instance: Instance, explanation, answer: dict[str, Any], model, re
         variant=answer["variant"],
         latency_ms=round(latency_ms, 3),
     )
+    if shadow is not None:
+        line.shadow_version, line.shadow_cluster_name = shadow
+        line.shadow_agrees = shadow[1] == answer["cluster_name"]
+    return line

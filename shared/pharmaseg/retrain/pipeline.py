@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from pharmaseg.errors import ConcurrentUpdateError, PharmasegError
 from pharmaseg.logs import log
 from pharmaseg.model.artifact import ModelArtifact
+from pharmaseg.model.cache import REVIEW
 from pharmaseg.model.changes import ModelComparison
 from pharmaseg.model.registry import ModelRegistry, training_identity
 from pharmaseg.reports.segment_history import HistoryInput
@@ -189,18 +190,18 @@ def train_candidate(request: RetrainRequest, source: Source, window, message_id:
         raise TrainingFailedError(f"cannot train on {source.uri} window {window}: {exc}") from None
 
 
-def _point_candidate(registry: ModelRegistry, version: str, message_id: str) -> None:
-    """Move the ``candidate`` alias to ``version`` unless a newer version already holds it."""
+def _point_alias(registry: ModelRegistry, alias: str, version: str, message_id: str) -> None:
+    """Move ``alias`` (candidate, or review) to ``version`` unless a newer version already holds it."""
     from pharmaseg.model.cache import parse_version
 
     for _ in range(5):
-        current = registry.alias(CANDIDATE)
+        current = registry.alias(alias)
         if current is not None and parse_version(current.version) >= parse_version(version):
             return
         try:
             registry.promote(
                 version,
-                CANDIDATE,
+                alias,
                 reason=f"retrain {message_id}",
                 expected_version=current.version if current else None,
             )
@@ -430,7 +431,11 @@ def retrain(
     if decision != HELD or (gate is not None and gate.passed):
         # The candidate alias can receive live A/B traffic (PHARMASEG_CANDIDATE_TRAFFIC): only a
         # version that passed the gate (or was forced) may hold it. A held one stays registered.
-        _point_candidate(registry, version, message_id)
+        _point_alias(registry, CANDIDATE, version, message_id)
+    else:
+        # A held version is scored in the shadow of production's answers until someone decides
+        # (the prediction function reads this alias): live evidence for the review.
+        _point_alias(registry, REVIEW, version, message_id)
     production_version = gate.production_version if gate else None
     row = decision_row(
         version=version,
