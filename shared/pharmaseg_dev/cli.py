@@ -154,22 +154,42 @@ def _report_of(args: argparse.Namespace, version: str) -> str | None:
     return model_report_uri(bucket, version) if exists else None
 
 
-def _decisions(args: argparse.Namespace):
-    """The model_versions table, where a person's promotions and rollbacks are recorded."""
+def _table(args: argparse.Namespace, role: str) -> tuple[Any, str]:
+    """(a BigQuery client, the table id of ``role``) for the project the command works on."""
     from pharmaseg.gcp import clients as gcp
     from pharmaseg.gcp import resources as cloud_resources
-    from pharmaseg.retrain.pipeline import ModelVersionsTable
 
     project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
     if not project:
         raise PharmasegError(
-            "no project for the model_versions record: pass --project or set GOOGLE_CLOUD_PROJECT "
+            f"no project for the {role} table: pass --project or set GOOGLE_CLOUD_PROJECT "
             "(every promotion and rollback is recorded)"
         )
     dataset = config.setting("PHARMASEG_DATASET")
-    return ModelVersionsTable(
-        gcp.bigquery_client(project), cloud_resources.table_id(project, dataset, "model_versions")
-    )
+    return gcp.bigquery_client(project), cloud_resources.table_id(project, dataset, role)
+
+
+def _decisions(args: argparse.Namespace):
+    """The model_versions table, where a person's promotions and rollbacks are recorded."""
+    from pharmaseg.retrain.pipeline import ModelVersionsTable
+
+    return ModelVersionsTable(*_table(args, "model_versions"))
+
+
+def _shadow_evidence(args: argparse.Namespace, version: str) -> dict[str, Any] | None:
+    """What the version answered in production's shadow, from the newest drift check that saw it."""
+    from pharmaseg.check_drift.shadow import latest_evidence
+
+    return latest_evidence(*_table(args, "drift_reports"), version)
+
+
+def _show_shadow(evidence: dict[str, Any] | None, version: str) -> None:
+    from pharmaseg.reports.shadow import describe
+
+    if evidence is None:
+        print(f"no shadow evidence for {version} yet (a drift check after live requests brings it)")
+        return
+    print("\n".join(describe(evidence)))
 
 
 def _show_changes(changes, previous: str | None, target: str) -> None:
@@ -198,7 +218,10 @@ def _promote(args: argparse.Namespace, registry, version: str, *, reason: str, r
         by=getattr(args, "by", None) or config.value("USER", "unknown"),
         alias=getattr(args, "alias", "production"),
         report_uri=report or _report_of(args, version),
-        show=lambda changes, previous: _show_changes(changes, previous, version),
+        show=lambda changes, previous: (
+            _show_changes(changes, previous, version),
+            _show_shadow(_shadow_evidence(args, version), version),
+        ),
     )
     return decision
 
@@ -259,6 +282,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         "report": _report_of(args, version),
         "metadata": registry.metadata(version),
         "lineage": artifact.lineage,
+        "shadow": _shadow_evidence(args, version),
     }
     _print_json(summary)
     return 0

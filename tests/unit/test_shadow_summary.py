@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from pharmaseg.check_drift.report import shadow_section
 from pharmaseg.check_drift.shadow import newest_version, summarise
 from pharmaseg.model.segments import HIGH_VALUE, STABLE
+from pharmaseg.reports.shadow import shadow_section
 from tests.models import trained
 
 H, S = HIGH_VALUE, STABLE

@@ -21,6 +21,7 @@ import numpy as np
 from pharmaseg.check_drift.methods import FeatureReference
 from pharmaseg.reports import pictures
 from pharmaseg.reports.html import img, text
+from pharmaseg.reports.shadow import shadow_section
 
 DPI = 80
 COLORS = {"reference": "#4c72b0", "recent": "#dd8452"}
@@ -209,28 +210,6 @@ def to_html(
             parts.append(f"<div>{img(png, ref.name)}</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def shadow_section(shadow: Mapping[str, Any] | None) -> list[str]:
-    """What the version under review would have answered over the period (``check_drift.shadow``)."""
-    if not shadow:
-        return []
-    parts = [
-        "<h2 id='shadow'>The version under review, in the shadow</h2>",
-        f"<p>Version {text(shadow['version'])} scored the same {_number(shadow['requests'])} requests "
-        f"({_number(shadow['countries'])} countries) as production {text(shadow['production_version'])}: it "
-        f"disagreed on {shadow['disagreement']:.1%} of them, {shadow['market_weighted_disagreement']:.1%} of the "
-        f"market weighted by TOTAL_SPEND ({text(shadow['weights'])} model's sizes).</p>",
-    ]
-    if shadow["flips"]:
-        parts.append("<table><tr><th>country</th><th>production</th><th>under review</th><th>market share</th></tr>")
-        for flip in shadow["flips"]:
-            parts.append(
-                f"<tr><td>{text(flip['country'])}</td><td>{text(flip['from'])}</td><td>{text(flip['to'])}</td>"
-                f"<td>{flip['market_share']:.1%}</td></tr>"
-            )
-        parts.append("</table>")
-    return parts
 
 
 def _joint_section(joint: Mapping[str, Any], errors: np.ndarray | None) -> list[str]:

@@ -31,6 +31,7 @@ from pharmaseg.gcp import bigquery as bq_load
 from pharmaseg.gcp import pubsub
 from pharmaseg.gcp import resources as cloud_resources
 from pharmaseg.logs import log
+from pharmaseg.reports.model_report import add_shadow_evidence
 from pharmaseg.runtime import Clients, Event, Unprocessable
 
 
@@ -204,6 +205,9 @@ class DriftService:
         doc["timings_s"]["total"] = time.perf_counter() - started
         _upload(self.gcs, settings.reports_bucket, f"{base}.html", page, "text/html; charset=utf-8")
         _upload(self.gcs, settings.reports_bucket, f"{base}.json", reports.to_json(doc), "application/json")
+        if doc["shadow"]:
+            doc["shadow"]["report_id"] = report_id
+            add_shadow_evidence(self.gcs, settings.reports_bucket, doc["shadow"])
         # the pointer before the row: a crash in between leaves no row, so the redelivery redoes both
         write_latest(self.gcs, settings.reports_bucket, latest_pointer(doc, settings.reports_bucket))
         bq_load.load_ndjson(self.bq, _table(settings, "drift_reports"), [rows.drift_row(doc)], "drift_reports")
@@ -241,7 +245,10 @@ class DriftService:
         except Exception as exc:
             log("WARNING", f"shadow version {version} cannot be read: {exc!r}"[:500], event="shadow_unreadable")
             return None
-        return shadow.summarise(rows, production, reviewed)
+        record = shadow.summarise(rows, production, reviewed)
+        if record is not None:
+            record.update(period_start=period.start.isoformat(), period_end=period.end.isoformat())
+        return record
 
     def _retrain_decision(self, doc: dict[str, Any], verdict: str, policy: str, now: datetime) -> dict[str, Any]:
         """Whether this check asks for a retrain: only on drift, under policy auto, outside the cooldown."""

@@ -86,3 +86,19 @@ def summarise(rows: list[dict[str, Any]], production, shadow) -> dict[str, Any] 
         "weights": weights,
         "flips": flips,
     }
+
+
+def latest_evidence(client, drift_reports_table: str, version: str, *, scan: int = 100) -> dict[str, Any] | None:
+    """The newest shadow record about ``version`` among the last ``scan`` drift checks that had one.
+
+    The record is a JSON string column, filtered here rather than in SQL: a few rows, read by a person's
+    command, not worth a JSON path function the emulator may not share with BigQuery.
+    """
+    import json
+
+    sql = f"SELECT shadow FROM `{drift_reports_table}` WHERE shadow IS NOT NULL ORDER BY run_at DESC LIMIT {int(scan)}"
+    for row in client.query(sql).result():
+        record = json.loads(row["shadow"])
+        if record.get("version") == version:
+            return record
+    return None

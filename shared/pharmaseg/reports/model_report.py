@@ -31,6 +31,7 @@ from pharmaseg.reports.html import img, table, text
 from pharmaseg.reports.objects import model_report, model_report_uri
 from pharmaseg.reports.segment_history import HistoryInput, history_document, history_section
 from pharmaseg.reports.segment_map import segment_map
+from pharmaseg.reports.shadow import shadow_section
 
 FORMAT = "pharmaseg.reports.model_report/v1"
 DPI = 90
@@ -369,6 +370,7 @@ def to_html(doc: Mapping[str, Any]) -> str:
         f"<h1>Model {text(version)} <span class='note'>window {text(doc['window'])}</span></h1>",
         *_decision_section(doc),
         *_movers_section(doc),
+        *shadow_section(doc.get("shadow")),
         "<h2>Segments</h2>",
         table(["segment", "recommendation", "countries", "market share", "members", "fits its profile"], seg_rows),
         f"<p class='note'>{market_note}</p>",
@@ -426,3 +428,26 @@ class ModelReportWriter:
         bucket.blob(json_name).upload_from_string(to_json(doc), content_type="application/json")
         bucket.blob(html_name).upload_from_string(to_html(doc), content_type="text/html; charset=utf-8")
         return model_report_uri(self.bucket, candidate.version or "unregistered")
+
+
+def add_shadow_evidence(storage_client, bucket: str, shadow: Mapping[str, Any]) -> str | None:
+    """Put a drift check's shadow record into the report of the version it is about, and re-render it.
+
+    A version's report is written when it is registered, before any live evidence exists; each drift
+    check that shadow scored it brings the newest. Returns the HTML's gs:// URI, or None when the
+    version has no report to add to.
+    """
+    from google.api_core.exceptions import NotFound
+
+    html_name, json_name = model_report(shadow["version"])
+    blob = storage_client.bucket(bucket).blob(json_name)
+    try:
+        doc = json.loads(blob.download_as_bytes())
+    except NotFound:
+        return None
+    doc["shadow"] = dict(shadow)
+    storage_client.bucket(bucket).blob(json_name).upload_from_string(to_json(doc), content_type="application/json")
+    storage_client.bucket(bucket).blob(html_name).upload_from_string(
+        to_html(doc), content_type="text/html; charset=utf-8"
+    )
+    return model_report_uri(bucket, shadow["version"])
