@@ -6,7 +6,7 @@ resource "google_bigquery_dataset" "this" {
   project                    = var.project_id
   dataset_id                 = local.dataset_id
   friendly_name              = "pharmaseg"
-  description                = "Predictions, batch runs, model versions and drift reports of pharmaseg."
+  description                = "Predictions, batch runs, model versions, drift reports, the feature store and segment histories of pharmaseg."
   location                   = var.region
   delete_contents_on_destroy = !var.deletion_protection
   labels                     = local.labels

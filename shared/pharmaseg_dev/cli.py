@@ -1,4 +1,4 @@
-"""The ``pharmaseg`` command: train, manage the model registry, run the local stack.
+"""The ``pharmaseg`` command: train, manage the model registry and the feature store, run the local stack.
 
 Heavy imports (scikit-learn, pandas, Google clients) happen inside the handlers so that
 ``pharmaseg --help`` and ``pharmaseg stack status`` stay instant.
@@ -15,6 +15,7 @@ from typing import Any
 from pharmaseg import config
 from pharmaseg.errors import PharmasegError
 from pharmaseg.model.sources import default_data
+from pharmaseg_dev.features import add_commands as add_feature_commands
 from pharmaseg_dev.stack.commands import add_commands as add_stack_commands
 
 
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings.set_defaults(handler=_cmd_config)
 
+    add_feature_commands(commands)
     add_stack_commands(commands)
     return parser
 

@@ -402,3 +402,63 @@ def test_a_drift_request_published_twice_is_one_version_and_one_decision(deps, o
     second = accept(deps, Event(service.EVENT_TYPE, again, id="e2"))
     assert second.version == first.version and second.duplicate
     assert [r["message_id"] for r in deps.store.rows] == ["drift-report:msg-42"]
+
+
+# -- the feature store ---------------------------------------------------------------------------
+
+
+class StoreWatchingPublisher(FakePublisher):
+    """Notes how many feature rows were stored when each request was published."""
+
+    def __init__(self, store):
+        super().__init__()
+        self.store, self.rows_stored = store, []
+
+    def publish(self, topic, data, **attributes):
+        self.rows_stored.append(len(self.store.rows))
+        return super().publish(topic, data, **attributes)
+
+
+def test_a_new_source_file_is_stored_before_its_request_and_stored_again_still_gets_one(oecd_path):
+    from tests.unit.memory_tables import targets
+
+    features = targets()
+    deps = service.RetrainService(
+        RetrainSettings(project="p", models_bucket="models"),
+        registry=FakeRegistry(),
+        store=FakeStore(),
+        storage_client=FileStorage(oecd_path),
+        features=features,
+    )
+    listen_to_sources(deps)
+    deps.publisher = StoreWatchingPublisher(features.store)
+    assert accept(deps, Event(service.STORAGE_FINALIZED, source_event("src"), id="e1")) == "msg-1"
+    assert deps.publisher.rows_stored == [1350]
+    assert {r["source_uri"] for r in features.store.rows} == {"gs://src/oecd_pharma_spending.csv#7"}
+    assert ("models", "features/latest.json") in features.storage_client.objects
+    assert features.history.table.rows == []  # no production model yet: no history to write
+
+    again = accept(deps, Event(service.STORAGE_FINALIZED, source_event("src", name="copy.csv", generation=9), id="e2"))
+    assert again == "msg-2" and deps.publisher.rows_stored == [1350, 1350]
+    assert deps.publisher.published[1][1]["data_uri"] == "gs://src/copy.csv#9"
+
+
+def test_a_registered_candidate_writes_its_history_over_its_training_file_once(env, oecd_path):
+    from pharmaseg.feature_store import HistoryRecorder
+    from pharmaseg.model.sources import sha256_of
+    from tests.unit.memory_tables import MemoryHistory
+
+    registry, _, run = env
+    history = HistoryRecorder(MemoryHistory(), 0.2)
+    run("m1", _kw={"history": history})
+    rows = history.table.rows
+    assert {(r["model_version"], r["source_sha256"]) for r in rows} == {("1.0.0", sha256_of(oecd_path.read_bytes()))}
+    assert {r["window_end"] - r["window_start"] for r in rows} == {9}
+    assert {r["window"] for r in rows if r["latest_window"]} >= {"2012-2021", "2013-2022"}
+    deu = next(r for r in rows if (r["country"], r["window"]) == ("DEU", "2011-2020"))
+    model = registry.load("1.0.0")
+    assert deu["segment"] == model.segment(model.assignments["DEU"]).name
+
+    run("m1", _kw={"history": history})  # a redelivery
+    skipped = run("m2", _kw={"history": history})  # the same data, window and parameters
+    assert skipped.decision == "skipped" and history.table.rows == rows

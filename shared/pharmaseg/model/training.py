@@ -36,6 +36,7 @@ from pharmaseg.model.features import FEATURE_NAMES
 from pharmaseg.model.panel import FeatureTable
 from pharmaseg.model.segments import name_segments
 from pharmaseg.model.sources import sha256_of
+from pharmaseg.model.windows import FEATURE_CODE_VERSION, feature_set_id
 
 REFERENCE_BINS = 10
 
@@ -195,6 +196,9 @@ def train(
         "data_uri": source_uri,
         "data_sha256": source_sha256,
         "window": str(table.window),
+        # The feature store's name for these training rows (FeatureStore.training_set reads them back).
+        "feature_set_id": feature_set_id(source_sha256, table.window),
+        "feature_code_version": FEATURE_CODE_VERSION,
         "rows_read": int(rows_read),
         "countries": n,
         "excluded_countries": table.excluded,

@@ -1,4 +1,5 @@
-"""Retrain on request: read data, train, register a candidate, gate, promote, report, record, log.
+"""Retrain on request: read data, train, register a candidate and its segment history, gate, promote, report,
+record, log.
 
 What is trained: the request's window, else the data's latest complete window as long as
 production's (``pharmaseg.model.panel.latest_complete_window``). A request whose data (sha256), window
@@ -56,6 +57,12 @@ class DecisionStore(Protocol):
     def find(self, version: str, message_id: str) -> dict[str, Any] | None: ...
 
     def record(self, row: dict[str, Any]) -> None: ...
+
+
+class HistoryWriter(Protocol):
+    """Writes a model's segment history over a source's windows (``feature_store.HistoryRecorder``)."""
+
+    def record(self, model: ModelArtifact, windows: Any, source_sha256: str) -> int: ...
 
 
 class ReportPublisher(Protocol):
@@ -128,11 +135,13 @@ class ModelVersionsTable:
 
 @dataclass(frozen=True)
 class Source:
-    """The training data of one request, read once: its bytes' sha256 and the validated panel."""
+    """The training data of one request, read once: its bytes' sha256, the validated panel, the bytes
+    (a new source file is stored from them too)."""
 
     uri: str
     sha256: str
     panel: Any  # pharmaseg.model.panel.Panel
+    data: bytes = field(repr=False)
 
 
 def read_source(uri: str, storage_client=None) -> Source:
@@ -142,7 +151,7 @@ def read_source(uri: str, storage_client=None) -> Source:
 
     try:
         data = read_bytes(uri, storage_client)
-        return Source(uri, sha256_of(data), read_panel(io.BytesIO(data), strict=True))
+        return Source(uri, sha256_of(data), read_panel(io.BytesIO(data), strict=True), data)
     except PharmasegError as exc:
         raise TrainingFailedError(f"cannot train on {uri}: {exc}") from None
 
@@ -382,10 +391,16 @@ def retrain(
     thresholds: GateThresholds | None = None,
     storage_client=None,
     reports: ReportPublisher | None = None,
+    history: HistoryWriter | None = None,
     publish_time: str | None = None,
     before_promote: Callable[[], None] | None = None,
 ) -> Decision:
-    """Handle one retrain request end to end; safe to call again with the same message id."""
+    """Handle one retrain request end to end; safe to call again with the same message id.
+
+    ``history`` receives the registered version's segment history over its training file, before
+    the decision is recorded: a redelivery after a crash in between writes it then (it is written
+    once per version and file), where one after the record only logs the duplicate.
+    """
     t0 = time.monotonic()
     thresholds = thresholds or GateThresholds()
     known = registry.version_for_key(message_id)
@@ -419,6 +434,11 @@ def retrain(
     artifact = train_candidate(request, source, window, message_id, publish_time=publish_time)
     version = registry.register(artifact, idempotency_key=message_id)
     candidate = registry.load(version)  # what the registry holds (the first delivery's, on redelivery)
+    if history is not None:
+        from pharmaseg.feature_store.histories import window_years
+        from pharmaseg.model.windows import all_windows
+
+        history.record(candidate, all_windows(source.panel.rows, window_years(candidate)), source.sha256)
     decision, gate, detail, judged_against = decide(
         registry,
         candidate,

@@ -3,9 +3,11 @@
 - A retrain request (Pub/Sub ``messagePublished`` on the retrain topic) is decoded, validated
   and retrained (``pipeline.retrain``).
 - A new OECD file in the sources bucket (Eventarc ``storage.object.v1.finalized``, whose trigger
-  filters on that bucket) becomes a retrain request for that generation of the file and its
-  latest complete window, published to the retrain topic, so that every retrain takes the same
-  path and leaves the same record.
+  filters on that bucket) is stored first (``feature_store.ingest``: the feature store, the
+  serving snapshot, production's segment history; nothing when its bytes are already stored),
+  then becomes a retrain request for that generation of the file and its latest complete
+  window, published to the retrain topic, so that every retrain takes the same path and leaves
+  the same record. A file already stored still gets its request, as it did before the store.
 
 A malformed message or data that cannot train raises ``Unprocessable``, which
 ``pharmaseg.runtime`` logs (ERROR, with the reason) and acknowledges: redelivering it cannot
@@ -57,9 +59,10 @@ def request_id(message) -> str:
 class RetrainService:
     """What ``functions/retrain`` runs: one retrain (or one new-source request) per event.
 
-    The clients, the registry, the model_versions table and the report writer are created on
-    first use (``runtime.Clients``); unit tests pass fakes (a registry, a model_versions store, a
-    storage client) and hand events to ``runtime.accept``.
+    The clients, the registry, the model_versions table, the report writer and the feature
+    store's targets are created on first use (``runtime.Clients``); unit tests pass fakes (a
+    registry, a model_versions store, a storage client, feature targets) and hand events to
+    ``runtime.accept``.
     """
 
     event_types = (EVENT_TYPE, STORAGE_FINALIZED)
@@ -74,20 +77,22 @@ class RetrainService:
         storage_client: Any = None,
         reports: Any = None,  # ModelReportWriter; None: no report (unit tests), unless deployed
         publisher: Any = None,  # None: created when a new source file needs it
+        features: Any = None,  # feature_store.Targets; None: nothing stored (unit tests), unless deployed
     ):
         from pharmaseg.retrain.gate import GateThresholds
 
         self.settings = settings
         self.clients = Clients(settings.project, storage=storage_client, publisher=publisher)
-        self._registry, self._store, self._reports = registry, store, reports
+        self._registry, self._store, self._reports, self._features = registry, store, reports, features
         self._writes_reports = reports is not None
+        self._writes_features = features is not None
         self.thresholds = GateThresholds.from_json(settings.gate_thresholds)
 
     @classmethod
     def deployed(cls, settings: RetrainSettings) -> RetrainService:
         """The service as the function runs it: real clients, created on the first event that needs them."""
         service = cls(settings)
-        service._writes_reports = True
+        service._writes_reports = service._writes_features = True
         return service
 
     @property
@@ -137,6 +142,22 @@ class RetrainService:
         return self._reports
 
     @property
+    def features(self) -> Any:
+        if self._features is None and self._writes_features:
+            from pharmaseg.feature_store.ingest import Targets
+
+            settings = self.settings
+            self._features = Targets.connect(
+                bigquery_client=self.clients.bigquery,
+                storage_client=self.storage_client,
+                project=settings.project,
+                dataset=settings.dataset,
+                models_bucket=settings.models_bucket,
+                borderline_below=settings.borderline_confidence,
+            )
+        return self._features
+
+    @property
     def defaults(self) -> dict[str, Any]:
         """What a request that names no data, window or bootstrap count gets."""
         return {
@@ -180,6 +201,7 @@ class RetrainService:
             thresholds=self.thresholds,
             storage_client=self.storage_client,
             reports=self.reports,
+            history=self.features.history if self.features is not None else None,
             **kwargs,
         )
 
@@ -195,18 +217,24 @@ class RetrainService:
         return self.request_for_new_source(ref)
 
     def request_for_new_source(self, ref: ObjectRef) -> str:
-        """Publish a retrain request for this generation of a new source file and its latest complete window."""
+        """Store this generation of a new source file, then publish a retrain request for it and its latest
+        complete window."""
         from pharmaseg.retrain.pipeline import current_production, read_source, training_window
         from pharmaseg.retrain.publish import publish_request
 
         uri = f"gs://{ref.bucket}/{ref.name}#{ref.generation}"
+        production = current_production(self.registry)
         try:
             source = read_source(uri, self.storage_client)
-            window = training_window(None, source, current_production(self.registry), self.thresholds)
+            window = training_window(None, source, production, self.thresholds)
         except TrainingFailedError as exc:
             raise Unprocessable(
                 f"new source file cannot train: {exc}", log_event="retrain_failed", source_uri=uri, error=str(exc)
             ) from exc
+        if self.features is not None:
+            from pharmaseg.feature_store.ingest import ingest
+
+            ingest(source.data, uri, self.features, generation=ref.generation, production=production)
         if not self.settings.retrain_topic:
             raise RuntimeError("PHARMASEG_RETRAIN_TOPIC must be set for new source files to trigger retraining")
         message_id = publish_request(
