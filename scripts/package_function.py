@@ -158,7 +158,8 @@ def _names_in(path: Path) -> set[str]:
 
 
 def package_data(modules: list[Path], library_dir: Path, repo_root: Path) -> list[Path]:
-    """Package-data files (pyproject.toml) whose folder a shipped module of the same package names."""
+    """Package-data files (pyproject.toml) whose folder a shipped module of the same package, or of a
+    package inside it, names: ``pharmaseg/gcp/resources.py`` reads ``pharmaseg/resources/``."""
     pyproject = tomllib.loads((repo_root / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"].get("package-data", {}).get(LIBRARY, [])
     files = set()
@@ -170,7 +171,7 @@ def package_data(modules: list[Path], library_dir: Path, repo_root: Path) -> lis
         if depth == len(folder):
             raise PackagingError(f"package data {pattern!r} is not in a data folder that its reader can name")
         package_dir = library_dir.joinpath(*folder[:depth])
-        if any(m.parent == package_dir and folder[depth] in _names_in(m) for m in modules):
+        if any(package_dir in m.parents and folder[depth] in _names_in(m) for m in modules):
             files.update(p for p in library_dir.glob(pattern) if p.is_file())
     return sorted(files)
 

@@ -151,6 +151,30 @@ def test_package_data_ships_with_the_module_that_names_its_folder(repo):
     assert "pharmaseg/resources/resources.json" in library_entries("demo", repo)
 
 
+def test_package_data_ships_with_a_reader_in_a_subpackage(repo):
+    """gcp/resources.py reads pharmaseg/resources/: a reader one package down still ships the folder."""
+    lib = repo / "shared" / "pharmaseg"
+    write(
+        lib,
+        {
+            "gcp/__init__.py": "",
+            "gcp/names.py": 'from pathlib import Path\n\nDIR = Path(__file__).parents[1] / "resources"\n',
+        },
+    )
+    write(lib, {"core.py": "import pharmaseg.gcp.names\n\nVALUE = 42\n"})
+    assert "pharmaseg/resources/resources.json" in library_entries("demo", repo)
+
+
+@pytest.mark.parametrize("fn", ["score_batch", "retrain", "check_drift"])
+def test_functions_that_name_tables_ship_the_resources_and_schemas(fn, tmp_path):
+    """They look up bucket, topic and table names and schemas at run time: a deployed archive without
+    resources.json would fail at its first table."""
+    with zipfile.ZipFile(package.package_function(fn, tmp_path)) as zf:
+        names = set(zf.namelist())
+    assert "pharmaseg/resources/resources.json" in names
+    assert "pharmaseg/resources/schemas/drift_reports.json" in names
+
+
 def test_an_import_of_a_missing_library_module_names_the_importer(repo, tmp_path):
     write(repo / "shared" / "pharmaseg", {"core.py": "from pharmaseg.gone import thing\n\nVALUE = 42\n"})
     with pytest.raises(package.PackagingError, match=r"core\.py imports pharmaseg\.gone"):
