@@ -21,8 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from pharmaseg.model import snapshot
+from pharmaseg.model.panel import read_panel
 from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.model.windows import all_windows
 from pharmaseg_dev.stack import processes
+from tests.unit.conftest import DATA
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parents[1] / "functions/predict/main.py"
@@ -35,6 +39,12 @@ def served_model(gcs_server, original_production_model):
     name = storage.create_bucket(f"contract-{uuid.uuid4().hex[:12]}").name
     registry = ModelRegistry(name, client=storage)
     registry.promote(registry.register(copy.deepcopy(original_production_model)), reason="contract tests")
+    # the feature snapshot, so that named windows and /countries/{code}/history have data to answer with
+    panel = read_panel(DATA)
+    stored = snapshot.FeatureSnapshot.from_table(
+        all_windows(panel.rows, 10), snapshot.Source("gs://contract/oecd.csv", "0" * 64, "2026-01-01T00:00:00+00:00")
+    )
+    storage.bucket(name).blob(snapshot.OBJECT).upload_from_string(snapshot.encode(stored))
     return name
 
 

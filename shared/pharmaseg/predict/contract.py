@@ -26,6 +26,7 @@ from pharmaseg.reports.objects import REPORT_PATTERN
 
 MAX_COUNTRY_LENGTH = 64
 MAX_SERIES_YEARS = 100
+YEAR_MIN, YEAR_MAX = 1900, 2200  # a year outside is a typing mistake, not data
 _UPPER = {"PC_HEALTHXP": 100.0, "PC_GDP": 100.0, "USD_CAP": 100_000.0}
 _MEASURE_FLOOR = {"PC_HEALTHXP": 0.01, "PC_GDP": 0.001, "USD_CAP": 0.01}
 _UNITS = {"PC_HEALTHXP": "% of health spending", "PC_GDP": "% of GDP", "USD_CAP": "USD per head (PPP)"}
@@ -79,7 +80,7 @@ FeatureInput = msgspec.defstruct(
 class YearRecord(Struct, forbid_unknown_fields=True):
     """One year of a country's spending, as in the OECD file."""
 
-    year: Annotated[float, Meta(ge=1900, le=2200, multiple_of=1, description="calendar year (a whole number)")]
+    year: Annotated[float, Meta(ge=YEAR_MIN, le=YEAR_MAX, multiple_of=1, description="calendar year (a whole number)")]
     PC_HEALTHXP: Annotated[
         float, Meta(ge=_MEASURE_FLOOR["PC_HEALTHXP"], le=_UPPER["PC_HEALTHXP"], description=_UNITS["PC_HEALTHXP"])
     ]

@@ -5,7 +5,8 @@ operation is one of ``contract.ROUTES`` (the table ``service.py`` dispatches on)
 only composes them, and adds the two rules a Struct cannot carry: a body is
 exactly one of the single-country shapes (``oneOf``, which holds because each shape forbids the
 others' fields), and a series gives each year of the serving model's window exactly once
-(``contains`` per year). The window and the list limit come from the running function, so the
+(``contains`` per year), and a country code's ``window`` is ``latest`` or a range as long as that
+window (an enumeration). The window and the list limit come from the running function, so the
 document describes what it enforces now.
 """
 
@@ -19,7 +20,9 @@ import msgspec
 
 import pharmaseg
 from pharmaseg.model.features import Window
+from pharmaseg.model.snapshot import LATEST
 from pharmaseg.predict import contract
+from pharmaseg.predict.contract import YEAR_MAX, YEAR_MIN
 from pharmaseg.reports.objects import SEMVER_PATTERN
 
 REF = "#/components/schemas/{name}"
@@ -50,10 +53,20 @@ def _series_constraint(window: Window) -> dict[str, Any]:
     }
 
 
+def _window_names(window: Window) -> list[str]:
+    """Every window a country code may name under this model: "latest", or a range of its length
+    within the years a series accepts (an enumeration: JSON Schema has no arithmetic on strings)."""
+    span = len(window.years) - 1
+    return [LATEST, *(f"{end - span}-{end}" for end in range(YEAR_MIN + span, YEAR_MAX + 1))]
+
+
 def _components(window: Window, max_items: int) -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components([*contract.SINGLE_INPUTS, *contract.RESPONSES], ref_template=REF)
     schemas = copy.deepcopy(schemas)
     schemas["SeriesInput"]["properties"]["series"].update(_series_constraint(window))
+    named = schemas["StoredInput"]["properties"]["window"]
+    named.pop("pattern")
+    named["enum"] = _window_names(window)
     schemas[SINGLE] = {
         "oneOf": [_ref(t.__name__) for t in contract.SINGLE_INPUTS],
         "description": "one country: its 9 features (or at least the 3 spending levels), its yearly series, "

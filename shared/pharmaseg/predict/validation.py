@@ -336,12 +336,15 @@ def _checked(
 
 
 def named_window_problems(instance: Instance, window: Window) -> list[tuple[str, str]]:
-    """A named window must be a real range as long as the model's (the pattern checked its digits)."""
+    """A named window must be a real range of years as long as the model's (the pattern checked its
+    digits; the OpenAPI document enumerates the same windows)."""
     try:
         named = Window.parse(instance.window)
     except DataValidationError as exc:
         return [(f"{instance.path}window", str(exc))]
     length = len(window.years)
+    if named.start < contract.YEAR_MIN or named.end > contract.YEAR_MAX:
+        return [(f"{instance.path}window", f"{named} is outside the years {contract.YEAR_MIN}-{contract.YEAR_MAX}")]
     if len(named.years) != length:
         return [
             (
