@@ -178,10 +178,16 @@ def _decisions(args: argparse.Namespace):
 
 
 def _shadow_evidence(args: argparse.Namespace, version: str) -> dict[str, Any] | None:
-    """What the version answered in production's shadow, from the newest drift check that saw it."""
+    """What the version answered in production's shadow, from the newest drift check that saw it
+    (None too where no drift check has ever written its table)."""
+    from google.api_core.exceptions import NotFound
+
     from pharmaseg.check_drift.shadow import latest_evidence
 
-    return latest_evidence(*_table(args, "drift_reports"), version)
+    try:
+        return latest_evidence(*_table(args, "drift_reports"), version)
+    except NotFound:
+        return None
 
 
 def _show_shadow(evidence: dict[str, Any] | None, version: str) -> None:
