@@ -9,7 +9,9 @@
 3. publishes a drift-check message for exactly that period to the drift topic (what Cloud
    Scheduler does weekly), waits for the function's drift_reports row;
 4. prints the verdict, the drifted features, the joint-structure test, the retraining decision,
-   and where the HTML report is: its gs:// URI and its file in the storage emulator's filesystem.
+   and where the HTML report is: its gs:// URI and its file in the storage emulator's filesystem;
+5. prints the shadow record: before the shifted vectors it asks about the USA and Germany by code,
+   which the version held for review (1.1.0 after the retrain demo) answers in the shadow.
 """
 
 from __future__ import annotations
@@ -56,6 +58,20 @@ def _send_predictions(status, artifact, values, start, log) -> str:
     load_ndjson(bq, table, list(simulate.batch_rows(values, artifact, times, "demo")), "batch_predictions")
     log(f"no predict function: loaded {len(values)} shifted rows into {table}")
     return "batch"
+
+
+def _ask_about_large_markets(status, log) -> None:
+    """A strategist asks about the USA and Germany: production answers, the held version (if any) is
+    scored in the shadow, and this check's shadow record says what it would have answered."""
+    url = status["functions"].get("predict")
+    if not url:
+        return
+    import requests
+
+    for _ in range(3):
+        response = requests.post(url, json={"instances": [{"country": "USA"}, {"country": "DEU"}]}, timeout=30)
+        response.raise_for_status()
+    log("asked 3 times about USA and DEU by code (shadow scored if a version is under review)")
 
 
 def _wait_until_served(status, version: str, log, timeout: float = 90) -> None:
@@ -110,6 +126,7 @@ def check(status: dict[str, Any], *, log=print, timeout: float = 180) -> dict[st
     positive = [j for j, name in enumerate(artifact.feature_names) if not name.endswith("_growth")]
     values[:, positive] = np.maximum(values[:, positive], 1e-3)
     _wait_until_served(status, artifact.version, log)
+    _ask_about_large_markets(status, log)
     source = _send_predictions(status, artifact, values, start, log)
     end = datetime.now(UTC) + timedelta(seconds=5)
     bq = gcp.bigquery_client(status["project"])
@@ -175,6 +192,20 @@ def run(status: dict[str, Any]) -> None:
         print(f"  the retrain function: {said}")
     print(f"HTML report: {row['report_uri']}")
     print(f"             {row['report_path']}")
+    _print_shadow(row)
+
+
+def _print_shadow(row: dict[str, Any]) -> None:
+    """The check's shadow record: what the held version would have answered to the period's requests."""
+    from pharmaseg.reports.shadow import describe
+
+    if not row.get("shadow"):
+        print("no version under review was scored in the shadow this period")
+        return
+    shadow = json.loads(row["shadow"])
+    print(f"\nversion under review {shadow['version']}, in production's shadow:")
+    print("\n".join(f"  {line}" for line in describe(shadow)))
+    print(f"  (also in `pharmaseg registry show {shadow['version']}` and its model report)")
 
 
 def _retrain_decision(status: dict[str, Any], report_id: str, timeout: float = 180) -> dict[str, Any]:
