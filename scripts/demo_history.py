@@ -91,7 +91,8 @@ def run(status: dict[str, Any]) -> None:
 
     predict_url = status["functions"]["predict"]
     storage = gcp.storage_client(status["project"], endpoint=status["emulators"]["storage"])
-    production = ModelRegistry(status["buckets"]["models"], client=storage).alias("production")
+    registry = ModelRegistry(status["buckets"]["models"], client=storage)
+    production = registry.load(registry.resolve("production"))
     code, history = http("GET", f"{predict_url}/countries/{STORY}/history")
     if code != 200:
         raise SystemExit(f"demo: history failed: {code} {history}")

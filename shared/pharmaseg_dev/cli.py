@@ -225,12 +225,17 @@ def _promote(args: argparse.Namespace, registry, version: str, *, reason: str, r
         by=getattr(args, "by", None) or config.value("USER", "unknown"),
         alias=getattr(args, "alias", "production"),
         report_uri=report or _report_of(args, version),
-        show=lambda changes, previous: (
-            _show_changes(changes, previous, version),
-            _show_shadow(_shadow_evidence(args, version), version),
-        ),
+        show=lambda changes, previous: _show_review(args, changes, previous, version),
     )
     return decision
+
+
+def _show_review(args: argparse.Namespace, changes, previous: str | None, version: str) -> None:
+    """What a person promoting ``version`` reads first: the movers, then the live evidence, if any
+    version served before it (the first version has neither)."""
+    _show_changes(changes, previous, version)
+    if changes is not None:
+        _show_shadow(_shadow_evidence(args, version), version)
 
 
 def _cmd_register(args: argparse.Namespace) -> int:

@@ -43,7 +43,10 @@ def describe(shadow: Mapping[str, Any]) -> list[str]:
         f"{shadow.get('period_end', '?')}): {shadow['requests']} requests, {shadow['countries']} countries, "
         f"disagreement {shadow['disagreement']:.1%}, market-weighted {shadow['market_weighted_disagreement']:.1%}"
     ]
-    lines += [
-        f"  {f['country']} ({f['market_share']:.1%} of market): {f['from']} -> {f['to']}" for f in shadow["flips"]
-    ]
+    weighed = [f for f in shadow["flips"] if f["market_share"] > 0]  # largest first, as the record keeps them
+    lines += [f"  {f['country']} ({f['market_share']:.1%} of market): {f['from']} -> {f['to']}" for f in weighed]
+    others = [f["country"] for f in shadow["flips"] if f["market_share"] <= 0]
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        lines.append(f"  and {len(others)} flips of markets without a size in either model ({shown})")
     return lines
