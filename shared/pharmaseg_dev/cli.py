@@ -15,6 +15,7 @@ from typing import Any
 from pharmaseg import config
 from pharmaseg.errors import PharmasegError
 from pharmaseg.model.sources import default_data
+from pharmaseg_dev.notifications import add_command as add_notifications_command
 from pharmaseg_dev.stack.commands import add_commands as add_stack_commands
 
 
@@ -154,22 +155,44 @@ def _report_of(args: argparse.Namespace, version: str) -> str | None:
     return model_report_uri(bucket, version) if exists else None
 
 
-def _decisions(args: argparse.Namespace):
-    """The model_versions table, where a person's promotions and rollbacks are recorded."""
-    from pharmaseg.gcp import clients as gcp
-    from pharmaseg.gcp import resources as cloud_resources
-    from pharmaseg.retrain.pipeline import ModelVersionsTable
-
+def _project(args: argparse.Namespace) -> str:
     project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
     if not project:
         raise PharmasegError(
             "no project for the model_versions record: pass --project or set GOOGLE_CLOUD_PROJECT "
             "(every promotion and rollback is recorded)"
         )
+    return project
+
+
+def _decisions(args: argparse.Namespace):
+    """The model_versions table, where a person's promotions and rollbacks are recorded."""
+    from pharmaseg.gcp import clients as gcp
+    from pharmaseg.gcp import resources as cloud_resources
+    from pharmaseg.retrain.pipeline import ModelVersionsTable
+
+    project = _project(args)
     dataset = config.setting("PHARMASEG_DATASET")
     return ModelVersionsTable(
         gcp.bigquery_client(project), cloud_resources.table_id(project, dataset, "model_versions")
     )
+
+
+def _to_stderr(severity: str, message: str, **fields: Any) -> None:
+    """A notification's log line, for a person: stdout is theirs (or JSON a script parses)."""
+    print(f"{'notified' if severity != 'ERROR' else 'error'}: {message}", file=sys.stderr)
+
+
+def _notifier(args: argparse.Namespace, alias: str):
+    """Who tells people that a person moved production: the notifications topic, when one is set."""
+    from pharmaseg.notifications.publish import Notifier
+
+    topic = config.value("PHARMASEG_NOTIFICATIONS_TOPIC")
+    if not topic:
+        if alias == "production":
+            print("note: no PHARMASEG_NOTIFICATIONS_TOPIC: the change of production is not notified", file=sys.stderr)
+        return None
+    return Notifier(_project(args), topic, log=_to_stderr)
 
 
 def _show_changes(changes, previous: str | None, target: str) -> None:
@@ -199,6 +222,7 @@ def _promote(args: argparse.Namespace, registry, version: str, *, reason: str, r
         alias=getattr(args, "alias", "production"),
         report_uri=report or _report_of(args, version),
         show=lambda changes, previous: _show_changes(changes, previous, version),
+        notifier=_notifier(args, getattr(args, "alias", "production")),
     )
     return decision
 
@@ -303,6 +327,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
         alias=args.alias,
         report_uri=lambda version: _report_of(args, version),
         show=lambda changes, previous: _show_changes(changes, previous, "the previous version"),
+        notifier=_notifier(args, args.alias),
     )
     print(f"{decision.state.alias} -> {decision.state.version} (was {decision.previous}; recorded as rollback)")
     return 0
@@ -385,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings.set_defaults(handler=_cmd_config)
 
     add_stack_commands(commands)
+    add_notifications_command(commands)
     return parser
 
 
