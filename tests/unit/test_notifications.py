@@ -173,6 +173,7 @@ def test_the_first_production_has_nothing_to_roll_back_to():
     first = events.production_changed(decision_row(decision="promoted", movers=[]), replaced=None)
     assert first.title == "Production changed: none -> 1.1.0 (promoted by the gate)"
     assert first.details.from_version is None and first.command is None and "every country is new" in first.summary
+    assert b'"market_share_moved":0.0' in encode(first)  # a float, as the schema says, even with no mover
 
 
 def test_drift_found_links_its_report_as_the_prediction_function_serves_it():

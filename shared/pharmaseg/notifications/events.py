@@ -133,7 +133,7 @@ def production_changed(row: Mapping[str, Any], *, replaced: str | None) -> Notif
             by=by,
             reason=row["reason"],
             movers=changes,
-            market_share_moved=min(1.0, sum(m.market_share for m in changes)),
+            market_share_moved=min(1.0, sum((m.market_share for m in changes), 0.0)),
             message_id=row["message_id"],
         ),
         links=report_link("model report", row.get("report_uri")),
