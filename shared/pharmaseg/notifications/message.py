@@ -25,12 +25,11 @@ from msgspec import Meta, Struct
 Kind = Literal["version_held", "production_changed", "drift_found", "batch_failed"]
 KINDS: tuple[str, ...] = Kind.__args__
 
-# Unknown fields are kept out of the contract but not refused: a consumer older than the publisher
-# must still read the fields it knows.
-_frozen = {"frozen": True, "kw_only": True}
+# No forbid_unknown_fields: a consumer older than the publisher must still read the fields it knows.
+_OPTIONS = {"frozen": True, "kw_only": True}
 
 
-class Link(Struct, **_frozen):
+class Link(Struct, **_OPTIONS):
     """A report: where it is stored, and the path the prediction function serves it at."""
 
     label: str
@@ -41,7 +40,7 @@ class Link(Struct, **_frozen):
     ] = None
 
 
-class Mover(Struct, **_frozen):
+class Mover(Struct, **_OPTIONS):
     """A country whose segment changes, and its share of the common countries' market value."""
 
     country: str
@@ -50,7 +49,7 @@ class Mover(Struct, **_frozen):
     market_share: Annotated[float, Meta(ge=0, le=1)]
 
 
-class VersionHeld(Struct, tag_field="kind", tag="version_held", **_frozen):
+class VersionHeld(Struct, tag_field="kind", tag="version_held", **_OPTIONS):
     """The gate (or policy never) kept a trained version out of production; a person decides."""
 
     version: str
@@ -63,7 +62,7 @@ class VersionHeld(Struct, tag_field="kind", tag="version_held", **_frozen):
     message_id: Annotated[str, Meta(description="the retrain request's id (model_versions.message_id)")]
 
 
-class ProductionChanged(Struct, tag_field="kind", tag="production_changed", **_frozen):
+class ProductionChanged(Struct, tag_field="kind", tag="production_changed", **_OPTIONS):
     """The production alias moved: the gate promoted, a policy forced, or a person promoted or rolled back."""
 
     from_version: str | None
@@ -76,7 +75,7 @@ class ProductionChanged(Struct, tag_field="kind", tag="production_changed", **_f
     message_id: Annotated[str, Meta(description="the decision's model_versions.message_id")]
 
 
-class DriftFound(Struct, tag_field="kind", tag="drift_found", **_frozen):
+class DriftFound(Struct, tag_field="kind", tag="drift_found", **_OPTIONS):
     """A drift check's verdict was drift."""
 
     report_id: str
@@ -90,7 +89,7 @@ class DriftFound(Struct, tag_field="kind", tag="drift_found", **_frozen):
     retrain_requested: bool
 
 
-class BatchFailed(Struct, tag_field="kind", tag="batch_failed", **_frozen):
+class BatchFailed(Struct, tag_field="kind", tag="batch_failed", **_OPTIONS):
     """An attempt at scoring a batch file failed; the platform delivers the file again."""
 
     object: Annotated[str, Meta(description="gs://bucket/name of the uploaded file")]
@@ -103,7 +102,7 @@ class BatchFailed(Struct, tag_field="kind", tag="batch_failed", **_frozen):
 Details = VersionHeld | ProductionChanged | DriftFound | BatchFailed
 
 
-class Notification(Struct, **_frozen):
+class Notification(Struct, **_OPTIONS):
     """One event a person should hear about, as published on the notifications topic."""
 
     kind: Kind
