@@ -22,7 +22,7 @@ from pharmaseg.notifications import Notifier
 from pharmaseg.score_batch import BatchSettings, BatchSink, ObjectRef, process_object
 from pharmaseg.score_batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
 from pharmaseg.score_batch.tables import EXPLANATION_COLUMNS
-from tests.integration.notified import stack_subscription, take
+from tests.integration.notified import keyed, stack_subscription, take
 from tests.models import trained
 from tests.unit.conftest import DATA
 
@@ -248,10 +248,7 @@ def test_failure_between_load_and_commit_leaves_nothing_and_retries_cleanly(env,
         env.run(ref, hook=crash, notifier=notifier)
     run = env.rows("batch_runs", ref.run_id)[0]
     assert run["status"] == "failed" and "injected" in run["error"]
-    (failed,) = take(
-        *stack_subscription(env.status),
-        lambda n: n.kind == "batch_failed" and n.key.startswith(f"batch_failed:{ref.run_id}:"),
-    )
+    (failed,) = take(*stack_subscription(env.status), keyed(f"batch_failed:{ref.run_id}"))
     assert failed.details.object == ref.uri and failed.details.generation == ref.generation
     assert (
         failed.details.run_id == ref.run_id and failed.details.reason == "RuntimeError: injected failure after loaded"

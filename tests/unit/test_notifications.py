@@ -190,14 +190,15 @@ def test_a_report_the_prediction_function_does_not_serve_gets_no_path():
     assert link.path is None and events.report_link("model report", None) == []
 
 
-def test_each_failed_batch_attempt_is_its_own_event():
+def test_every_failed_attempt_at_a_file_is_the_same_event():
     first, second = (
         events.batch_failed(
             uri="gs://inbox/incoming/a.csv", generation=1, run_id="r1", reason="x", attempt_started_at=at, failed_at=at
         )
         for at in (AT, AT.replace(minute=5))
     )
-    assert first.key != second.key and isinstance(first.details, BatchFailed)
+    assert first.key == second.key == "batch_failed:r1" and isinstance(first.details, BatchFailed)
+    assert first.details.attempt_started_at != second.details.attempt_started_at
     assert first.details.object == "gs://inbox/incoming/a.csv" and first.details.run_id == "r1"
 
 

@@ -177,10 +177,15 @@ def drift_found(doc: Mapping[str, Any]) -> Notification:
 def batch_failed(
     *, uri: str, generation: int, run_id: str, reason: str, attempt_started_at: datetime, failed_at: datetime
 ) -> Notification:
-    """One failed attempt at a batch run; each attempt is its own event (its claim's token in the key)."""
+    """A failed attempt at a batch run.
+
+    The key is the run's: every attempt at the same file that fails is published (with its own
+    reason and start), but it is one event, the file failing, so a consumer that drops duplicates
+    hears of the file once, and the alert policy's notifications of it are rate-limited as one.
+    """
     return Notification(
         kind="batch_failed",
-        key=f"batch_failed:{run_id}:{attempt_started_at.isoformat()}",
+        key=f"batch_failed:{run_id}",
         title=f"Batch file {uri} failed; it will be delivered again",
         summary=(
             f"Scoring generation {generation} of {uri} (run {run_id}) failed: {reason}. Nothing of this attempt "
