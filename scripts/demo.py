@@ -3,7 +3,8 @@
 Brings the stack up (emulators, resources, functions), trains v1 from the OECD data, registers
 and promotes it, asks the prediction function about real countries over HTTP, shows a bad
 request, then runs batch scoring, retraining (whose new source file fills the feature store),
-market history and the drift check if those functions exist.
+market history and the drift check if those functions exist, and prints the notifications those
+events published.
 Leaves the stack running and says how to stop it.
 """
 
@@ -193,8 +194,9 @@ def main() -> int:
     run_optional_step("demo_retrain", "5. New data in the sources bucket: retraining, the gate, the report", status)
     run_optional_step("demo_history", "6. Market history: every window of the new file, scored by production", status)
     run_optional_step("demo_drift", "7. Drift check", status)
+    run_optional_step("demo_notifications", "8. Notifications: what the demo's events told people", status)
 
-    banner("8. Production after the demo")
+    banner("9. Production after the demo")
     check_original_segments(predict_url, data)
 
     banner("Done")

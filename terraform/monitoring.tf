@@ -234,6 +234,84 @@ resource "google_monitoring_alert_policy" "function_errors" {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Notifications by email, Slack or any channel: one log-match policy per event the functions also
+// publish on the notifications topic (docs/monitoring.md). Each matches the event's own log line
+// (jsonPayload.event="notification_<kind>", pharmaseg.notifications.publish), which the function
+// writes before it publishes, so the channels hear of the event even if Pub/Sub did not take it.
+// Google requires a notification_rate_limit on a policy with a log-match condition, and such a
+// condition must be the policy's only one. The key and the title of each line are extracted as
+// labels: every event is its own rule (its own notification), shown in the notification.
+// ---------------------------------------------------------------------------------------------
+locals {
+  notification_alerts = {
+    version_held = {
+      function = "retrain"
+      severity = "WARNING"
+      title    = "a retrained version is held for review"
+      doing    = "The gate (or a request's policy never) kept a retrained version out of production. Read its model report (reports bucket, models/<version>/report.html, or /reports/ on the predict function), then promote it with `pharmaseg registry promote <version> --reason '...' --by <you>` or leave it."
+    }
+    production_changed = {
+      function = "retrain"
+      severity = "WARNING"
+      title    = "production changed"
+      doing    = "The retrain function promoted a version to production (gate passed, or forced). The latest rows of ${local.dataset_id}.model_versions name the countries that moved and their market share; `pharmaseg registry rollback --reason '...' --by <you>` undoes it. A person's promotion or rollback with the CLI is on the notifications topic only (the CLI writes no Cloud Logging line)."
+    }
+    drift_found = {
+      function = "check_drift"
+      severity = "WARNING"
+      title    = "drift found"
+      doing    = "The drift check's verdict is drift. Its HTML report is in the reports bucket (drift/...); a retraining request may already be on ${local.topic_names["retrain"]}."
+    }
+    batch_failed = {
+      function = "score_batch"
+      severity = "ERROR"
+      title    = "a batch file failed"
+      doing    = "An attempt at scoring a file of the inbox bucket failed; Eventarc delivers it again and the next attempt takes the run over. ${local.dataset_id}.batch_runs holds the run's status and error."
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "notifications" {
+  for_each = local.notification_alerts
+
+  project               = var.project_id
+  display_name          = "pharmaseg: ${each.value.title}"
+  combiner              = "OR"
+  severity              = each.value.severity
+  notification_channels = var.notification_channels
+
+  documentation {
+    content   = "${each.value.doing} The same event, with its details and links, is a message on the ${local.topic_names["notifications"]} topic (docs/monitoring.md)."
+    mime_type = "text/markdown"
+  }
+
+  conditions {
+    display_name = "notification_${each.key} log lines of ${local.function_names[each.value.function]}"
+
+    condition_matched_log {
+      filter = join(" AND ", [
+        "resource.type=\"cloud_run_revision\"",
+        "resource.labels.service_name=\"${local.function_names[each.value.function]}\"",
+        "jsonPayload.event=\"notification_${each.key}\"",
+      ])
+      label_extractors = {
+        key   = "EXTRACT(jsonPayload.key)"
+        title = "EXTRACT(jsonPayload.message)"
+      }
+    }
+  }
+
+  alert_strategy {
+    notification_rate_limit {
+      period = var.notification_rate_limit
+    }
+    auto_close = "1800s"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dashboard: latency, errors, predictions per segment, drift verdicts
 // ---------------------------------------------------------------------------------------------
 locals {

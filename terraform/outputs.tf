@@ -29,7 +29,7 @@ output "table_ids" {
 }
 
 output "topic_names" {
-  description = "Pub/Sub topic names, keyed by role (retrain, drift, dead_letter, storage_events)."
+  description = "Pub/Sub topic names, keyed by role (retrain, drift, dead_letter, storage_events, notifications)."
   value       = { for role, t in google_pubsub_topic.this : role => t.name }
 }
 

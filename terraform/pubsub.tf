@@ -1,4 +1,5 @@
-// Pub/Sub: one topic per role of resources.json (retrain, drift, dead_letter, storage_events).
+// Pub/Sub: one topic per role of resources.json (retrain, drift, dead_letter, storage_events,
+// notifications).
 //
 // Delivery and failures:
 // - retrain and check_drift are Eventarc Pub/Sub triggers on the retrain and drift topics, and
@@ -13,6 +14,9 @@
 //   keeps them a week for inspection.
 // - storage_events receives the inbox bucket's OBJECT_FINALIZE notifications, as the local
 //   stack's storage emulator publishes them, for replays and ad hoc consumers.
+// - notifications receives one message per event people hear about (docs/monitoring.md); its
+//   readers bring their own subscriptions. The topic keeps its messages a week, so a subscription
+//   made after an event can still seek back to it.
 resource "google_pubsub_topic" "this" {
   #checkov:skip=CKV_GCP_83:CMEK is opt-in through var.kms_key_name (kms_key_name below); Google-managed encryption is the default.
   for_each = local.topic_names
@@ -20,7 +24,7 @@ resource "google_pubsub_topic" "this" {
   project                    = var.project_id
   name                       = each.value
   kms_key_name               = var.kms_key_name
-  message_retention_duration = each.key == "dead_letter" ? "604800s" : null
+  message_retention_duration = contains(["dead_letter", "notifications"], each.key) ? "604800s" : null
   labels                     = merge(local.labels, { role = each.key })
 
   depends_on = [google_project_service.this, google_kms_crypto_key_iam_member.pubsub]

@@ -366,6 +366,7 @@ locals {
         PHARMASEG_ALIAS_TTL_SECONDS           = tostring(var.alias_ttl_seconds)
         PHARMASEG_BORDERLINE_CONFIDENCE       = tostring(var.borderline_confidence)
         PHARMASEG_DATASET                     = local.dataset_id
+        PHARMASEG_NOTIFICATIONS_TOPIC         = local.topic_names["notifications"]
         PHARMASEG_BATCH_PREFIX                = var.batch_prefix
         PHARMASEG_BATCH_RESULTS_PREFIX        = var.batch_results_prefix
         PHARMASEG_BATCH_STAGING_PREFIX        = var.batch_staging_prefix
@@ -389,6 +390,7 @@ locals {
         PHARMASEG_GATE_THRESHOLDS       = jsonencode(var.gate_thresholds)
         PHARMASEG_REPORTS_BUCKET        = local.bucket_names["reports"]
         PHARMASEG_RETRAIN_TOPIC         = local.topic_names["retrain"]
+        PHARMASEG_NOTIFICATIONS_TOPIC   = local.topic_names["notifications"]
       }
       check_drift = {
         GOOGLE_CLOUD_PROJECT              = var.project_id
@@ -397,6 +399,7 @@ locals {
         PHARMASEG_DATASET                 = local.dataset_id
         PHARMASEG_REPORTS_BUCKET          = local.bucket_names["reports"]
         PHARMASEG_RETRAIN_TOPIC           = local.topic_names["retrain"]
+        PHARMASEG_NOTIFICATIONS_TOPIC     = local.topic_names["notifications"]
         PHARMASEG_DRIFT_PERIOD_DAYS       = tostring(var.drift_period_days)
         PHARMASEG_DRIFT_ALPHA             = tostring(var.drift_alpha)
         PHARMASEG_DRIFT_CORRECTION        = var.drift_correction

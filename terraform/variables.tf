@@ -180,9 +180,20 @@ variable "deletion_protection" {
 }
 
 variable "notification_channels" {
-  description = "Monitoring notification channel IDs (projects/P/notificationChannels/N) alerted on drift and function errors."
+  description = "Monitoring notification channel IDs (projects/P/notificationChannels/N) alerted on drift, function errors and the notifications (version held, production changed, drift found, batch file failed)."
   type        = list(string)
   default     = []
+}
+
+variable "notification_rate_limit" {
+  description = "At most one notification per this period for each event of a notification alert policy (alert_strategy.notification_rate_limit, which Google requires on log-match policies)."
+  type        = string
+  default     = "300s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.notification_rate_limit))
+    error_message = "notification_rate_limit is a duration in seconds, e.g. \"300s\"."
+  }
 }
 
 variable "error_alert_threshold" {

@@ -235,6 +235,15 @@ _SETTINGS = [
         ("retrain", "check_drift"),
         terraform='local.topic_names["retrain"]',
     ),
+    Setting(
+        "PHARMASEG_NOTIFICATIONS_TOPIC",
+        str,
+        None,
+        "Pub/Sub topic (id) of the notifications people subscribe to (version held, production changed, drift "
+        "found, batch file failed; docs/monitoring.md); empty: only their log lines are written.",
+        ("score_batch", "retrain", "check_drift"),
+        terraform='local.topic_names["notifications"]',
+    ),
     # -- check_drift (docs/drift.md) --
     Setting(
         "PHARMASEG_DRIFT_PERIOD_DAYS",

@@ -16,6 +16,7 @@ from pharmaseg import config
 from pharmaseg.errors import PharmasegError
 from pharmaseg.model.sources import default_data
 from pharmaseg_dev.features import add_commands as add_feature_commands
+from pharmaseg_dev.notifications import add_command as add_notifications_command
 from pharmaseg_dev.stack.commands import add_commands as add_stack_commands
 
 
@@ -155,19 +156,23 @@ def _report_of(args: argparse.Namespace, version: str) -> str | None:
     return model_report_uri(bucket, version) if exists else None
 
 
+def _project(args: argparse.Namespace) -> str:
+    project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        raise PharmasegError(
+            "no project for the product's BigQuery tables: pass --project or set GOOGLE_CLOUD_PROJECT "
+            "(every promotion and rollback is recorded)"
+        )
+    return project
+
+
 def _table(args: argparse.Namespace, role: str) -> tuple[Any, str]:
     """(a BigQuery client, the table id of ``role``) for the project the command works on."""
     from pharmaseg.gcp import clients as gcp
     from pharmaseg.gcp import resources as cloud_resources
 
-    project = getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")
-    if not project:
-        raise PharmasegError(
-            f"no project for the {role} table: pass --project or set GOOGLE_CLOUD_PROJECT "
-            "(every promotion and rollback is recorded)"
-        )
-    dataset = config.setting("PHARMASEG_DATASET")
-    return gcp.bigquery_client(project), cloud_resources.table_id(project, dataset, role)
+    project = _project(args)
+    return gcp.bigquery_client(project), cloud_resources.table_id(project, config.setting("PHARMASEG_DATASET"), role)
 
 
 def _decisions(args: argparse.Namespace):
@@ -199,6 +204,23 @@ def _show_shadow(evidence: dict[str, Any] | None, version: str) -> None:
     print("\n".join(describe(evidence)))
 
 
+def _to_stderr(severity: str, message: str, **fields: Any) -> None:
+    """A notification's log line, for a person: stdout is theirs (or JSON a script parses)."""
+    print(f"{'notified' if severity != 'ERROR' else 'error'}: {message}", file=sys.stderr)
+
+
+def _notifier(args: argparse.Namespace, alias: str):
+    """Who tells people that a person moved production: the notifications topic, when one is set."""
+    from pharmaseg.notifications.publish import Notifier
+
+    topic = config.value("PHARMASEG_NOTIFICATIONS_TOPIC")
+    if not topic:
+        if alias == "production":
+            print("note: no PHARMASEG_NOTIFICATIONS_TOPIC: the change of production is not notified", file=sys.stderr)
+        return None
+    return Notifier(_project(args), topic, log=_to_stderr)
+
+
 def _show_changes(changes, previous: str | None, target: str) -> None:
     from pharmaseg.model.changes import describe_mover
 
@@ -226,6 +248,7 @@ def _promote(args: argparse.Namespace, registry, version: str, *, reason: str, r
         alias=getattr(args, "alias", "production"),
         report_uri=report or _report_of(args, version),
         show=lambda changes, previous: _show_review(args, changes, previous, version),
+        notifier=_notifier(args, getattr(args, "alias", "production")),
     )
     return decision
 
@@ -339,6 +362,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
         alias=args.alias,
         report_uri=lambda version: _report_of(args, version),
         show=lambda changes, previous: _show_changes(changes, previous, "the previous version"),
+        notifier=_notifier(args, args.alias),
     )
     print(f"{decision.state.alias} -> {decision.state.version} (was {decision.previous}; recorded as rollback)")
     return 0
@@ -422,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_feature_commands(commands)
     add_stack_commands(commands)
+    add_notifications_command(commands)
     return parser
 
 

@@ -29,6 +29,7 @@ from pharmaseg.model.registry import ModelRegistry
 from pharmaseg.score_batch import BatchSink, ObjectRef, sink
 from pharmaseg_dev.stack import emulators, lifecycle, processes
 from tests.integration import own_stack
+from tests.integration.notified import keyed, stack_subscription, take
 from tests.models import trained
 from tests.polling import wait_for
 
@@ -255,6 +256,34 @@ def test_bigquery_outage_mid_run_completes_without_duplicates(stack):
     print(
         f"\noutage test: {how}; attempts: {events.count('batch_started')}; ended {after:.1f}s after BigQuery was back"
     )
+
+
+def test_a_failed_attempt_is_told_on_the_notifications_topic_and_a_later_one_scores_the_file(stack):
+    """Production names a version whose artifact is gone: each attempt fails, marks the run failed,
+    and the function publishes a notification of the file (one key for all its attempts), which the
+    local subscription reads.
+    Once production is readable again, the next delivery scores the file, once."""
+    registry = ModelRegistry(stack.status["buckets"]["models"], stack.storage)
+    good = registry.alias("production").version
+    broken = registry.register(copy.deepcopy(registry.load(good)))
+    registry.promote(broken, reason="resilience tests: an unreadable production")
+    stack.storage.bucket(stack.status["buckets"]["models"]).blob(f"models/{broken}/model.json").delete()
+    time.sleep(1.5)  # the function re-reads the alias after PHARMASEG_ALIAS_TTL_SECONDS
+    try:
+        data, _ = features_file(stack.table, 20, tag="told")
+        run_id = stack.upload(f"incoming/told-{uuid.uuid4().hex[:6]}.csv", data)
+        told = take(*stack_subscription(stack.status), keyed(f"batch_failed:{run_id}"))
+    finally:
+        registry.promote(good, reason="resilience tests: production readable again")
+    # each failed attempt published, each with its own start: one event a consumer keeps once
+    assert told and len({n.details.attempt_started_at for n in told}) == len(told)
+    first = told[0]
+    assert first.details.run_id == run_id and first.details.object.endswith(".csv")
+    assert first.details.reason.startswith("VersionNotFoundError") and broken in first.details.reason
+    failed_lines = [e for e in stack.log_events(run_id) if e.get("event") == "notification_batch_failed"]
+    assert {e["key"] for e in failed_lines} >= {n.key for n in told}
+    final = stack.wait_finished([run_id], timeout=90)[run_id]
+    assert final["status"] == "succeeded" and final["model_version"] == good
 
 
 def test_a_claim_replayed_after_it_succeeded_still_owns_the_run(bigquery, monkeypatch):

@@ -28,6 +28,7 @@ from pharmaseg.gcp.bigquery import load_ndjson
 from pharmaseg.model.registry import ModelRegistry
 from pharmaseg.runtime import Event, accept
 from pharmaseg_dev import simulate
+from tests.integration.notified import keyed, stack_subscription, take
 
 DATA = Path(
     os.environ.get("PHARMASEG_DATA", Path(__file__).resolve().parents[3] / "shared/data/oecd_pharma_spending.csv")
@@ -70,12 +71,17 @@ def env(gcs, pubsub, bigquery, artifact):
     publisher.create_topic(name=topic)
     subscription = subscriber.subscription_path(pubsub.project, f"retrain-{tag}-pull")
     subscriber.create_subscription(name=subscription, topic=topic)
+    notifications = publisher.topic_path(pubsub.project, f"notifications-{tag}")
+    publisher.create_topic(name=notifications)
+    notified = subscriber.subscription_path(pubsub.project, f"notifications-{tag}-pull")
+    subscriber.create_subscription(name=notified, topic=notifications)
     settings = DriftSettings(
         project=project,
         dataset=dataset,
         models_bucket=models,
         reports_bucket=reports,
         retrain_topic=f"retrain-{tag}",
+        notifications_topic=f"notifications-{tag}",
         drift_bootstrap=500,
     )
     yield {
@@ -88,9 +94,12 @@ def env(gcs, pubsub, bigquery, artifact):
         "subscription": subscription,
         "artifact": registry.load(version),
         "pubsub_project": pubsub.project,
+        "notifications": notified,
     }
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
+    for name in (subscription, notified):
+        subscriber.delete_subscription(subscription=name)
+    for name in (topic, notifications):
+        publisher.delete_topic(topic=name)
 
 
 def _load(env, n_online: int, n_batch: int, *, shift=None, seed=0, period=PERIOD, jitter=0.0, draw=None) -> None:
@@ -146,6 +155,10 @@ def _pull(env, timeout: float = 5.0) -> list:
     return []
 
 
+def _notified(env, timeout: float = 10.0) -> list:
+    return take(env["subscriber"], env["notifications"], lambda notification: True, timeout=timeout)
+
+
 def _rows(env) -> list[dict]:
     table = f"{env['settings'].project}.{env['settings'].dataset}.drift_reports"
     return [dict(r.items()) for r in env["bq"].query(f"SELECT * FROM `{table}` ORDER BY run_at").result()]
@@ -177,6 +190,7 @@ def test_no_drift_period_writes_row_and_reports_and_requests_nothing(env, capsys
     assert json.loads(_object(env, latest["json_uri"]))["report_id"] == doc["report_id"]
     assert _pull(env, timeout=1.5) == []
     assert '"event": "drift_check"' in capsys.readouterr().out
+    assert _notified(env, timeout=1.5) == []  # no drift, nothing to tell
 
 
 def test_drift_period_logs_warning_and_publishes_a_valid_retrain_request(env, capsys):
@@ -194,9 +208,34 @@ def test_drift_period_logs_warning_and_publishes_a_valid_retrain_request(env, ca
     from pharmaseg.retrain.message import parse_request
 
     parse_request(body, default_data_uri="gs://b/data.csv", default_window="2011-2020")
-    warning = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "drift_detected" in line]
+    out = capsys.readouterr().out
+    warning = [json.loads(line) for line in out.splitlines() if "drift_detected" in line]
     assert warning and warning[0]["severity"] == "WARNING" and warning[0]["event"] == "drift_detected"
     assert _rows(env)[0]["retrain_requested"] is True
+    (found,) = _notified(env)
+    assert found.key == f"drift_found:{doc['report_id']}" and found.details.model_version == doc["model_version"]
+    assert set(found.details.drifted_features) == set(result["drifted_features"])
+    assert found.details.retrain_requested and found.links[0].uri == doc["report_uri"]
+    assert found.links[0].path == "/reports/" + doc["report_uri"].split("/", 3)[3]
+    assert '"event": "notification_drift_found"' in out
+
+
+def test_a_drift_that_cannot_be_notified_is_checked_again_and_then_told(env):
+    """The check raises (Pub/Sub redelivers it) rather than record a drift nobody hears of."""
+    from google.api_core.exceptions import NotFound
+
+    _load(env, 100, 100, shift={"USD_CAP_avg": 1.5, "PC_GDP_avg": 1.5}, seed=2)
+    missing = dataclasses.replace(env["settings"], notifications_topic=f"gone-{uuid.uuid4().hex[:6]}")
+    check = service.DriftService(missing, bq=env["bq"], gcs=env["gcs"], publisher=env["publisher"])
+    request = {"period_start": PERIOD[0], "period_end": PERIOD[1]}
+    with pytest.raises(NotFound):
+        check.run(request, message_id="m-redelivered", now=PERIOD[1])
+    assert _rows(env) == []  # no row: the redelivery is not taken for a duplicate
+    doc = _service(env).run(request, message_id="m-redelivered", now=PERIOD[1])  # the redelivery
+    assert [row["report_id"] for row in _rows(env)] == [doc["report_id"]]
+    assert [n.key for n in _notified(env)] == ["drift_found:msg-m-redelivered"]
+    requests = _pull(env)  # each attempt asked for a retrain; the retrain function keys both on the report
+    assert {m.attributes["drift_report_id"] for m in requests} == {"msg-m-redelivered"}
 
 
 def test_insufficient_data_gives_no_verdict_and_no_request(env):
@@ -335,6 +374,11 @@ def test_check_drift_function_through_the_running_stack(local_stack_env, artifac
             messages = subscriber.pull(subscription=subscription, max_messages=5, timeout=5).received_messages
         assert messages and messages[0].message.attributes["drift_report_id"] == row["report_id"]
         assert json.loads(messages[0].message.data)["reason"].startswith("drift detected")
+        # One notification, on the topic the local stack's subscription reads.
+        (found,) = take(*stack_subscription(status), keyed(f"drift_found:{row['report_id']}"))
+        assert found.details.model_version == row["model_version"] and found.details.retrain_requested
+        assert {"USD_CAP_avg", "PC_GDP_avg"} <= set(found.details.drifted_features)
+        assert found.links[0].uri == row["report_uri"] and found.links[0].path.startswith("/reports/drift/")
     finally:
         subscriber.delete_subscription(subscription=subscription)
 

@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 
 from pharmaseg.gcp import resources as cloud_resources
+from tests.integration.notified import take
 from tests.unit.conftest import DATA
 
 PHARMASEG = str(Path(sys.executable).parent / "pharmaseg")
 
 
 @pytest.fixture
-def cli(gcs, bigquery):
-    """Run ``pharmaseg`` with the emulators, a models and a reports bucket, and a model_versions table."""
+def cli(gcs, bigquery, pubsub):
+    """Run ``pharmaseg`` with the emulators, a models and a reports bucket, a model_versions table and
+    a notifications topic (with a subscription to read it back)."""
     from google.cloud import bigquery as bq
 
     suffix = uuid.uuid4().hex[:8]
@@ -33,10 +35,18 @@ def cli(gcs, bigquery):
     table_id = f"{bigquery.project}.{dataset}.{cloud_resources.table_name('model_versions')}"
     schema = [bq.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema("model_versions")]
     client.create_table(bq.Table(table_id, schema=schema))
+    publisher, subscriber = pubsub.publisher(), pubsub.subscriber()
+    topic = f"notifications-{suffix}"
+    subscription = subscriber.subscription_path(pubsub.project, f"{topic}-pull")
+    subscriber.create_subscription(
+        name=subscription, topic=publisher.create_topic(name=publisher.topic_path(pubsub.project, topic)).name
+    )
     env = {
         **os.environ,
         "STORAGE_EMULATOR_HOST": gcs.url,
         "BIGQUERY_EMULATOR_HOST": bigquery.url,
+        "PUBSUB_EMULATOR_HOST": pubsub.host,
+        "PHARMASEG_NOTIFICATIONS_TOPIC": topic,
         "GOOGLE_CLOUD_PROJECT": bigquery.project,
         "PHARMASEG_DATASET": dataset,
         "PHARMASEG_MODELS_BUCKET": models,
@@ -52,6 +62,7 @@ def cli(gcs, bigquery):
 
     run.rows = lambda: [dict(r.items()) for r in client.query(f"SELECT * FROM `{table_id}` ORDER BY evaluated_at")]
     run.storage, run.reports = storage, reports
+    run.notified = lambda: take(subscriber, subscription, lambda notification: True, timeout=10)
     return run
 
 
@@ -93,6 +104,20 @@ def test_review_diff_promote_by_hand_and_roll_back(cli):
     assert {m["country"] for m in manual["movers"]} == {"USA", "DEU"}
     assert manual["report_uri"] == f"gs://{cli.reports}/models/1.1.0/report.html"
     assert rows[2]["production_version"] == "1.1.0" and {m["country"] for m in rows[2]["movers"]} == {"USA", "DEU"}
+
+    # Each move of production told on the notifications topic, with who, why and what moved.
+    told = {(n.details.from_version, n.details.to_version): n for n in cli.notified()}
+    assert set(told) == {(None, "1.0.0"), ("1.0.0", "1.1.0"), ("1.1.0", "1.0.0")}
+    by_hand = told[("1.0.0", "1.1.0")]
+    assert by_hand.title == "Production changed: 1.0.0 -> 1.1.0 (promoted by ana)"
+    assert (by_hand.details.decision, by_hand.details.by) == ("manual_promotion", "ana")
+    assert by_hand.details.reason == "reviewed the 2021 data" and by_hand.key.endswith(rows[1]["message_id"])
+    assert [m.country for m in by_hand.details.movers] == ["USA", "DEU"] and by_hand.details.market_share_moved > 0.4
+    assert by_hand.links[0].path == "/reports/models/1.1.0/report.html"
+    back = told[("1.1.0", "1.0.0")]
+    assert back.details.decision == "rollback" and back.command.startswith("pharmaseg registry rollback")
+    assert "notified: Production changed: 1.0.0 -> 1.1.0 (promoted by ana)" in promoted.stderr
+    assert not any(line.startswith("{") for line in promoted.stdout.splitlines())  # stdout stays the person's
 
     shown = json.loads(cli("registry", "show", "1.1.0").stdout)
     assert shown["report"] == f"gs://{cli.reports}/models/1.1.0/report.html"

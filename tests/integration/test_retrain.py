@@ -27,6 +27,7 @@ from pharmaseg.retrain.message import decode_request, encode_request
 from pharmaseg.retrain.pipeline import ModelVersionsTable, retrain
 from pharmaseg.retrain.publish import publish_request
 from pharmaseg.runtime import Event, accept
+from tests.integration.notified import keyed, stack_subscription, take
 from tests.polling import wait_for
 from tests.unit.conftest import DATA
 
@@ -321,6 +322,18 @@ def test_stack_push_subscription_retrains_and_holds_for_review(stack):
     from pharmaseg.gcp.clients import storage_client
 
     assert "held for review" in storage_client(stack["project"]).bucket(bucket).blob(name).download_as_text()
+    # One notification, on the topic the local stack's subscription reads, published before the row.
+    version = rows[0]["version"]
+    (held,) = take(*stack_subscription(stack), keyed(f"version_held:{version}:{message_id}"))
+    assert held.kind == "version_held" and held.title.startswith(f"Version {version} held for review")
+    assert held.details.production_version == before and "market_agreement" in held.details.failed_checks
+    assert {m.country for m in held.details.movers} == {m["country"] for m in rows[0]["movers"]} >= {"USA"}
+    assert [(link.uri, link.path) for link in held.links] == [
+        (rows[0]["report_uri"], f"/reports/models/{version}/report.html")
+    ]
+    assert held.command == f"pharmaseg registry promote {version} --reason '...' --by <you>"
+    line = [x for x in _log_lines(stack, "notification_version_held") if x["key"] == held.key]
+    assert len(line) == 1 and line[0]["severity"] == "NOTICE" and line[0]["topic"] == stack["topics"]["notifications"]
 
 
 def test_stack_new_source_file_requests_its_latest_window_and_the_same_data_again_is_skipped(stack):

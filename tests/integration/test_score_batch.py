@@ -18,9 +18,11 @@ from pharmaseg.gcp.clients import bigquery_client, storage_client
 from pharmaseg.model.explain import TOP_REASONS, Explainer
 from pharmaseg.model.features import FEATURE_NAMES
 from pharmaseg.model.registry import ModelRegistry
+from pharmaseg.notifications import Notifier
 from pharmaseg.score_batch import BatchSettings, BatchSink, ObjectRef, process_object
 from pharmaseg.score_batch.scoring import DEFAULT_BORDERLINE_CONFIDENCE
 from pharmaseg.score_batch.tables import EXPLANATION_COLUMNS
+from tests.integration.notified import keyed, stack_subscription, take
 from tests.models import trained
 from tests.unit.conftest import DATA
 
@@ -55,6 +57,7 @@ def env(local_stack_env, model):
 
     e = Env()
     e.storage, e.bucket, e.sink, e.client, e.project, e.dataset = storage, bucket, sink, client, project, dataset
+    e.status = status
     e.artifact = model[0]
 
     def upload(name, data):
@@ -63,7 +66,7 @@ def env(local_stack_env, model):
         blob.reload()
         return ObjectRef(bucket.name, name, blob.generation, blob.size)
 
-    def run(ref, settings=None, hook=None):
+    def run(ref, settings=None, hook=None, notifier=None):
         return process_object(
             ref,
             storage=storage,
@@ -71,6 +74,7 @@ def env(local_stack_env, model):
             load_model=lambda: e.artifact,
             settings=settings or BatchSettings(),
             hook=hook,
+            notifier=notifier,
         )
 
     def rows(role, run_id):
@@ -238,10 +242,18 @@ def test_failure_between_load_and_commit_leaves_nothing_and_retries_cleanly(env,
     def crash(stage):
         raise RuntimeError(f"injected failure after {stage}")
 
+    # told on the stack's notifications topic, as the deployed function tells it
+    notifier = Notifier(env.project, env.status["topics"]["notifications"])
     with pytest.raises(RuntimeError, match="injected"):
-        env.run(ref, hook=crash)
+        env.run(ref, hook=crash, notifier=notifier)
     run = env.rows("batch_runs", ref.run_id)[0]
     assert run["status"] == "failed" and "injected" in run["error"]
+    (failed,) = take(*stack_subscription(env.status), keyed(f"batch_failed:{ref.run_id}"))
+    assert failed.details.object == ref.uri and failed.details.generation == ref.generation
+    assert (
+        failed.details.run_id == ref.run_id and failed.details.reason == "RuntimeError: injected failure after loaded"
+    )
+    assert failed.title == f"Batch file {ref.uri} failed; it will be delivered again"
     assert env.rows("batch_predictions", ref.run_id) == [] and env.rows("batch_rejects", ref.run_id) == []
     retried = env.run(ref)  # the platform redelivers the event
     assert retried.status == "succeeded"

@@ -371,6 +371,16 @@ def test_buckets_and_topics_exist(local_stack):
     publisher = gcp.publisher_client(endpoint=local_stack["env"]["PUBSUB_EMULATOR_HOST"])
     topics = {t.name.rsplit("/", 1)[1] for t in publisher.list_topics(project=f"projects/{local_stack['project']}")}
     assert topics >= set(local_stack["topics"].values())
+    # the pull subscriptions a person reads: the dead letters, and what `pharmaseg notifications` prints
+    from pharmaseg_dev.stack.provision import PULLED, pull_subscription
+
+    subscriber = gcp.subscriber_client(endpoint=local_stack["env"]["PUBSUB_EMULATOR_HOST"])
+    pulled = subscriber.list_subscriptions(project=f"projects/{local_stack['project']}")
+    reads = {s.name.rsplit("/", 1)[1]: s.topic.rsplit("/", 1)[1] for s in pulled}
+    assert {pull_subscription(role): reads.get(pull_subscription(role)) for role in PULLED} == {
+        "pharmaseg-dead-letter-pull": local_stack["topics"]["dead_letter"],
+        "pharmaseg-notifications-pull": local_stack["topics"]["notifications"],
+    }
 
 
 def test_single_emulator_fixtures(gcs, pubsub, bigquery):

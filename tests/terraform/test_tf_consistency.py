@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tfcheck.consistency import (
     check_entry_point_wiring,
     check_function_env,
@@ -11,6 +13,7 @@ from tfcheck.consistency import (
     load_spec,
     requirements_findings,
 )
+from tfcheck.loader import unquote
 
 
 def _lines(findings) -> str:
@@ -112,3 +115,39 @@ def test_drift_warning_metric_and_alerts(module):
     alerts = {name for (t, name) in module.resources if t == "google_monitoring_alert_policy"}
     assert {"drift", "function_errors"} <= alerts
     assert ("google_monitoring_dashboard", "this") in module.resources
+
+
+def test_every_notification_has_a_log_match_alert_on_the_line_its_function_writes(module, repo_root):
+    """One policy per kind of pharmaseg.notifications, matching log_event(kind) in the function that
+    publishes it, which is also granted the notifications topic."""
+    from pharmaseg.notifications import log_event
+    from pharmaseg.notifications.message import KINDS
+
+    alerts = module.locals["notification_alerts"]
+    assert list(alerts) == list(KINDS)
+    policy = module.resources[("google_monitoring_alert_policy", "notifications")].body
+    assert policy["for_each"] == "${local.notification_alerts}"
+    (condition,) = policy["conditions"]
+    assert 'jsonPayload.event=\\"notification_${each.key}\\"' in condition["condition_matched_log"][0]["filter"]
+    assert all(log_event(kind) == f"notification_{kind}" for kind in KINDS)
+    grants = json.loads((repo_root / "terraform" / "function_access.json").read_text())["grants"]
+    publishers = {
+        g["function"] for g in grants if (g["on"], g["role"]) == ("topic:notifications", "roles/pubsub.publisher")
+    }
+    assert {unquote(a["function"]) for a in alerts.values()} <= publishers
+
+
+def test_log_match_policies_have_what_google_requires(module):
+    """A log-match condition must be its policy's only condition, and the policy needs a
+    notification_rate_limit (provider docs of google_monitoring_alert_policy, alert_strategy)."""
+    log_match = [
+        (address, block.body)
+        for address, block in module.resources.items()
+        if address[0] == "google_monitoring_alert_policy"
+        and any("condition_matched_log" in c for c in block.body["conditions"])
+    ]
+    assert log_match
+    for address, body in log_match:
+        assert len(body["conditions"]) == 1, address
+        (strategy,) = body["alert_strategy"]
+        assert strategy["notification_rate_limit"][0]["period"], address

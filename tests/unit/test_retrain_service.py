@@ -21,6 +21,7 @@ from pharmaseg.retrain.gate import GateThresholds
 from pharmaseg.retrain.message import RetrainRequest
 from pharmaseg.retrain.pipeline import TrainingFailedError, retrain
 from pharmaseg.runtime import Event, accept
+from tests.fake_publisher import FakePublisher as NotificationsPublisher
 
 # The 2012-2021 window passes every check but the market-weighted ones (the USA and Germany move);
 # with those set aside it is a candidate the gate promotes, which is what the race tests need.
@@ -28,15 +29,16 @@ MARKETS_ASIDE = GateThresholds(min_market_agreement=0.0, key_market_share=1.0)
 
 
 class FakeAlias:
-    def __init__(self, version):
+    def __init__(self, version, history):
         self.version = version
+        self.document = {"version": version, "history": [{"version": v} for v in history]}
 
 
 class FakeRegistry:
     """The subset of ModelRegistry the service uses, with the same conditional semantics."""
 
     def __init__(self):
-        self.models, self.keys, self.aliases = {}, {}, {}
+        self.models, self.keys, self.aliases, self.history = {}, {}, {}, {}
 
     def version_for_key(self, key):
         return self.keys.get(key)
@@ -62,11 +64,13 @@ class FakeRegistry:
         return copy.deepcopy(self.models[version])
 
     def alias(self, name):
-        return FakeAlias(self.aliases[name]) if name in self.aliases else None
+        return FakeAlias(self.aliases[name], self.history.get(name, [])) if name in self.aliases else None
 
     def promote(self, version, alias="production", *, reason="", expected_version=...):
         if expected_version is not ... and self.aliases.get(alias) != expected_version:
             raise ConcurrentUpdateError(f"alias {alias} points at {self.aliases.get(alias)}")
+        if alias in self.aliases:
+            self.history.setdefault(alias, []).append(self.aliases[alias])
         self.aliases[alias] = version
 
 
@@ -256,6 +260,65 @@ def test_always_losing_the_race_is_held_and_says_so(env):
     decision = run("m2", window="2012-2021", _kw={"before_promote": count_attempt, "thresholds": MARKETS_ASIDE})
     assert decision.decision == "held" and "lost promotion races" in decision.detail
     assert attempts["n"] == pipeline.MAX_PROMOTE_ATTEMPTS
+
+
+# -- notifications -------------------------------------------------------------------------------
+
+
+def notified(store, fail=None, log=lambda *args, **fields: None):
+    """A notifier publishing to a fake client; each message with the rows recorded when it went out."""
+    from pharmaseg.notifications import Notifier, decode
+
+    sent = []
+    publisher = NotificationsPublisher(fail=fail, on_publish=lambda: sent.append(len(store.rows)))
+    notifier = Notifier("p", "notifications", publisher=lambda: publisher, log=log)
+
+    def messages():
+        return [(decode(data), rows) for (_, data, _), rows in zip(publisher.published, sent)]
+
+    return notifier, messages
+
+
+def test_a_promotion_and_a_held_version_are_notified_before_their_rows(env):
+    registry, store, run = env
+    notifier, messages = notified(store)
+    run("m1", _kw={"notifier": notifier})
+    run("m2", window="2012-2021", _kw={"notifier": notifier})
+    (first, rows_then), (held, rows_later) = messages()
+    assert (first.kind, first.details.from_version, first.details.to_version) == ("production_changed", None, "1.0.0")
+    assert first.details.decision == "promoted" and first.details.by == "gate" and rows_then == 0
+    assert held.kind == "version_held" and held.key == "version_held:1.1.0:m2" and rows_later == 1
+    assert held.details.failed_checks == ["market_agreement", "key_market_moves"]
+    assert {m.country for m in held.details.movers} == {"USA", "DEU"} and held.details.production_version == "1.0.0"
+
+
+def test_a_skipped_request_notifies_nobody(env):
+    _, store, run = env
+    notifier, messages = notified(store)
+    run("m1")
+    assert run("m2", _kw={"notifier": notifier}).decision == "skipped" and messages() == []
+
+
+def test_a_redelivery_after_a_crash_notifies_the_same_change_again(env):
+    registry, store, run = env
+    notifier, messages = notified(store)
+    run("m1")
+    run("m2", window="2012-2021", _kw={"notifier": notifier, "thresholds": MARKETS_ASIDE})
+    store.rows.pop()  # the first delivery died after notifying, before writing its row
+    again = run("m2", window="2012-2021", _kw={"notifier": notifier, "thresholds": MARKETS_ASIDE})
+    assert "already production" in again.detail
+    first, second = (notification for notification, _ in messages())
+    assert first.key == second.key == "production_changed:1.1.0:m2"  # a duplicate the consumer drops
+    assert second.details.from_version == first.details.from_version == "1.0.0"  # from the alias history
+
+
+def test_a_notification_that_cannot_be_published_loses_no_decision(env, capsys):
+    _, store, run = env
+    notifier, _ = notified(store, fail=RuntimeError("pubsub down"), log=pipeline.log)  # the function's log lines
+    decision = run("m1", _kw={"notifier": notifier})
+    assert decision.decision == "promoted" and [r["decision"] for r in store.rows] == ["promoted"]
+    failed = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"notification_failed"' in x]
+    assert len(failed) == 1 and "pubsub down" in failed[0]["error"]
 
 
 def test_data_that_cannot_train_is_a_training_failure(env):

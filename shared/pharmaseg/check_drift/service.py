@@ -7,10 +7,13 @@
 4. on drift, and when the policy allows, publish a retrain request - unless one was published
    less than ``cooldown_hours`` ago (the last ``retrain_requested`` row of drift_reports);
 5. summarise what the version under review would have answered over the period (``shadow``);
-6. write the JSON and HTML report to the reports bucket and one row to ``drift_reports``
-   (load job);
+6. write the JSON and HTML report to the reports bucket, and the shadow evidence into the
+   reviewed version's model report;
 7. point ``drift/latest.json`` in the reports bucket at this report (what the strategy page shows);
-8. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
+8. on drift, notify (``pharmaseg.notifications``): before the row, which is what makes a
+   redelivery do nothing, so a crash in between notifies twice instead of never;
+9. write the check's row to ``drift_reports`` (load job);
+10. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
 
 A check triggered by a Pub/Sub message uses the message id as its report id, so a redelivered
 message finds its own row and does nothing twice.
@@ -31,6 +34,8 @@ from pharmaseg.gcp import bigquery as bq_load
 from pharmaseg.gcp import pubsub
 from pharmaseg.gcp import resources as cloud_resources
 from pharmaseg.logs import log
+from pharmaseg.notifications import events
+from pharmaseg.notifications.publish import Notifier
 from pharmaseg.reports.model_report import add_shadow_evidence
 from pharmaseg.runtime import Clients, Event, Unprocessable
 
@@ -63,6 +68,7 @@ class DriftService:
         self.clients = Clients(settings.project, storage=gcs, bigquery=bq, publisher=publisher)
         self._registry = registry
         self._models = None
+        self.notifier = Notifier(settings.project, settings.notifications_topic, publisher=lambda: self.publisher)
 
     @classmethod
     def deployed(cls, settings: DriftSettings) -> DriftService:
@@ -210,6 +216,12 @@ class DriftService:
             add_shadow_evidence(self.gcs, settings.reports_bucket, doc["shadow"])
         # the pointer before the row: a crash in between leaves no row, so the redelivery redoes both
         write_latest(self.gcs, settings.reports_bucket, latest_pointer(doc, settings.reports_bucket))
+        if result.verdict == "drift":
+            # A failed publish raises: Pub/Sub redelivers the check, which is cheap to redo and keyed
+            # on its message (the same report id, the same notification key, the retrain request it
+            # asked for deduplicated by that report id). The retrain request already depends on
+            # Pub/Sub in the same way, and a drift nobody hears of is what the notification is for.
+            self.notifier.send(events.drift_found(doc), on_failure="raise")
         bq_load.load_ndjson(self.bq, _table(settings, "drift_reports"), [rows.drift_row(doc)], "drift_reports")
         fields = dict(
             report_id=report_id,

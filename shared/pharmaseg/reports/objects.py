@@ -16,3 +16,8 @@ def model_report(version: str) -> tuple[str, str]:
 
 def model_report_uri(bucket: str, version: str) -> str:
     return f"gs://{bucket}/{model_report(version)[0]}"
+
+
+def served_path(name: str) -> str:
+    """Where the prediction function streams report object ``name`` (one of REPORT_PATTERN)."""
+    return f"/reports/{name}"

@@ -3,7 +3,8 @@
 They leave the same trace as the gate's: a ``model_versions`` row (decision ``manual_promotion``
 or ``rollback``, with the reason, who, and the change log against the version replaced), so
 the table answers "why does production say what it says" whoever moved it. The movers are
-computed and shown before the alias moves, so nobody promotes blind.
+computed and shown before the alias moves, so nobody promotes blind. A move of the production
+alias is also notified, like the gate's promotions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pharmaseg.errors import RegistryError
 from pharmaseg.model.changes import ModelComparison, compare
 from pharmaseg.model.registry import AliasState, ModelRegistry
-from pharmaseg.retrain.pipeline import DecisionStore, decision_row
+from pharmaseg.notifications import events
+from pharmaseg.notifications.publish import Notifier
+from pharmaseg.retrain.pipeline import PRODUCTION, DecisionStore, decision_row
 
 MANUAL_PROMOTION, ROLLBACK = "manual_promotion", "rollback"
 
@@ -28,7 +31,16 @@ class ManualDecision:
     row: dict
 
 
-def _record(store: DecisionStore, *, version, decision, previous, reason, by, artifact, changes, report_uri, alias):
+def _record(
+    store: DecisionStore, notifier, *, version, decision, previous, reason, by, artifact, changes, report_uri, alias
+):
+    """Record the decision; for the production alias, notify first.
+
+    The alias has already moved, which is the fact people must hear of: the notification goes
+    out before the row, so a failing BigQuery still leaves it told. A failed publish only prints
+    an error (``on_failure="log"``): the person at the terminal sees it, and raising would hide
+    that the alias moved and skip the row.
+    """
     detail = f"{decision} of {alias} by {by}: {previous or 'none'} -> {version}"
     row = decision_row(
         version=version,
@@ -44,6 +56,8 @@ def _record(store: DecisionStore, *, version, decision, previous, reason, by, ar
         changes=changes,
     )
     row["gate"] = None  # no gate ran: a person decided
+    if notifier is not None and alias == PRODUCTION:
+        notifier.send(events.production_changed(row, replaced=previous), on_failure="log")
     store.record(row)
     return row
 
@@ -58,8 +72,9 @@ def promote_by_hand(
     alias: str = "production",
     report_uri: str | None = None,
     show: Callable[[ModelComparison | None, str | None], None] = lambda changes, previous: None,
+    notifier: Notifier | None = None,
 ) -> ManualDecision:
-    """Show what moving ``alias`` to ``version`` changes, move it, and record the decision."""
+    """Show what moving ``alias`` to ``version`` changes, move it, and record (and notify) the decision."""
     if not reason.strip():
         raise RegistryError("a promotion by hand needs a reason (--reason)")
     target = registry.load(version)
@@ -70,6 +85,7 @@ def promote_by_hand(
     state = registry.promote(version, alias, reason=f"{reason} (by {by})", expected_version=previous)
     row = _record(
         store,
+        notifier,
         version=version,
         decision=MANUAL_PROMOTION,
         previous=previous,
@@ -92,8 +108,9 @@ def rollback_by_hand(
     alias: str = "production",
     report_uri: Callable[[str], str | None] = lambda version: None,
     show: Callable[[ModelComparison | None, str | None], None] = lambda changes, previous: None,
+    notifier: Notifier | None = None,
 ) -> ManualDecision:
-    """Point ``alias`` back at its previous version, showing and recording what that changes."""
+    """Point ``alias`` back at its previous version, showing, recording (and notifying) what that changes."""
     current = registry.alias(alias)
     history = current.document.get("history") if current else None
     if not history:
@@ -105,6 +122,7 @@ def rollback_by_hand(
     state = registry.rollback(alias, reason=f"{reason} (by {by})")
     row = _record(
         store,
+        notifier,
         version=state.version,
         decision=ROLLBACK,
         previous=current.version,

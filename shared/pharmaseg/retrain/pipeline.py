@@ -38,6 +38,8 @@ from pharmaseg.model.artifact import ModelArtifact
 from pharmaseg.model.cache import REVIEW
 from pharmaseg.model.changes import ModelComparison
 from pharmaseg.model.registry import ModelRegistry, training_identity
+from pharmaseg.notifications import events
+from pharmaseg.notifications.publish import Notifier
 from pharmaseg.reports.segment_history import HistoryInput
 from pharmaseg.retrain.gate import GateResult, GateThresholds, evaluate
 from pharmaseg.retrain.message import RetrainRequest
@@ -394,12 +396,16 @@ def retrain(
     history: HistoryWriter | None = None,
     publish_time: str | None = None,
     before_promote: Callable[[], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> Decision:
     """Handle one retrain request end to end; safe to call again with the same message id.
 
     ``history`` receives the registered version's segment history over its training file, before
     the decision is recorded: a redelivery after a crash in between writes it then (it is written
     once per version and file), where one after the record only logs the duplicate.
+
+    A held version and a change of production are notified (``notifier``) before the row is
+    recorded, so a crash in between notifies twice rather than never (see ``notify``).
     """
     t0 = time.monotonic()
     thresholds = thresholds or GateThresholds()
@@ -471,10 +477,38 @@ def retrain(
     )
     if reports is not None:
         row["report_uri"] = reports.publish(candidate, judged_against, row, history=HistoryInput(source.panel.rows))
+    if notifier is not None:
+        notify(notifier, registry, row, gate)
     store.record(row)
     result = Decision(version, decision, production_version, gate, detail, row)
     _log_decision(result, request, message_id, window, time.monotonic() - t0)
     return result
+
+
+def replaced_version(registry: ModelRegistry, row: dict[str, Any]) -> str | None:
+    """The version a promotion replaced: the row's production version, except for a redelivery that
+    found its version already promoted (the gate then compared it with itself), where the alias's
+    history names it."""
+    if row["production_version"] != row["version"]:
+        return row["production_version"]
+    state = registry.alias(PRODUCTION)
+    history = state.document.get("history") if state else None
+    return history[-1]["version"] if history else None
+
+
+def notify(notifier: Notifier, registry: ModelRegistry, row: dict[str, Any], gate: GateResult | None) -> None:
+    """Tell people of a held version or a new production; a skipped request tells nobody anything.
+
+    A failed publish is logged and the decision still recorded (``on_failure="log"``): raising
+    would make Pub/Sub redeliver the request, redo the training, and after the subscription's
+    attempts dead-letter it without its ``model_versions`` row, losing the decision itself to save
+    a message whose log line (and the alert policy on it) was written anyway.
+    """
+    if row["decision"] == HELD:
+        notifier.send(events.version_held(row, failed_checks=gate.failed if gate else []), on_failure="log")
+    elif row["decision"] in (PROMOTED, FORCED):
+        notification = events.production_changed(row, replaced=replaced_version(registry, row))
+        notifier.send(notification, on_failure="log")
 
 
 def _skip(request, message_id, same: str, production, window, store, seconds: float) -> Decision:

@@ -25,6 +25,7 @@ from pharmaseg.gcp.events import STORAGE_FINALIZED, EventError, ObjectRef, parse
 from pharmaseg.gcp.pubsub import PUBLISHED as EVENT_TYPE
 from pharmaseg.gcp.pubsub import MalformedMessageError, unwrap
 from pharmaseg.logs import log
+from pharmaseg.notifications.publish import Notifier
 from pharmaseg.retrain.message import MalformedRequestError, decode_request
 from pharmaseg.retrain.pipeline import Decision, TrainingFailedError, retrain
 from pharmaseg.runtime import Clients, Event, Unprocessable
@@ -87,6 +88,7 @@ class RetrainService:
         self._writes_reports = reports is not None
         self._writes_features = features is not None
         self.thresholds = GateThresholds.from_json(settings.gate_thresholds)
+        self.notifier = Notifier(settings.project, settings.notifications_topic, publisher=lambda: self.publisher)
 
     @classmethod
     def deployed(cls, settings: RetrainSettings) -> RetrainService:
@@ -202,6 +204,7 @@ class RetrainService:
             storage_client=self.storage_client,
             reports=self.reports,
             history=self.features.history if self.features is not None else None,
+            notifier=self.notifier,
             **kwargs,
         )
 

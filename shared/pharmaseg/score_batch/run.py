@@ -3,7 +3,8 @@
 ``process_object`` is what the Cloud Function calls. It never raises for a bad file: such a file
 is committed as a ``rejected`` run (and the event acknowledged). It raises only for errors worth
 another delivery (transient failures that outlived their retries, a run held by another
-attempt), after marking the run ``failed`` so that the retry can claim it again.
+attempt), after marking the run ``failed`` so that the retry can claim it again, and notifying
+people of the failed attempt (``pharmaseg.notifications``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pharmaseg.errors import DataValidationError
 from pharmaseg.gcp.events import ObjectRef, skip_reason
 from pharmaseg.logs import log
 from pharmaseg.model.artifact import ModelArtifact
+from pharmaseg.notifications import events
+from pharmaseg.notifications.publish import Notifier
 from pharmaseg.score_batch import paths
 from pharmaseg.score_batch.layouts import FEATURES, detect_layout
 from pharmaseg.score_batch.retries import retried
@@ -43,7 +46,7 @@ class BatchRun:
     its rows on one of the two paths (``paths``), commit them with the run's final row in one
     guarded transaction (``BatchSink.commit``), then publish the results CSVs. What the attempt
     learns on the way is in ``state``; ``hook`` is called with "loaded" between the staging and
-    the commit (tests inject failures there).
+    the commit (tests inject failures there). ``notifier`` tells people of a failed attempt.
     """
 
     def __init__(
@@ -55,12 +58,14 @@ class BatchRun:
         load_model: Callable[[], ModelArtifact],
         settings: BatchSettings,
         hook: Callable[[str], None] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.ref = ref
         self.sink = sink
         self.load_model = load_model
         self.settings = settings
         self.hook = hook
+        self.notifier = notifier
         self.bucket = storage.bucket(ref.bucket)
         self.state: RunState | None = None
 
@@ -166,6 +171,14 @@ class BatchRun:
         return RunResult(status, self.ref.run_id, scoring_path=self.state.scoring_path, error=message)
 
     def _mark_failed(self, exc: Exception) -> None:
+        """Log, notify, then mark the run failed, so that a retry can claim it.
+
+        The notification goes before the mark, so a crash in between notifies without the mark
+        (the lease then expires) rather than marks without notifying. A failed publish is only
+        logged (``on_failure="log"``): the attempt re-raises its own error anyway, which is what
+        brings the event back, and a publish error raised instead would hide it.
+        """
+        reason = f"{type(exc).__name__}: {exc}"
         log(
             "ERROR",
             "batch run failed; it will be retried",
@@ -173,8 +186,18 @@ class BatchRun:
             run_id=self.ref.run_id,
             error=repr(exc),
         )
+        if self.notifier is not None:
+            notification = events.batch_failed(
+                uri=self.ref.uri,
+                generation=self.ref.generation,
+                run_id=self.ref.run_id,
+                reason=reason.splitlines()[0][:1000],
+                attempt_started_at=self.state.token,
+                failed_at=now(),
+            )
+            self.notifier.send(notification, on_failure="log")
         try:
-            self.sink.mark_failed(self.state, f"{type(exc).__name__}: {exc}")
+            self.sink.mark_failed(self.state, reason)
         except Exception as mark_exc:  # the lease then expires instead
             log("ERROR", "could not mark the run failed", run_id=self.ref.run_id, error=repr(mark_exc))
 
@@ -206,6 +229,7 @@ def process_object(
     load_model: Callable[[], ModelArtifact],
     settings: BatchSettings | None = None,
     hook: Callable[[str], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> RunResult:
     """Score one object generation exactly once (see the module docstring and docs/batch.md)."""
     settings = settings or BatchSettings()  # the documented defaults
@@ -213,7 +237,10 @@ def process_object(
     if reason:
         log("INFO", f"ignored: {reason}", event="batch_ignored", source_uri=ref.uri, generation=ref.generation)
         return RunResult("ignored", error=reason)
-    return BatchRun(ref, storage=storage, sink=sink, load_model=load_model, settings=settings, hook=hook).execute()
+    run = BatchRun(
+        ref, storage=storage, sink=sink, load_model=load_model, settings=settings, hook=hook, notifier=notifier
+    )
+    return run.execute()
 
 
 def event_too_old(event_time: str | None, max_age_seconds: float, clock: Callable[[], datetime] = now) -> bool:

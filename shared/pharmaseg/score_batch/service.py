@@ -6,6 +6,7 @@ from typing import Any
 
 from pharmaseg.config import BatchSettings, SettingsError
 from pharmaseg.gcp.events import STORAGE_FINALIZED, EventError, parse_event
+from pharmaseg.notifications.publish import Notifier
 from pharmaseg.runtime import Clients, Event, Unprocessable
 from pharmaseg.score_batch.run import event_too_old, process_object
 from pharmaseg.score_batch.state import RunResult
@@ -33,6 +34,9 @@ class BatchService:
         self.settings = settings
         self.clients = Clients(settings.project, storage=storage)
         self._sink, self._models = sink, models
+        self.notifier = Notifier(
+            settings.project, settings.notifications_topic, publisher=lambda: self.clients.publisher
+        )
 
     @classmethod
     def deployed(cls, settings: BatchSettings) -> BatchService:
@@ -81,4 +85,5 @@ class BatchService:
             sink=self.sink,
             load_model=lambda: models.alias(alias),
             settings=self.settings,
+            notifier=self.notifier,
         )

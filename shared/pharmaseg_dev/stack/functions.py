@@ -49,10 +49,12 @@ def recorded_env(layout: StackLayout, name: str) -> dict[str, str]:
 
 
 def client_env(layout: StackLayout) -> dict[str, str]:
-    """What a person's shell needs for the CLI against this stack: the emulators and the buckets."""
+    """What a person's shell needs for the CLI against this stack: the emulators, the buckets, and
+    the notifications topic (a promotion or rollback by hand is notified there)."""
     env = emulator_env(layout)
     for role in cloud_resources.bucket_roles():
         env[f"PHARMASEG_{role.upper()}_BUCKET"] = cloud_resources.bucket_name(role, layout.project)
+    env["PHARMASEG_NOTIFICATIONS_TOPIC"] = cloud_resources.topic_name("notifications")
     return env
 
 

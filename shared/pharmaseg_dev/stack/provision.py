@@ -38,8 +38,18 @@ def _exists(call) -> bool:
         return False
 
 
+# Topics whose messages wait in a pull subscription for a person: the dead letters, and the
+# notifications that `pharmaseg notifications` prints.
+PULLED = ("dead_letter", "notifications")
+
+
+def pull_subscription(role: str) -> str:
+    """The pull subscription on a topic of PULLED (Terraform names the dead letters' the same)."""
+    return f"{cloud_resources.topic_name(role)}-pull"
+
+
 def create_topics(layout: StackLayout) -> dict[str, str]:
-    """Every topic role -> topic name, created if missing; plus a pull subscription on the dead letters."""
+    """Every topic role -> topic name, created if missing; plus the pull subscriptions of PULLED."""
     publisher = gcp.publisher_client(endpoint=layout.pubsub_host)
     subscriber = gcp.subscriber_client(endpoint=layout.pubsub_host)
     names = {role: cloud_resources.topic_name(role) for role in cloud_resources.topic_roles()}
@@ -47,10 +57,10 @@ def create_topics(layout: StackLayout) -> dict[str, str]:
         path = publisher.topic_path(layout.project, name)
         if not _exists(lambda p=path: publisher.get_topic(topic=p)):
             publisher.create_topic(name=path)
-    dead = cloud_resources.topic_name("dead_letter")
-    sub = subscriber.subscription_path(layout.project, f"{dead}-pull")
-    if not _exists(lambda: subscriber.get_subscription(subscription=sub)):
-        subscriber.create_subscription(name=sub, topic=publisher.topic_path(layout.project, dead))
+    for role in PULLED:
+        sub = subscriber.subscription_path(layout.project, pull_subscription(role))
+        if not _exists(lambda s=sub: subscriber.get_subscription(subscription=s)):
+            subscriber.create_subscription(name=sub, topic=publisher.topic_path(layout.project, names[role]))
     return names
 
 
