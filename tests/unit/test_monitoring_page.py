@@ -189,7 +189,10 @@ def test_points_link_to_the_reports_they_came_from(production):
         "disagreement": 0.5,
         "market_weighted_disagreement": 0.7,
         "weights": "1.0.0",
-        "flips": [{"country": "USA", "from": "H", "to": "S", "market_share": 0.6}],
+        "flips": [
+            {"country": "USA", "from": "H", "to": "S", "market_share": 0.6},
+            {"country": "SCENARIO-1", "from": "H", "to": "S", "market_share": 0.0},
+        ],
     }
     checks = [_check(1), _check(2, "drift"), _check(3, "insufficient_data", shadow=json.dumps(shadow))]
     checks[2].update(features=[], joint=None)
@@ -206,6 +209,8 @@ def test_points_link_to_the_reports_they_came_from(production):
     assert '<g class="pt"' not in page
     assert "3 drift checks: 1 drift, 1 no_drift, 1 insufficient_data" in page
     assert "disagreed with production 1.0.0 on 50.0% of 9 requests, 70.0% of the market" in page
+    assert "<td>USA</td>" in page and "SCENARIO-1" not in page  # a flip without a size is counted, not named
+    assert "without a size (not among the model's TOTAL_SPEND countries): 1, listed in the drift report" in page
     # the rejected test in words, as its tooltip and as its name for a screen reader
     assert page.count("USD_CAP_avg adjusted p = 0.01 &lt; alpha 0.05: drift") == 2
 

@@ -71,7 +71,9 @@ padding:0 1em}h1{margin-bottom:.2em}h2{margin:1.6em 0 .3em}h3{margin:.8em 0 .2em
 .note{color:#555;font-size:13px;margin:.2em 0 .5em}table{border-collapse:collapse;margin:.6em 0;font-size:12px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 .grid3{display:grid;grid-template-columns:repeat(auto-fill,minmax(310px,1fr));gap:0 12px}
-.grid3 .note{min-height:2.6em}#decisions td:first-child{white-space:nowrap}
+.grid3 .note{min-height:2.6em}#decisions table{width:100%}#decisions td:nth-child(-n+5){white-space:nowrap}
+#decisions td:nth-child(6){overflow-wrap:anywhere;min-width:14em}
+#decisions td:nth-child(7){min-width:14em}
 #summary li{margin:.2em 0}.key{display:inline-block;min-width:1.3em;text-align:center;color:#fff;font-weight:bold;
 border-radius:3px;margin:0 .3em 0 .8em}a:focus{outline:3px solid #f0a500}
 """
@@ -307,11 +309,13 @@ def _version_colours(doc) -> dict[str, str]:
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(dict.fromkeys(versions))}
 
 
-def _movers(decision) -> str:
-    return "; ".join(
+def _moved(decision) -> str:
+    """How much of the market changed segment, then each mover with its share."""
+    movers = "; ".join(
         f"{m['country']} ({_pct(m['market_share'])}): {m['from_segment']} \u2192 {m['to_segment']}"
         for m in decision["movers"]
     )
+    return f"{_pct(decision['moved_share'])}" + (f": {movers}" if movers else "")
 
 
 def _production_panel(doc, axis: TimeAxis) -> str:
@@ -347,8 +351,7 @@ def _production_panel(doc, axis: TimeAxis) -> str:
                 text(d["production_version"]),
                 text(d["decided_by"]),
                 text(d["reason"]),
-                text(_pct(d["moved_share"])),
-                text(_movers(d) or "none"),
+                text(_moved(d)),
                 text(d["detail"]),
             ]
         )
@@ -356,17 +359,7 @@ def _production_panel(doc, axis: TimeAxis) -> str:
     key = legend([Series(name, colour, shape, ()) for name, (colour, shape) in DECISIONS.items()])
     if not rows:
         return chart + key + "<p class='note' id='decisions-none'>No decision in this window.</p>"
-    header = [
-        "when (UTC)",
-        "decision",
-        "version",
-        "production before",
-        "by",
-        "reason",
-        "market moved",
-        "movers",
-        "detail",
-    ]
+    header = ["when (UTC)", "decision", "version", "production before", "by", "reason", "market that moved", "detail"]
     return chart + key + f"<div id='decisions'>{table(header, rows)}</div>"
 
 
@@ -382,7 +375,10 @@ def _shadow_panel(doc, axis: TimeAxis) -> str:
         points = []
         for c in checks:
             s = c["shadow"]
-            flips = ", ".join(f"{f['country']} {f['from']} \u2192 {f['to']}" for f in s["flips"]) or "none"
+            sized = [f for f in s["flips"] if f["market_share"]]
+            flips = ", ".join(f"{f['country']} {f['from']} \u2192 {f['to']}" for f in sized) or "none"
+            if len(sized) < len(s["flips"]):
+                flips += f" (and {len(s['flips']) - len(sized)} of markets without a size)"
             title = (
                 f"{_check_title(c)}: {s['version']} vs production {s['production_version']}, {s['requests']} "
                 f"requests, {s['countries']} countries; {name} {_pct(s[key])}; flips: {flips}"
@@ -392,15 +388,24 @@ def _shadow_panel(doc, axis: TimeAxis) -> str:
     scale = Scale(0.0, 1.0, "disagreement", lambda v: f"{v:.0%}")
     chart = line_chart(axis, series, scale, label="shadow disagreement over time") + legend(series)
     last = checks[-1]["shadow"]
-    flips = [[text(f["country"]), text(f["from"]), text(f["to"]), text(_pct(f["market_share"]))] for f in last["flips"]]
+    # markets with a size first: a flip of a name outside the model's TOTAL_SPEND weighs nothing, and
+    # live traffic can bring hundreds of them (scenario names, markets outside the panel)
+    sized = [f for f in last["flips"] if f["market_share"]]
+    unsized = len(last["flips"]) - len(sized)
     detail = (
         f"<p id='shadow-last'>Last record: version {_link(_model_href(last['version']), last['version'])} against "
         f"production {text(last['production_version'])} on {text(last['requests'])} requests "
         f"({text(last['countries'])} countries): disagreement {_pct(last['disagreement'])}, market-weighted "
-        f"{_pct(last['market_weighted_disagreement'])}.</p>"
+        f"{_pct(last['market_weighted_disagreement'])}; {len(last['flips'])} flips.</p>"
     )
-    if flips:
-        detail += table(["country", "production answers", "under review it would answer", "market share"], flips)
+    if sized:
+        rows = [[text(f["country"]), text(f["from"]), text(f["to"]), text(_pct(f["market_share"]))] for f in sized]
+        detail += table(["country", "production answers", "under review it would answer", "market share"], rows)
+    if unsized:
+        detail += (
+            "<p class='note' id='shadow-unsized'>Flips of markets without a size (not among the model's "
+            f"TOTAL_SPEND countries): {unsized}, listed in the drift report.</p>"
+        )
     return chart + detail
 
 
@@ -458,7 +463,7 @@ def _axis(doc: Mapping[str, Any]) -> TimeAxis:
     times = [_when(c["run_at"]) for c in doc["checks"]] + [_when(d["evaluated_at"]) for d in doc["decisions"]]
     if not times:
         return TimeAxis(since, until)
-    pad = max((until - min(times)) * 0.03, timedelta(minutes=2))
+    pad = (until - min(times)) * 0.03 or timedelta(minutes=1)
     return TimeAxis(max(since, min(times) - pad), until + pad)
 
 
