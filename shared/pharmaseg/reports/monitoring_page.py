@@ -194,7 +194,7 @@ def _features_panel(doc, axis: TimeAxis) -> str:
     checks = doc["checks"]
     scale = _p_scale([p for c in checks for p in c["p_adjusted"].values()], alpha)
     rule = Rule(alpha, f"alpha {alpha:g}", "#c0392b")
-    small = TimeAxis(axis.start, axis.end, width=320, left=44, right=66)
+    small = TimeAxis(axis.start, axis.end, width=320, left=44, right=72)
     charts = []
     for feature in doc["features"]:
         points = _p_points(checks, [c["p_adjusted"].get(feature) for c in checks], alpha, feature)
