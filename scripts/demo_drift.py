@@ -9,7 +9,8 @@
 3. publishes a drift-check message for exactly that period to the drift topic (what Cloud
    Scheduler does weekly), waits for the function's drift_reports row;
 4. prints the verdict, the drifted features, the joint-structure test, the retraining decision,
-   and where the HTML report is: its gs:// URI and its file in the storage emulator's filesystem.
+   where the HTML report is (its gs:// URI and its file in the storage emulator's filesystem), and
+   the monitoring page the check rebuilt (``/monitoring`` on the predict function).
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ def run(status: dict[str, Any]) -> None:
         print(f"  the retrain function: {said}")
     print(f"HTML report: {row['report_uri']}")
     print(f"             {row['report_path']}")
+    if "predict" in status["functions"]:
+        print(f"monitoring page (rebuilt by this check): {status['functions']['predict']}/monitoring")
 
 
 def _retrain_decision(status: dict[str, Any], report_id: str, timeout: float = 180) -> dict[str, Any]:
