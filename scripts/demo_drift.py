@@ -9,7 +9,8 @@
 3. publishes a drift-check message for exactly that period to the drift topic (what Cloud
    Scheduler does weekly), waits for the function's drift_reports row;
 4. prints the verdict, the drifted features, the joint-structure test, the retraining decision,
-   and where the HTML report is: its gs:// URI and its file in the storage emulator's filesystem;
+   where the HTML report is (its gs:// URI and its file in the storage emulator's filesystem), and
+   the monitoring page the check rebuilt (``/monitoring`` on the predict function);
 5. prints the shadow record: before the shifted vectors it asks about the USA and Germany by code,
    which the version held for review (1.1.0 after the retrain demo) answers in the shadow.
 """
@@ -192,6 +193,8 @@ def run(status: dict[str, Any]) -> None:
         print(f"  the retrain function: {said}")
     print(f"HTML report: {row['report_uri']}")
     print(f"             {row['report_path']}")
+    if "predict" in status["functions"]:
+        print(f"monitoring page (rebuilt by this check): {status['functions']['predict']}/monitoring")
     _print_shadow(row)
 
 

@@ -240,6 +240,18 @@ variable "drift_joint_max_rows" {
   }
 }
 
+variable "monitoring_days" {
+  description = "PHARMASEG_MONITORING_DAYS: Days of history the monitoring page shows (rebuilt from BigQuery by every drift check; see docs/monitoring.md)."
+  type        = number
+  default     = 90
+  nullable    = false
+
+  validation {
+    condition     = var.monitoring_days >= 1 && var.monitoring_days <= 3650
+    error_message = "monitoring_days must be between 1 and 3650."
+  }
+}
+
 variable "batch_prefix" {
   description = "PHARMASEG_BATCH_PREFIX: Only objects under this inbox prefix (ending with /) are scored; the results and staging prefixes must lie outside it."
   type        = string
@@ -410,6 +422,7 @@ locals {
         PHARMASEG_DRIFT_RETRAIN_PROMOTION = var.drift_retrain_promotion
         PHARMASEG_DRIFT_COOLDOWN_HOURS    = tostring(var.drift_cooldown_hours)
         PHARMASEG_DRIFT_JOINT_MAX_ROWS    = tostring(var.drift_joint_max_rows)
+        PHARMASEG_MONITORING_DAYS         = tostring(var.monitoring_days)
       }
     } : fn => { for name, value in env : name => value if value != null }
   }

@@ -326,6 +326,16 @@ _SETTINGS = [
         ("check_drift",),
         low=2,
     ),
+    Setting(
+        "PHARMASEG_MONITORING_DAYS",
+        float,
+        90.0,
+        "Days of history the monitoring page shows (rebuilt from BigQuery by every drift check; see "
+        "docs/monitoring.md).",
+        ("check_drift",),
+        low=1,
+        high=3650,
+    ),
     # -- score_batch ---------------------------------------------------------------------------
     Setting(
         "PHARMASEG_BATCH_PREFIX",

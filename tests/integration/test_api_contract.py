@@ -1,11 +1,12 @@
 """The prediction API against its own OpenAPI document, by schemathesis with every check on.
 
 The function runs under functions-framework (its real server, in a process of its own) with its
-model in fake-gcs-server; schemathesis reads ``/openapi.json`` and sends thousands of generated
-requests, valid and invalid, checking status codes, content types, response schemas, undeclared
-methods (405 with Allow) and that valid data is accepted and invalid data refused. Bounded by
-``schemathesis.toml`` beside this file (examples per operation), and run with two seeds: one
-seed's examples missed an HTML 404 under /reports/ that another found (issue #20).
+model, the feature snapshot and a monitoring page in fake-gcs-server; schemathesis reads
+``/openapi.json`` and sends thousands of generated requests, valid and invalid, checking status
+codes, content types, response schemas, undeclared methods (405 with Allow) and that valid data
+is accepted and invalid data refused. Bounded by ``schemathesis.toml`` beside this file (examples
+per operation), and run with two seeds: one seed's examples missed an HTML 404 under /reports/
+that another found (issue #20).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ import sys
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from pharmaseg.check_drift import history
 from pharmaseg.model import snapshot
 from pharmaseg.model.panel import read_panel
 from pharmaseg.model.registry import ModelRegistry
 from pharmaseg.model.windows import all_windows
+from pharmaseg.reports import monitoring_page
+from pharmaseg.reports.objects import MONITORING_PAGE
 from pharmaseg_dev.stack import processes
 from tests.unit.conftest import DATA
 
@@ -45,6 +50,18 @@ def served_model(gcs_server, original_production_model):
         all_windows(panel.rows, 10), snapshot.Source("gs://contract/oecd.csv", "0" * 64, "2026-01-01T00:00:00+00:00")
     )
     storage.bucket(name).blob(snapshot.OBJECT).upload_from_string(snapshot.encode(stored))
+    # a monitoring page, as a drift check with no history yet builds it, so that /monitoring answers its page
+    now = datetime.now(UTC)
+    doc = history.document(
+        {"checks": [], "decisions": []},
+        since=now - timedelta(days=90),
+        until=now,
+        production=original_production_model,
+        alpha=0.05,
+        correction="holm",
+        built_by="contract tests",
+    )
+    storage.bucket(name).blob(MONITORING_PAGE).upload_from_string(monitoring_page.to_html(doc))
     return name
 
 
@@ -63,6 +80,7 @@ def predict_url(gcs_server, served_model, tmp_path_factory):
         "STORAGE_EMULATOR_HOST": gcs_server.url,
         "GOOGLE_CLOUD_PROJECT": gcs_server.project,
         "PHARMASEG_MODELS_BUCKET": served_model,
+        "PHARMASEG_REPORTS_BUCKET": served_model,
     }
     log = tmp_path_factory.mktemp("contract") / "predict.log"
     command = [str(BIN / "functions-framework"), "--target", "predict", "--source", str(SOURCE), "--port", str(port)]

@@ -47,7 +47,14 @@ def _create_tables(bq, project: str, dataset: str) -> None:
     from google.cloud import bigquery
 
     bq.create_dataset(bigquery.Dataset(f"{project}.{dataset}"), exists_ok=True)
-    for role in ("predictions_log", "batch_predictions", "drift_reports"):
+    for role in (
+        "predictions_log",
+        "batch_predictions",
+        "drift_reports",
+        "batch_runs",
+        "batch_rejects",
+        "model_versions",
+    ):
         schema = [bigquery.SchemaField.from_api_repr(f) for f in cloud_resources.table_schema(role)]
         bq.create_table(bigquery.Table(f"{project}.{dataset}.{cloud_resources.table_name(role)}", schema=schema))
 
@@ -191,6 +198,21 @@ def test_no_drift_period_writes_row_and_reports_and_requests_nothing(env, capsys
     assert _pull(env, timeout=1.5) == []
     assert '"event": "drift_check"' in capsys.readouterr().out
     assert _notified(env, timeout=1.5) == []  # no drift, nothing to tell
+    figures = json.loads(_object(env, f"gs://{bucket}/monitoring/index.json"))  # the monitoring page, rebuilt
+    assert figures["built_by"] == doc["report_id"] and [c["report_id"] for c in figures["checks"]] == [doc["report_id"]]
+    assert figures["checks"][0]["segments"]["online"] and sum(figures["checks"][0]["segments"]["batch"].values()) == 150
+    assert doc["report_id"] in _object(env, f"gs://{bucket}/monitoring/index.html").decode()
+
+
+def test_a_monitoring_page_that_cannot_be_rebuilt_leaves_the_check_and_its_row_intact(env, capsys):
+    settings = env["settings"]
+    env["bq"].delete_table(f"{settings.project}.{settings.dataset}.model_versions")
+    _load(env, 100, 0, seed=4)
+    doc = _run(env)
+    assert doc["result"]["verdict"] == "no_drift" and _rows(env)[0]["report_id"] == doc["report_id"]
+    warnings = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "monitoring_page_failed" in line]
+    assert len(warnings) == 1 and warnings[0]["severity"] == "WARNING" and "model_versions" in warnings[0]["message"]
+    assert not env["gcs"].bucket(settings.reports_bucket).blob("monitoring/index.html").exists()
 
 
 def test_drift_period_logs_warning_and_publishes_a_valid_retrain_request(env, capsys):

@@ -219,3 +219,15 @@ def test_every_bad_field_of_the_trigger_is_named_in_one_error():
     for part in ("unknown field(s) perod", "period_days must be a number", "retrain must be auto or never"):
         assert part in str(info.value)
     assert trigger.SCHEMA["$defs"]["DriftTrigger"]["additionalProperties"] is False
+
+
+def test_a_monitoring_page_that_cannot_be_rebuilt_is_a_warning_not_a_failed_check(capsys):
+    class Unreachable:
+        def query(self, sql, job_config=None):
+            raise RuntimeError("BigQuery is down")
+
+    checker = service.DriftService(_settings(), bq=Unreachable(), gcs=object(), publisher=object())
+    checker._rebuild_monitoring(None, NOW, "msg-1")  # returns: the check goes on to its log line
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["severity"] == "WARNING" and line["event"] == "monitoring_page_failed"
+    assert line["report_id"] == "msg-1" and "BigQuery is down" in line["message"]

@@ -158,6 +158,39 @@ def test_routes_methods_and_allow_header(service):
 def test_the_page_at_app_slash_is_sent_to_app_where_its_relative_links_resolve(service):
     response = service.handle(HttpRequest("GET", "/app/"))
     assert response.status == 308 and response.headers["Location"] == "../app"
+    response = service.handle(HttpRequest("GET", "/monitoring/"))
+    assert response.status == 308 and response.headers["Location"] == "../monitoring"
+
+
+class Reports:
+    """The reports bucket as the lean GCS reader streams it: chunks of an object, or None."""
+
+    def __init__(self, **objects: bytes):
+        self.objects = objects
+        self.asked: list[str] = []
+
+    def stream(self, name):
+        self.asked.append(name)
+        body = self.objects.get(name)
+        return None if body is None else iter([body[:5], body[5:]])
+
+
+def test_the_monitoring_page_is_streamed_from_the_reports_bucket_and_is_a_json_404_until_built(model):
+    page = b"<!DOCTYPE html><title>pharmaseg monitoring</title>"
+    reports = Reports(**{"monitoring/index.html": page})
+    service = PredictionService(PredictSettings(), Models(production=model), reports=reports)
+    response = service.handle(HttpRequest("GET", "/monitoring"))
+    assert response.status == 200 and response.content_type == "text/html; charset=utf-8"
+    assert b"".join(response.body) == page and reports.asked == ["monitoring/index.html"]
+    status, error = call(
+        PredictionService(PredictSettings(), Models(production=model), reports=Reports()), "GET", "/monitoring"
+    )
+    assert status == 404 and "the next drift check builds it" in error["details"][0]["problem"]
+    status, error = call(PredictionService(PredictSettings(), Models(production=model)), "GET", "/monitoring")
+    assert status == 404 and error["details"][0]["problem"] == "this function has no reports bucket"
+    assert call(service, "POST", "/monitoring", body={})[0] == 405
+    status, _ = call(service, "GET", "/reports/monitoring/index.html")  # its links are relative to /monitoring
+    assert status == 404
 
 
 def test_no_model_is_503_with_the_reason(model):

@@ -4,7 +4,9 @@
 and count the recent inputs, read the check's own history), ``trigger`` the scheduler's message
 and the period it asks for, ``report`` the JSON and HTML reports, ``rows`` the drift_reports row,
 ``pointer`` the ``drift/latest.json`` pointer, ``retrain`` the cooldown and the retrain request,
-and ``service`` one whole run in that order. See docs/drift.md.
+``shadow`` the version under review's record, ``history`` what the monitoring page draws (the checks,
+batch runs and decisions of the last weeks), and ``service`` one whole run in that order. See
+docs/drift.md and docs/monitoring.md.
 """
 
 from pharmaseg.check_drift.methods import DriftError, DriftPolicy, FeatureResult

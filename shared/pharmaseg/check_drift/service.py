@@ -13,7 +13,9 @@
 8. on drift, notify (``pharmaseg.notifications``): before the row, which is what makes a
    redelivery do nothing, so a crash in between notifies twice instead of never;
 9. write the check's row to ``drift_reports`` (load job);
-10. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
+10. rebuild the monitoring page (``monitoring/index.html`` and its JSON twin) from the history in
+    BigQuery, this check's row included (``history``, ``reports.monitoring_page``);
+11. log a WARNING with ``event="drift_detected"`` on drift (a log-based metric alerts on it).
 
 A check triggered by a Pub/Sub message uses the message id as its report id, so a redelivered
 message finds its own row and does nothing twice.
@@ -23,10 +25,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pharmaseg.check_drift import joint, methods, queries, retrain, rows, shadow, trigger, verdict
+from pharmaseg.check_drift import history, joint, methods, queries, retrain, rows, shadow, trigger, verdict
 from pharmaseg.check_drift import report as reports
 from pharmaseg.check_drift.pointer import latest_pointer, write_latest
 from pharmaseg.config import DriftSettings
@@ -36,7 +38,9 @@ from pharmaseg.gcp import resources as cloud_resources
 from pharmaseg.logs import log
 from pharmaseg.notifications import events
 from pharmaseg.notifications.publish import Notifier
+from pharmaseg.reports import monitoring_page
 from pharmaseg.reports.model_report import add_shadow_evidence
+from pharmaseg.reports.objects import MONITORING_JSON, MONITORING_PAGE
 from pharmaseg.runtime import Clients, Event, Unprocessable
 
 
@@ -223,6 +227,7 @@ class DriftService:
             # Pub/Sub in the same way, and a drift nobody hears of is what the notification is for.
             self.notifier.send(events.drift_found(doc), on_failure="raise")
         bq_load.load_ndjson(self.bq, _table(settings, "drift_reports"), [rows.drift_row(doc)], "drift_reports")
+        self._rebuild_monitoring(artifact, now, report_id)
         fields = dict(
             report_id=report_id,
             verdict=result.verdict,
@@ -261,6 +266,39 @@ class DriftService:
         if record is not None:
             record.update(period_start=period.start.isoformat(), period_end=period.end.isoformat())
         return record
+
+    def _rebuild_monitoring(self, production, now: datetime, report_id: str) -> None:
+        """Rebuild the monitoring page from the last ``monitoring_days`` of history, this check's row included.
+
+        The page is a view for people; the check's own work (verdict, report, row, retrain request) is
+        done by now. A page that cannot be rebuilt (a query refused, a table not created yet, the bucket
+        not writable) is logged as a WARNING and the check still succeeds: raising would only make
+        Pub/Sub redeliver the message, and the redelivery finds its row and stops before this step, so
+        it could not rebuild the page either. The page stays as the previous check left it until the next.
+        """
+        settings = self.settings
+        try:
+            since = now - timedelta(days=settings.monitoring_days)
+            found = history.fetch(self.bq, settings.project, settings.dataset, since, now)
+            doc = history.document(
+                found,
+                since=since,
+                until=now,
+                production=production,
+                alpha=self.policy.alpha,
+                correction=self.policy.correction,
+                built_by=report_id,
+            )
+            _upload(self.gcs, settings.reports_bucket, MONITORING_JSON, reports.to_json(doc), "application/json")
+            page = monitoring_page.to_html(doc)
+            _upload(self.gcs, settings.reports_bucket, MONITORING_PAGE, page, "text/html; charset=utf-8")
+        except Exception as exc:
+            log(
+                "WARNING",
+                f"monitoring page not rebuilt: {exc!r}"[:500],
+                event="monitoring_page_failed",
+                report_id=report_id,
+            )
 
     def _retrain_decision(self, doc: dict[str, Any], verdict: str, policy: str, now: datetime) -> dict[str, Any]:
         """Whether this check asks for a retrain: only on drift, under policy auto, outside the cooldown."""

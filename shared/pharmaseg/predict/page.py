@@ -4,9 +4,9 @@ Strategists would rather look than read JSON. The page shows the production mode
 version with its gate decision), the segment map of the training countries (the model report's
 projection), a country card with the explanation of any country or of figures typed into a
 form, and the latest drift verdict with links to the reports, which the function streams from
-the private reports bucket (``/reports/...``), and the market history: every country of the feature
-store's newest source in every complete window, as a grid (``reports.history_grid``). Links are
-relative, so the page also works where the function's URL has a path (``https://REGION-PROJECT.cloudfunctions.net/pharmaseg-predict/app``).
+the private reports bucket (``/reports/...``), and to the monitoring page (``/monitoring``), and
+the market history: every country of the feature store's newest source in every complete window,
+as a grid (``reports.history_grid``). Links are relative, so the page also works where the function's URL has a path (``https://REGION-PROJECT.cloudfunctions.net/pharmaseg-predict/app``).
 
 Nothing here is imported on the prediction path: the service imports this module the first
 time the page is asked for. The page loads nothing from the network (CSS and script from
@@ -138,14 +138,19 @@ def _model_section(model, newer: str | None, decision: dict[str, Any] | None) ->
 def _drift_section(latest: dict[str, Any] | None, configured: bool) -> str:
     if not configured:
         return "<p>No reports bucket is configured for this function (PHARMASEG_REPORTS_BUCKET).</p>"
+    monitoring = (
+        '<p><a id="monitoring-page" href="monitoring">Monitoring page</a>: the drift checks, segment shares, '
+        "batch rejects, versions and decisions of the last weeks, over time.</p>"
+    )
     if latest is None:
-        return "<p id='drift-verdict'>No drift check has run yet.</p>"
+        return "<p id='drift-verdict'>No drift check has run yet.</p>" + monitoring
     drifted = ", ".join(latest.get("drifted_features") or []) or "none"
     return (
         f"<p id='drift-verdict'>Latest drift check: <b>{_text(latest.get('verdict'))}</b> "
         f"on {_text(latest.get('run_at'))} "
         f"(model {_text(latest.get('model_version'))}); drifted: {_text(drifted)}. {_text(latest.get('reason'))}</p>"
         f'<p><a id="drift-report" href="reports/{_text(latest.get("html_object"))}">latest drift report</a></p>'
+        f"{monitoring}"
     )
 
 

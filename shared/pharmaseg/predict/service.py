@@ -41,7 +41,7 @@ from pharmaseg.predict import logline
 from pharmaseg.predict.contract import ROUTES
 from pharmaseg.predict.openapi import VERSION_PATTERN, document
 from pharmaseg.predict.validation import Instance, RequestError, parse
-from pharmaseg.reports.objects import REPORT_PATTERN
+from pharmaseg.reports.objects import MONITORING_PAGE, REPORT_PATTERN
 
 JSON = "application/json"
 SERVICE_NAME = "Pharmaceutical Market Segmentation API"
@@ -125,8 +125,8 @@ class PredictionService:
         """Answer one request; never raises."""
         started = time.perf_counter()
         try:
-            if request.path == "/app/":  # the page's links are relative to /app
-                return HttpResponse(308, b"", headers={"Location": "../app"})
+            if request.path in ("/app/", "/monitoring/"):  # the pages' links are relative to /app, /monitoring
+                return HttpResponse(308, b"", headers={"Location": "../" + request.path.strip("/")})
             path = request.path.rstrip("/") or "/"
             methods = self.routes.get(path)
             if methods is None:
@@ -499,11 +499,18 @@ class PredictionService:
         if not REPORT_OBJECT.fullmatch(name):
             shown = repr(name) if len(name) <= 100 else repr(name[:97]) + "..."
             raise RequestError(404, "not found", [("path", f"{shown} is not a report (models/... or drift/...)")])
+        return self._stream(name, f"no report {name}")
+
+    def _monitoring(self, request: HttpRequest) -> HttpResponse:
+        """The monitoring page the last drift check built, streamed as a report is: no BigQuery per request."""
+        return self._stream(MONITORING_PAGE, "no monitoring page yet: the next drift check builds it")
+
+    def _stream(self, name: str, missing: str) -> HttpResponse:
         if self.reports is None:
             raise RequestError(404, "not found", [("path", "this function has no reports bucket")])
         chunks = self.reports.stream(name)
         if chunks is None:
-            raise RequestError(404, "not found", [("path", f"no report {name}")])
+            raise RequestError(404, "not found", [("path", missing)])
         return HttpResponse(200, chunks, REPORT_TYPES[name.rsplit(".", 1)[1]])
 
 

@@ -4,9 +4,13 @@ function can know the names without loading the modules that write the reports."
 
 SEMVER_PATTERN = r"[0-9]+\.[0-9]+\.[0-9]+"
 LATEST_DRIFT = "drift/latest.json"  # the newest drift check in a few fields
-# What /reports/ may stream: the model and drift reports, nothing else.
+# The monitoring page, rebuilt by every drift check; the function serves it at /monitoring (its links
+# are relative to that path, so not under /reports/), and its JSON twin under /reports/.
+MONITORING_PAGE = "monitoring/index.html"
+MONITORING_JSON = "monitoring/index.json"
+# What /reports/ may stream: the model and drift reports and the monitoring figures, nothing else.
 _DRIFT_REPORT = r"drift/[0-9]{4}/[0-9]{2}/[0-9]{2}/[A-Za-z0-9._-]+"
-REPORT_PATTERN = rf"(models/{SEMVER_PATTERN}/report|{_DRIFT_REPORT}|drift/latest)\.(html|json)"
+REPORT_PATTERN = rf"((models/{SEMVER_PATTERN}/report|{_DRIFT_REPORT}|drift/latest)\.(html|json)|monitoring/index\.json)"
 
 
 def model_report(version: str) -> tuple[str, str]:
