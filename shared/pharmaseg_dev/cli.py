@@ -183,15 +183,25 @@ def _decisions(args: argparse.Namespace):
 
 
 def _shadow_evidence(args: argparse.Namespace, version: str) -> dict[str, Any] | None:
-    """What the version answered in production's shadow, from the newest drift check that saw it
-    (None too where no drift check has ever written its table)."""
-    from google.api_core.exceptions import NotFound
+    """What the version answered in production's shadow, from the newest drift check that saw it.
+
+    Evidence beside the registry's own facts, so never a reason to fail: None where there can be none
+    (no project, no drift check has written its table yet), and None with a note on stderr where
+    BigQuery cannot be read (no credentials, no emulator variables).
+    """
+    from google.api_core.exceptions import GoogleAPIError, NotFound
+    from google.auth.exceptions import GoogleAuthError
 
     from pharmaseg.check_drift.shadow import latest_evidence
 
+    if not (getattr(args, "project", None) or config.value("GOOGLE_CLOUD_PROJECT")):
+        return None
     try:
         return latest_evidence(*_table(args, "drift_reports"), version)
     except NotFound:
+        return None
+    except (GoogleAPIError, GoogleAuthError) as exc:
+        print(f"note: no shadow evidence: drift_reports cannot be read ({type(exc).__name__})", file=sys.stderr)
         return None
 
 

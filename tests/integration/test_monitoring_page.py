@@ -376,10 +376,11 @@ def test_a_drift_check_through_the_stack_rebuilds_the_page_predict_serves_and_th
     topic = publisher.topic_path(status["project"], status["topics"]["drift"])
     body = json.dumps({"reason": "monitoring page test", "period_days": 1, "retrain": "never"}).encode()
     report_id = f"msg-{publisher.publish(topic, body).result(30)}"
-    figures = storage.bucket(status["buckets"]["reports"]).blob("monitoring/index.json")
+    reports = storage.bucket(status["buckets"]["reports"])
 
     def built_by_this_check():
-        return figures.exists() and json.loads(figures.download_as_bytes())["built_by"] == report_id
+        figures = reports.get_blob("monitoring/index.json")  # read afresh each time: the object is replaced
+        return figures is not None and json.loads(figures.download_as_bytes())["built_by"] == report_id
 
     wait_for(built_by_this_check, timeout=120)
     served = requests.get(f"{url}/monitoring", timeout=10)
