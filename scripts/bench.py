@@ -22,6 +22,7 @@ SECTIONS = ("bench_predict", "bench_contract", "bench_explain", "bench_batch", "
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a section's dataclasses resolve their annotations through it
     spec.loader.exec_module(module)
     return module
 
