@@ -258,12 +258,12 @@ class PredictionService:
         for instance in parsed.instances:
             model, candidate = choice.model_for(instance.country)
             try:
-                row, used, window = self._row(instance, model)
+                row, used, stored = self._row(instance, model)
             except RequestError as exc:
                 problems.append(exc)
                 continue
             explanation = explainer_for(model, borderline).explain(row, used)
-            origin, stability = self._origin(instance, model, year, window)
+            origin, stability = self._origin(instance, model, year, stored)
             segment = model.segments[explanation.cluster]
             answer = explanation.to_dict(all_reasons)
             answer.update(
@@ -300,16 +300,16 @@ class PredictionService:
         doc = {"predictions": answers, "total_countries": len(answers), "processing_time_seconds": elapsed}
         return HttpResponse(200, _encoder.encode(doc))
 
-    def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None, Window | None]:
+    def _row(self, instance: Instance, model) -> tuple[list[float], tuple[int, ...] | None, tuple | None]:
         """The model's feature row for one instance, the positions it gives (None: all nine) and, for
-        a country code with a window, the feature store's window it was read from."""
+        a country code with a window, the feature store's (window, source) it was read from."""
         if model.feature_names != _FEATURES:
             raise RequestError(503, "model unavailable", [("model", f"{model.version} has other features")])
         if instance.kind == "stored":
             code = instance.country.strip().upper()
             if instance.window is not None:
-                window, row = self._stored_window(instance, code, model)
-                return row, None, window
+                snapshot, window, row = self._stored_window(instance, code, model)
+                return row, None, (window, snapshot.source)
             row = model.training_features.get(code)
             if row is None:
                 raise RequestError(
@@ -340,7 +340,7 @@ class PredictionService:
         return snapshot
 
     def _stored_window(self, instance: Instance, code: str, model):
-        """(window, features) of a country code in the window the request names, from the snapshot."""
+        """(snapshot, window, features) of a country code in the window the request names."""
         snapshot = self._feature_snapshot()
         where = f"{instance.path}window"
         length = len(self._window(model.window).years)
@@ -364,20 +364,20 @@ class PredictionService:
                 "window not in the feature store",
                 [(where, f"{named} for {instance.country!r} in {snapshot.source.uri}")],
             )
-        return found
+        return snapshot, *found
 
-    def _origin(self, instance: Instance, model, year: int, window: Window | None):
-        """Where a country code's features came from (``window``: the feature store's, None for the
-        training row) and, for a training country in its training window, how stable its segment is;
-        (None, None) for figures sent in the request."""
+    def _origin(self, instance: Instance, model, year: int, stored: tuple | None):
+        """Where a country code's features came from (``stored``: the feature store's window and source,
+        None for the training row) and, for a training country in its training window, how stable its
+        segment is; (None, None) for figures sent in the request."""
         if instance.kind != "stored":
             return None, None
-        if window is None:
+        if stored is None:
             lineage = model.lineage
             uri, sha256, name = lineage.get("data_uri") or "unknown", lineage.get("data_sha256"), model.window
             kind, end = "training row", self._window(model.window).end
         else:
-            source = self.models.snapshot().source
+            window, source = stored
             uri, sha256, name, kind, end = source.uri, source.sha256, str(window), "feature store", window.end
         origin = {"kind": kind, "window": name, "source_uri": uri, "source_sha256": sha256, "age_years": year - end}
         per_country = model.country_stability() or {}
