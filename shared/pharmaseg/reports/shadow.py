@@ -26,12 +26,14 @@ def shadow_section(shadow: Mapping[str, Any] | None) -> list[str]:
         f"it disagreed on {shadow['disagreement']:.1%} of them, {shadow['market_weighted_disagreement']:.1%} "
         f"of the market weighted by TOTAL_SPEND (the {text(shadow['weights'])} model's sizes).</p>",
     ]
-    if shadow["flips"]:
-        rows = [
-            [text(f["country"]), text(f["from"]), text(f["to"]), f"{f['market_share']:.1%}"] for f in shadow["flips"]
-        ]
+    weighed, unsized = _split_flips(shadow["flips"])
+    if weighed:
+        rows = [[text(f["country"]), text(f["from"]), text(f["to"]), f"{f['market_share']:.1%}"] for f in weighed]
         parts.append(table(["country", "production answers", "under review it would answer", "market share"], rows))
-    else:
+    if unsized:
+        names = ", ".join(text(f["country"]) for f in unsized[:10]) + (" and more" if len(unsized) > 10 else "")
+        parts.append(f"<p>And {len(unsized)} flips of markets without a size in either model ({names}).</p>")
+    if not shadow["flips"]:
         parts.append("<p>No country would change segment on the requests seen.</p>")
     return parts
 
@@ -43,10 +45,15 @@ def describe(shadow: Mapping[str, Any]) -> list[str]:
         f"{shadow.get('period_end', '?')}): {shadow['requests']} requests, {shadow['countries']} countries, "
         f"disagreement {shadow['disagreement']:.1%}, market-weighted {shadow['market_weighted_disagreement']:.1%}"
     ]
-    weighed = [f for f in shadow["flips"] if f["market_share"] > 0]  # largest first, as the record keeps them
+    weighed, unsized = _split_flips(shadow["flips"])
     lines += [f"  {f['country']} ({f['market_share']:.1%} of market): {f['from']} -> {f['to']}" for f in weighed]
-    others = [f["country"] for f in shadow["flips"] if f["market_share"] <= 0]
-    if others:
-        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-        lines.append(f"  and {len(others)} flips of markets without a size in either model ({shown})")
+    if unsized:
+        shown = ", ".join(f["country"] for f in unsized[:5]) + (", ..." if len(unsized) > 5 else "")
+        lines.append(f"  and {len(unsized)} flips of markets without a size in either model ({shown})")
     return lines
+
+
+def _split_flips(flips: list[Mapping[str, Any]]) -> tuple[list, list]:
+    """(flips of markets with a size, largest first as the record keeps them; the others): a reviewer
+    reads the first, and only counts the second (live traffic can name hundreds of unknown markets)."""
+    return [f for f in flips if f["market_share"] > 0], [f for f in flips if f["market_share"] <= 0]
